@@ -1,0 +1,49 @@
+# vcsledger — build, test, lint, bench, demo.
+# Needs Go, gcc (cgo for SQLite) and git. Nothing else is downloaded but Go modules.
+
+GO      ?= go
+BIN     ?= bin
+PKGS    := ./...
+BENCHOUT ?= bench/results.txt
+# Benchmarks: -bench regexp, count and time per benchmark.
+BENCH     ?= .
+BENCHTIME ?= 1x
+
+export CGO_ENABLED := 1
+
+.PHONY: all build test test-short lint fuzz bench demo clean-bin
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+test:
+	$(GO) test -race -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# A short run of every fuzz target (FUZZTIME each).
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+# Benchmarks print their figures (custom metrics per line) and the whole
+# output is kept in $(BENCHOUT).
+bench:
+	@mkdir -p $(dir $(BENCHOUT))
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout 60m $(PKGS) | tee $(BENCHOUT)
+
+clean-bin:
+	rm -rf $(BIN)

@@ -1,0 +1,140 @@
+package ledger
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+)
+
+const blockMagic = "vcsledger-blockdata/1"
+
+// Limits on a block, so that no peer can make a node allocate without bound.
+const (
+	MaxBlockRecords = 100_000
+	MaxBlockBytes   = 64 << 20
+)
+
+// A Block is a header, the records it adds to the log in order, and what
+// seals and supports it: the poa certificate and the records' attestations.
+// Only the header is hashed; the certificate and attestations are
+// self-authenticating signatures kept with the body.
+type Block struct {
+	Header       Header
+	Records      []Record
+	Certificate  *Certificate  // poa; nil for pow and for the genesis block
+	Attestations []Attestation // in record order, each record's in validator order
+}
+
+// Hash returns the block hash.
+func (b *Block) Hash() Hash { return b.Header.Hash() }
+
+// Format returns the block's canonical transport and storage encoding
+// (docs/FORMAT.md, "Block data"): a magic line, then length-prefixed
+// sections "header", "record"*, "certificate"?, "attestation"*.
+func (b *Block) Format() []byte {
+	var buf bytes.Buffer
+	buf.WriteString(blockMagic + "\n")
+	section := func(name string, data []byte) {
+		buf.WriteString(name + " " + strconv.Itoa(len(data)) + "\n")
+		buf.Write(data)
+	}
+	section("header", b.Header.Format())
+	for i := range b.Records {
+		section("record", b.Records[i].Format())
+	}
+	if b.Certificate != nil {
+		section("certificate", b.Certificate.Format())
+	}
+	for i := range b.Attestations {
+		section("attestation", b.Attestations[i].Format())
+	}
+	return buf.Bytes()
+}
+
+// ParseBlock parses a block's canonical encoding strictly. It checks the
+// encodings and that the record count matches the header; it verifies no
+// signatures and no chain rules (see ValidateNext).
+func ParseBlock(data []byte) (*Block, error) {
+	if len(data) > MaxBlockBytes {
+		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d bytes, more than %d", len(data), MaxBlockBytes)}
+	}
+	rest, ok := bytes.CutPrefix(data, []byte(blockMagic+"\n"))
+	if !ok {
+		return nil, &FormatError{What: "block", Line: 1, Msg: "missing " + blockMagic}
+	}
+	next := func() (name string, body []byte, err error) {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 || i > 64 {
+			return "", nil, &FormatError{What: "block", Msg: "bad section line"}
+		}
+		line := string(rest[:i])
+		name, n, ok := cutSpace(line)
+		if !ok {
+			return "", nil, &FormatError{What: "block", Msg: fmt.Sprintf("bad section line %q", clip(line))}
+		}
+		size, err := parseCanonicalUint(n)
+		if err != nil || size > uint64(len(rest)-i-1) {
+			return "", nil, &FormatError{What: "block", Msg: fmt.Sprintf("bad section length in %q", clip(line))}
+		}
+		body = rest[i+1 : i+1+int(size)]
+		rest = rest[i+1+int(size):]
+		return name, body, nil
+	}
+	var b Block
+	name, body, err := next()
+	if err != nil {
+		return nil, err
+	}
+	if name != "header" {
+		return nil, &FormatError{What: "block", Msg: "first section is not the header"}
+	}
+	h, err := ParseHeader(body)
+	if err != nil {
+		return nil, err
+	}
+	b.Header = *h
+	if h.Records > MaxBlockRecords {
+		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d records, more than %d", h.Records, MaxBlockRecords)}
+	}
+	b.Records = make([]Record, 0, h.Records)
+	for len(rest) > 0 {
+		name, body, err := next()
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case name == "record" && b.Certificate == nil && len(b.Attestations) == 0:
+			r, err := ParseRecord(body)
+			if err != nil {
+				return nil, err
+			}
+			b.Records = append(b.Records, *r)
+		case name == "certificate" && b.Certificate == nil && len(b.Attestations) == 0:
+			c, err := ParseCertificate(body)
+			if err != nil {
+				return nil, err
+			}
+			b.Certificate = c
+		case name == "attestation":
+			a, err := ParseAttestation(body)
+			if err != nil {
+				return nil, err
+			}
+			b.Attestations = append(b.Attestations, *a)
+		default:
+			return nil, &FormatError{What: "block", Msg: fmt.Sprintf("unexpected section %q", clip(name))}
+		}
+	}
+	if uint64(len(b.Records)) != h.Records {
+		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("header says %d records, body has %d", h.Records, len(b.Records))}
+	}
+	return &b, nil
+}
+
+func cutSpace(s string) (string, string, bool) {
+	i := bytes.IndexByte([]byte(s), ' ')
+	if i <= 0 || i == len(s)-1 {
+		return "", "", false
+	}
+	return s[:i], s[i+1:], true
+}

@@ -1,0 +1,341 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxKeyLen is the longest key, in bytes, that the ledger accepts.
+const MaxKeyLen = 512
+
+// ErrInvalidKey is wrapped by every error that refuses a key, repository or tag.
+var ErrInvalidKey = errors.New("ledger: invalid key")
+
+// A KeyError explains why a key, repository or tag was refused.
+type KeyError struct {
+	Input  string // what was given (clipped)
+	Reason string // what is wrong with it
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("ledger: invalid key %q: %s", e.Input, e.Reason)
+}
+
+// Unwrap returns ErrInvalidKey.
+func (e *KeyError) Unwrap() error { return ErrInvalidKey }
+
+func keyErr(input, format string, args ...any) error {
+	return &KeyError{Input: clip(input), Reason: fmt.Sprintf(format, args...)}
+}
+
+// A Key names what the ledger records: a tag of a repository. Both fields are
+// canonical (see CanonicalRepo and CheckTag); build keys with ParseKey or
+// NewKey, never by hand.
+type Key struct {
+	Repo string // canonical repository: host/path, host:port/path or file:///abs/path
+	Tag  string // short tag name, a valid git ref name component path
+}
+
+// String returns the key's canonical text form, "<repo>@<tag>".
+func (k Key) String() string { return k.Repo + "@" + k.Tag }
+
+// IsZero reports whether k is the zero Key.
+func (k Key) IsZero() bool { return k.Repo == "" && k.Tag == "" }
+
+// MarshalText implements encoding.TextMarshaler.
+func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler; it canonicalises.
+func (k *Key) UnmarshalText(b []byte) error {
+	x, err := ParseKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = x
+	return nil
+}
+
+// FetchURL returns the URL a validator fetches the repository from:
+// https://<repo> for network repositories, the file:// URL itself for local
+// ones.
+func (k Key) FetchURL() string {
+	if strings.HasPrefix(k.Repo, "file://") {
+		return k.Repo
+	}
+	return "https://" + k.Repo
+}
+
+// ParseKey parses "<repo>@<tag>" and returns the canonical key. The tag is
+// everything after the last '@', so a tag can never contain '@' in key form.
+func ParseKey(s string) (Key, error) {
+	if err := checkKeyText(s); err != nil {
+		return Key{}, err
+	}
+	i := strings.LastIndexByte(s, '@')
+	if i < 0 {
+		return Key{}, keyErr(s, "missing '@' between repository and tag")
+	}
+	repo, tag := s[:i], s[i+1:]
+	// An scp-style repository "git@host:path" with no tag has its only '@'
+	// in the user part; report the missing tag rather than a strange repo.
+	if repo == "" {
+		return Key{}, keyErr(s, "missing repository before '@'")
+	}
+	return NewKey(repo, tag)
+}
+
+// NewKey canonicalises repo and checks tag, returning the key they form.
+func NewKey(repo, tag string) (Key, error) {
+	if err := checkKeyText(repo); err != nil {
+		return Key{}, err
+	}
+	if err := checkKeyText(tag); err != nil {
+		return Key{}, err
+	}
+	r, err := CanonicalRepo(repo)
+	if err != nil {
+		return Key{}, err
+	}
+	if strings.Contains(tag, "@") {
+		return Key{}, keyErr(tag, "tag contains '@', which a key cannot carry")
+	}
+	if err := CheckTag(tag); err != nil {
+		return Key{}, err
+	}
+	k := Key{Repo: r, Tag: tag}
+	if n := len(k.String()); n > MaxKeyLen {
+		return Key{}, keyErr(k.String(), "key is %d bytes, longer than %d", n, MaxKeyLen)
+	}
+	return k, nil
+}
+
+// checkKeyText refuses text that no key may contain.
+func checkKeyText(s string) error {
+	if len(s) > MaxKeyLen {
+		return keyErr(s, "%d bytes, longer than %d", len(s), MaxKeyLen)
+	}
+	if !utf8.ValidString(s) {
+		return keyErr(s, "not valid UTF-8")
+	}
+	for _, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			return keyErr(s, "contains control character %U", r)
+		case r == ' ' || r == '\u00a0' || r == '\u2028' || r == '\u2029' || r == '\u3000' ||
+			r == '\u1680' || (r >= '\u2000' && r <= '\u200a') || r == '\u202f' || r == '\u205f' || r == '\ufeff':
+			return keyErr(s, "contains white space %U", r)
+		}
+	}
+	return nil
+}
+
+// defaultPorts are dropped from canonical repositories: 443 and 22 whatever
+// the scheme (DESIGN §2), and each scheme's own default port.
+var defaultPorts = map[string]bool{"443": true, "22": true}
+
+var schemePorts = map[string]string{"http": "80", "https": "443", "ssh": "22", "git": "9418", "git+ssh": "22", "ssh+git": "22"}
+
+// CanonicalRepo returns the canonical form of a repository location:
+//
+//   - scheme, "user@" and a default port (443, 22, or the scheme's own) are
+//     dropped and the host is lower-cased: https://User@GitHub.com:443/a/b.git/
+//     becomes github.com/a/b;
+//   - scp-style git@host:path becomes host/path;
+//   - a trailing "/" and then a trailing ".git" are dropped;
+//   - file:// URLs and absolute local paths become file:///abs/path (cleaned,
+//     ".git" kept: it names a directory);
+//   - an already canonical host/path is returned unchanged.
+//
+// Relative local paths, "." and ".." segments, empty path segments, query
+// strings and fragments are refused.
+func CanonicalRepo(repo string) (string, error) {
+	if err := checkKeyText(repo); err != nil {
+		return "", err
+	}
+	if repo == "" {
+		return "", keyErr(repo, "empty repository")
+	}
+	if strings.ContainsAny(repo, "?#\\") {
+		return "", keyErr(repo, "repository contains '?', '#' or '\\'")
+	}
+	switch {
+	case strings.HasPrefix(repo, "file://"):
+		return canonicalFile(repo, strings.TrimPrefix(repo, "file://"))
+	case strings.HasPrefix(repo, "/"):
+		return canonicalFile(repo, repo)
+	}
+	var scheme, rest string
+	if i := strings.Index(repo, "://"); i >= 0 {
+		scheme, rest = strings.ToLower(repo[:i]), repo[i+3:]
+		if _, ok := schemePorts[scheme]; !ok {
+			return "", keyErr(repo, "unsupported scheme %q (want https, http, ssh, git or file)", scheme)
+		}
+	} else {
+		rest = repo
+	}
+	// authority: up to the first '/' (or, scp-style, the first ':' that is
+	// not followed by a port number and '/').
+	var host, p string
+	slash := strings.IndexByte(rest, '/')
+	colon := strings.IndexByte(rest, ':')
+	if scheme == "" && colon >= 0 && (slash < 0 || colon < slash) && !isPortThenSlash(rest[colon+1:]) {
+		// scp-style user@host:path
+		host, p = rest[:colon], rest[colon+1:]
+		p = strings.TrimPrefix(p, "/")
+	} else {
+		if slash < 0 {
+			return "", keyErr(repo, "repository has no path after the host")
+		}
+		host, p = rest[:slash], rest[slash+1:]
+	}
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		host = host[at+1:]
+	}
+	port := ""
+	if c := strings.LastIndexByte(host, ':'); c >= 0 {
+		host, port = host[:c], host[c+1:]
+		if !isDecimal(port) {
+			return "", keyErr(repo, "invalid port %q", port)
+		}
+		port = strings.TrimLeft(port, "0")
+		if port == "" || len(port) > 5 {
+			return "", keyErr(repo, "invalid port")
+		}
+		if defaultPorts[port] || (scheme != "" && schemePorts[scheme] == port) {
+			port = ""
+		}
+	}
+	host = strings.ToLower(host)
+	if err := checkHost(host); err != nil {
+		return "", keyErr(repo, "%v", err)
+	}
+	p = strings.TrimSuffix(p, "/")
+	p = strings.TrimSuffix(p, ".git")
+	if p == "" {
+		return "", keyErr(repo, "repository has no path after the host")
+	}
+	for _, seg := range strings.Split(p, "/") {
+		switch seg {
+		case "":
+			return "", keyErr(repo, "empty path segment")
+		case ".", "..":
+			return "", keyErr(repo, "path segment %q", seg)
+		}
+	}
+	if strings.Contains(p, "@") {
+		return "", keyErr(repo, "repository path contains '@'")
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return host + "/" + p, nil
+}
+
+func canonicalFile(repo, p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", keyErr(repo, "local repository path must be absolute")
+	}
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg == "." || seg == ".." {
+			return "", keyErr(repo, "path segment %q", seg)
+		}
+	}
+	if strings.Contains(p, "@") {
+		return "", keyErr(repo, "repository path contains '@'")
+	}
+	c := path.Clean(p)
+	if c == "/" {
+		return "", keyErr(repo, "repository path is the root directory")
+	}
+	return "file://" + c, nil
+}
+
+func isPortThenSlash(s string) bool {
+	i := strings.IndexByte(s, '/')
+	return i > 0 && isDecimal(s[:i])
+}
+
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkHost accepts DNS names, IPv4 addresses and bracketed IPv6 addresses.
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty host")
+	}
+	if len(h) > 253 {
+		return errors.New("host name too long")
+	}
+	if h[0] == '[' {
+		if h[len(h)-1] != ']' {
+			return errors.New("unterminated IPv6 address")
+		}
+		for _, c := range h[1 : len(h)-1] {
+			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return fmt.Errorf("invalid IPv6 address %q", h)
+			}
+		}
+		return nil
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("invalid host %q", h)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("invalid character %q in host %q", c, h)
+			}
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("invalid host %q", h)
+		}
+	}
+	return nil
+}
+
+// CheckTag reports whether tag is a short tag name that git accepts as
+// refs/tags/<tag> (the rules of git check-ref-format).
+func CheckTag(tag string) error {
+	if tag == "" {
+		return keyErr(tag, "empty tag")
+	}
+	if tag == "@" {
+		return keyErr(tag, "tag \"@\" is not a valid ref name")
+	}
+	if strings.HasSuffix(tag, "/") || strings.HasSuffix(tag, ".") {
+		return keyErr(tag, "tag ends with '/' or '.'")
+	}
+	if strings.Contains(tag, "..") || strings.Contains(tag, "@{") || strings.Contains(tag, "//") {
+		return keyErr(tag, "tag contains '..', '@{' or '//'")
+	}
+	for _, c := range tag {
+		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\", c) {
+			return keyErr(tag, "tag contains %q, which git forbids in ref names", c)
+		}
+	}
+	for _, comp := range strings.Split(tag, "/") {
+		if comp == "" {
+			return keyErr(tag, "tag has an empty component")
+		}
+		if comp[0] == '.' {
+			return keyErr(tag, "tag component %q starts with '.'", comp)
+		}
+		if strings.HasSuffix(comp, ".lock") {
+			return keyErr(tag, "tag component %q ends with .lock", comp)
+		}
+	}
+	return nil
+}
