@@ -1,0 +1,162 @@
+package ledgertest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// A Chain builds a valid poa chain with deterministic validator keys: each
+// Next block carries a certificate from every validator and attestations
+// from as many validators as the genesis asks for. The chain is kept in its
+// own MemStore.
+type Chain struct {
+	Genesis *ledger.Genesis
+	Signers []*ledger.Signer // sorted by public key
+	Vals    *ledger.ValidatorSet
+	Store   *MemStore
+
+	tb     testing.TB
+	blocks []*ledger.Block
+}
+
+// Signer returns a deterministic signer derived from seed.
+func Signer(seed int) *ledger.Signer {
+	var b [32]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seed)+1)
+	s, err := ledger.NewSigner(ed25519.NewKeyFromSeed(b[:]))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// NewChain returns a chain "test" of n validators with its genesis block.
+func NewChain(tb testing.TB, n int) *Chain {
+	tb.Helper()
+	c := &Chain{tb: tb, Store: NewMemStore()}
+	g := &ledger.Genesis{Chain: "test", Time: 1_700_000_000_000, Engine: ledger.EnginePoA, BlockInterval: 1000, AttestQuorum: -1}
+	for i := 0; i < n; i++ {
+		s := Signer(i)
+		c.Signers = append(c.Signers, s)
+		g.Validators = append(g.Validators, ledger.Validator{Key: s.Public(), Name: fmt.Sprintf("v%d", i)})
+	}
+	vs, err := ledger.NewValidatorSet(g.Validators, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Order signers as the set orders keys.
+	for i, v := range vs.Validators() {
+		for j := range c.Signers {
+			if c.Signers[j].Public() == v.Key {
+				c.Signers[i], c.Signers[j] = c.Signers[j], c.Signers[i]
+			}
+		}
+	}
+	c.Genesis, c.Vals = g, vs
+	if err := ledger.InitStore(context.Background(), c.Store, g); err != nil {
+		tb.Fatal(err)
+	}
+	c.blocks = []*ledger.Block{g.Block()}
+	return c
+}
+
+// Blocks returns every block built so far, genesis first.
+func (c *Chain) Blocks() []*ledger.Block { return c.blocks }
+
+// Head returns the newest block.
+func (c *Chain) Head() *ledger.Block { return c.blocks[len(c.blocks)-1] }
+
+// Unsealed returns the next block with records (attested, not yet
+// certified) and the stored hashes it adds, without adding it to the chain.
+func (c *Chain) Unsealed(records []ledger.Record) (*ledger.Block, []ledger.Hash) {
+	c.tb.Helper()
+	ctx := context.Background()
+	parent := c.Head().Header
+	leaves := make([]ledger.Hash, len(records))
+	for i := range records {
+		leaves[i] = records[i].LeafHash()
+	}
+	stored, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, c.Store), int64(parent.LogSize), leaves)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	h := ledger.Header{
+		Chain:    parent.Chain,
+		Height:   parent.Height + 1,
+		Prev:     parent.Hash(),
+		Time:     parent.Time + c.Genesis.BlockInterval,
+		Engine:   ledger.EnginePoA,
+		Proposer: c.Vals.Proposer(parent.Chain, parent.Hash(), parent.Height+1, 0),
+		Records:  uint64(len(records)),
+		LogSize:  parent.LogSize + uint64(len(records)),
+		LogRoot:  root,
+	}
+	b := &ledger.Block{Header: h, Records: append([]ledger.Record(nil), records...)}
+	need := c.Genesis.AttestationsNeeded()
+	for _, r := range records {
+		for _, s := range c.Signers[:need] {
+			b.Attestations = append(b.Attestations, ledger.Attest(s, h.Chain, r))
+		}
+	}
+	return b, stored
+}
+
+// Certify returns a certificate for b from the given signers (all when nil).
+func (c *Chain) Certify(b *ledger.Block, signers []*ledger.Signer) *ledger.Certificate {
+	c.tb.Helper()
+	if signers == nil {
+		signers = c.Signers
+	}
+	var votes []ledger.SignedVote
+	for _, s := range signers {
+		votes = append(votes, ledger.SignVote(s, ledger.Vote{Chain: b.Header.Chain, Type: ledger.Precommit, Height: b.Header.Height, Block: b.Hash()}))
+	}
+	cert, err := ledger.NewCertificate(votes)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return cert
+}
+
+// Next builds, certifies and appends the next block with records.
+func (c *Chain) Next(records []ledger.Record) *ledger.Block {
+	c.tb.Helper()
+	b, stored := c.Unsealed(records)
+	b.Certificate = c.Certify(b, nil)
+	if err := c.Store.Append(context.Background(), b, stored); err != nil {
+		c.tb.Fatal(err)
+	}
+	c.blocks = append(c.blocks, b)
+	return b
+}
+
+// RandomRecord returns a valid record, distinct for each i.
+func RandomRecord(rng *rand.Rand, i int) ledger.Record {
+	var commit [20]byte
+	for j := range commit {
+		commit[j] = byte(rng.IntN(256))
+	}
+	tree := sha256.Sum256(fmt.Appendf(nil, "tree %d %d", i, rng.Int64()))
+	return ledger.Record{
+		Key:    ledger.Key{Repo: fmt.Sprintf("example.com/org%d/repo%d", i%97, i), Tag: fmt.Sprintf("v1.%d.%d", i/1000, i%1000)},
+		Commit: fmt.Sprintf("%x", commit),
+		Tree:   "t1:" + base64.StdEncoding.EncodeToString(tree[:]),
+	}
+}
+
+// Records returns n distinct records starting at i.
+func Records(rng *rand.Rand, i, n int) []ledger.Record {
+	out := make([]ledger.Record, n)
+	for j := range out {
+		out[j] = RandomRecord(rng, i+j)
+	}
+	return out
+}
