@@ -40,7 +40,7 @@ func NewValidatorSet(vals []Validator, q int) (*ValidatorSet, error) {
 	if q == 0 {
 		q = 2*n/3 + 1
 	}
-	if q*3 <= 2*n || q > n {
+	if q < 0 || q > n || q*3 <= 2*n {
 		return nil, fmt.Errorf("ledger: quorum %d of %d validators: want more than two thirds and at most all", q, n)
 	}
 	s.quorum = q
@@ -144,10 +144,17 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 	l.magic(genesisMagic)
 	var g Genesis
 	g.Chain = l.field("chain")
-	t := l.uint("time")
-	g.Time = int64(t)
+	if t := l.uint("time"); t > 1<<62 {
+		l.fail("time %d out of range", t)
+	} else {
+		g.Time = int64(t)
+	}
 	g.Engine = l.field("engine")
-	g.BlockInterval = int64(l.uint("block_interval_ms"))
+	if bi := l.uint("block_interval_ms"); bi > 1<<62 {
+		l.fail("block_interval_ms %d out of range", bi)
+	} else {
+		g.BlockInterval = int64(bi)
+	}
 	if aq := l.field("attest_quorum"); l.err == nil {
 		if aq == "-1" {
 			g.AttestQuorum = -1
@@ -160,7 +167,11 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 	switch {
 	case l.err != nil:
 	case g.Engine == EnginePoA:
-		g.Quorum = int(l.uint("quorum"))
+		if q := l.uint("quorum"); q > 1<<20 {
+			l.fail("quorum %d out of range", q)
+		} else {
+			g.Quorum = int(q)
+		}
 		for l.err == nil && l.peek("validator") {
 			s, _ := l.next()
 			ks, name, ok := strings.Cut(strings.TrimPrefix(s, "validator "), " ")
@@ -176,8 +187,11 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 			g.Validators = append(g.Validators, Validator{Key: k, Name: name})
 		}
 	case g.Engine == EnginePoW:
-		bits := l.uint("bits")
-		g.Bits = uint32(bits)
+		if bits := l.uint("bits"); bits > 255 {
+			l.fail("bits %d out of range", bits)
+		} else {
+			g.Bits = uint32(bits)
+		}
 		g.Retarget = l.uint("retarget")
 		g.Confirmations = l.uint("confirmations")
 	default:

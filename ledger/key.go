@@ -3,7 +3,9 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -79,10 +81,13 @@ func ParseKey(s string) (Key, error) {
 		return Key{}, keyErr(s, "missing '@' between repository and tag")
 	}
 	repo, tag := s[:i], s[i+1:]
-	// An scp-style repository "git@host:path" with no tag has its only '@'
-	// in the user part; report the missing tag rather than a strange repo.
 	if repo == "" {
 		return Key{}, keyErr(s, "missing repository before '@'")
+	}
+	// An scp-style repository "git@host:path" with no tag has its only '@'
+	// in the user part; report the missing tag rather than a strange repo.
+	if !strings.ContainsAny(repo, "/:") {
+		return Key{}, keyErr(s, "missing '@<tag>' after the repository")
 	}
 	return NewKey(repo, tag)
 }
@@ -143,14 +148,19 @@ var schemePorts = map[string]string{"http": "80", "https": "443", "ssh": "22", "
 //   - scheme, "user@" and a default port (443, 22, or the scheme's own) are
 //     dropped and the host is lower-cased: https://User@GitHub.com:443/a/b.git/
 //     becomes github.com/a/b;
-//   - scp-style git@host:path becomes host/path;
-//   - a trailing "/" and then a trailing ".git" are dropped;
+//   - scp-style user@host:path becomes host/path (git@host:123/x is the
+//     path 123/x, as git reads it), while host:123/x, with no user, is the
+//     canonical form of host and port 123;
+//   - a trailing "/" and then a trailing ".git" are dropped (a path still
+//     ending in ".git" is refused);
+//   - a bracketed IPv6 host is written in RFC 5952 form;
 //   - file:// URLs and absolute local paths become file:///abs/path (cleaned,
 //     ".git" kept: it names a directory);
 //   - an already canonical host/path is returned unchanged.
 //
-// Relative local paths, "." and ".." segments, empty path segments, query
-// strings and fragments are refused.
+// Relative local paths, "." and ".." segments, empty path segments, '@' in
+// the path, query strings, fragments, backslashes and ports outside 1 to
+// 65535 are refused. The result is its own canonical form.
 func CanonicalRepo(repo string) (string, error) {
 	if err := checkKeyText(repo); err != nil {
 		return "", err
@@ -162,8 +172,8 @@ func CanonicalRepo(repo string) (string, error) {
 		return "", keyErr(repo, "repository contains '?', '#' or '\\'")
 	}
 	switch {
-	case strings.HasPrefix(repo, "file://"):
-		return canonicalFile(repo, strings.TrimPrefix(repo, "file://"))
+	case len(repo) >= 7 && strings.EqualFold(repo[:7], "file://"):
+		return canonicalFile(repo, repo[7:])
 	case strings.HasPrefix(repo, "/"):
 		return canonicalFile(repo, repo)
 	}
@@ -176,12 +186,16 @@ func CanonicalRepo(repo string) (string, error) {
 	} else {
 		rest = repo
 	}
-	// authority: up to the first '/' (or, scp-style, the first ':' that is
-	// not followed by a port number and '/').
+	// authority: up to the first '/' or, scp-style, the first ':'. Without a
+	// scheme, user@host:path is scp-style whatever the path (as git reads
+	// it), and host:path is scp-style unless the path is a port number and
+	// '/' (the canonical host:port/path). A ':' inside a bracketed IPv6
+	// address does not count.
 	var host, p string
 	slash := strings.IndexByte(rest, '/')
-	colon := strings.IndexByte(rest, ':')
-	if scheme == "" && colon >= 0 && (slash < 0 || colon < slash) && !isPortThenSlash(rest[colon+1:]) {
+	colon := indexColonAfterBrackets(rest)
+	if scheme == "" && colon >= 0 && (slash < 0 || colon < slash) &&
+		(strings.Contains(rest[:colon], "@") || !isPortThenSlash(rest[colon+1:])) {
 		// scp-style user@host:path
 		host, p = rest[:colon], rest[colon+1:]
 		p = strings.TrimPrefix(p, "/")
@@ -195,27 +209,32 @@ func CanonicalRepo(repo string) (string, error) {
 		host = host[at+1:]
 	}
 	port := ""
-	if c := strings.LastIndexByte(host, ':'); c >= 0 {
+	if c := strings.LastIndexByte(host, ':'); c >= 0 && c > strings.LastIndexByte(host, ']') {
 		host, port = host[:c], host[c+1:]
 		if !isDecimal(port) {
-			return "", keyErr(repo, "invalid port %q", port)
+			return "", keyErr(repo, "invalid port %q", clip(port))
 		}
 		port = strings.TrimLeft(port, "0")
-		if port == "" || len(port) > 5 {
-			return "", keyErr(repo, "invalid port")
+		if n, err := strconv.Atoi(port); port == "" || len(port) > 5 || err != nil || n > 65535 {
+			return "", keyErr(repo, "invalid port: want 1 to 65535")
 		}
 		if defaultPorts[port] || (scheme != "" && schemePorts[scheme] == port) {
 			port = ""
 		}
 	}
-	host = strings.ToLower(host)
-	if err := checkHost(host); err != nil {
+	host, err := canonicalHost(strings.ToLower(host))
+	if err != nil {
 		return "", keyErr(repo, "%v", err)
 	}
 	p = strings.TrimSuffix(p, "/")
 	p = strings.TrimSuffix(p, ".git")
 	if p == "" {
 		return "", keyErr(repo, "repository has no path after the host")
+	}
+	if strings.HasSuffix(p, ".git") {
+		// Dropping a second ".git" would change the repository; keeping it
+		// would make a canonical form that is not its own canonical form.
+		return "", keyErr(repo, "repository path ends in .git twice")
 	}
 	for _, seg := range strings.Split(p, "/") {
 		switch seg {
@@ -232,6 +251,21 @@ func CanonicalRepo(repo string) (string, error) {
 		host += ":" + port
 	}
 	return host + "/" + p, nil
+}
+
+// indexColonAfterBrackets returns the index of the first ':' in s that is
+// not inside a leading "[...]" host (after an optional user@), or -1.
+func indexColonAfterBrackets(s string) int {
+	from := 0
+	if lb := strings.IndexByte(s, '['); lb >= 0 {
+		if rb := strings.IndexByte(s[lb:], ']'); rb >= 0 {
+			from = lb + rb
+		}
+	}
+	if i := strings.IndexByte(s[from:], ':'); i >= 0 {
+		return from + i
+	}
+	return -1
 }
 
 func canonicalFile(repo, p string) (string, error) {
@@ -270,40 +304,41 @@ func isDecimal(s string) bool {
 	return true
 }
 
-// checkHost accepts DNS names, IPv4 addresses and bracketed IPv6 addresses.
-func checkHost(h string) error {
+// canonicalHost checks a lower-cased host and returns its canonical form: a
+// DNS name or IPv4 address unchanged, or a bracketed IPv6 address in its
+// RFC 5952 text form ([0:0::1] becomes [::1]).
+func canonicalHost(h string) (string, error) {
 	if h == "" {
-		return errors.New("empty host")
+		return "", errors.New("empty host")
 	}
 	if len(h) > 253 {
-		return errors.New("host name too long")
+		return "", errors.New("host name too long")
 	}
 	if h[0] == '[' {
 		if h[len(h)-1] != ']' {
-			return errors.New("unterminated IPv6 address")
+			return "", errors.New("unterminated IPv6 address")
 		}
-		for _, c := range h[1 : len(h)-1] {
-			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return fmt.Errorf("invalid IPv6 address %q", h)
-			}
+		a, err := netip.ParseAddr(h[1 : len(h)-1])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", fmt.Errorf("invalid IPv6 address %q", clip(h))
 		}
-		return nil
+		return "[" + a.String() + "]", nil
 	}
 	for _, label := range strings.Split(h, ".") {
 		if label == "" || len(label) > 63 {
-			return fmt.Errorf("invalid host %q", h)
+			return "", fmt.Errorf("invalid host %q", clip(h))
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return fmt.Errorf("invalid character %q in host %q", c, h)
+				return "", fmt.Errorf("invalid character %q in host %q", c, clip(h))
 			}
 		}
 		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("invalid host %q", h)
+			return "", fmt.Errorf("invalid host %q", clip(h))
 		}
 	}
-	return nil
+	return h, nil
 }
 
 // CheckTag reports whether tag is a short tag name that git accepts as
@@ -311,9 +346,6 @@ func checkHost(h string) error {
 func CheckTag(tag string) error {
 	if tag == "" {
 		return keyErr(tag, "empty tag")
-	}
-	if tag == "@" {
-		return keyErr(tag, "tag \"@\" is not a valid ref name")
 	}
 	if strings.HasSuffix(tag, "/") || strings.HasSuffix(tag, ".") {
 		return keyErr(tag, "tag ends with '/' or '.'")
