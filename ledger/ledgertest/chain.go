@@ -38,29 +38,46 @@ func Signer(seed int) *ledger.Signer {
 	return s
 }
 
-// NewChain returns a chain "test" of n validators with its genesis block.
+// NewChain returns a chain "test" of n validators (Signer(0) to
+// Signer(n-1)) with its genesis block. Records need f+1 attestations.
 func NewChain(tb testing.TB, n int) *Chain {
 	tb.Helper()
-	c := &Chain{tb: tb, Store: NewMemStore()}
 	g := &ledger.Genesis{Chain: "test", Time: 1_700_000_000_000, Engine: ledger.EnginePoA, BlockInterval: 1000, AttestQuorum: -1}
+	var signers []*ledger.Signer
 	for i := 0; i < n; i++ {
 		s := Signer(i)
-		c.Signers = append(c.Signers, s)
+		signers = append(signers, s)
 		g.Validators = append(g.Validators, ledger.Validator{Key: s.Public(), Name: fmt.Sprintf("v%d", i)})
 	}
-	vs, err := ledger.NewValidatorSet(g.Validators, 0)
+	return NewChainFrom(tb, g, signers)
+}
+
+// NewChainFrom returns the chain of a poa genesis g whose validators'
+// signers are signers (in any order), with its genesis block.
+func NewChainFrom(tb testing.TB, g *ledger.Genesis, signers []*ledger.Signer) *Chain {
+	tb.Helper()
+	if err := g.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	vs, err := g.ValidatorSet()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	c := &Chain{tb: tb, Store: NewMemStore(), Genesis: g, Vals: vs}
 	// Order signers as the set orders keys.
-	for i, v := range vs.Validators() {
-		for j := range c.Signers {
-			if c.Signers[j].Public() == v.Key {
-				c.Signers[i], c.Signers[j] = c.Signers[j], c.Signers[i]
+	for _, v := range vs.Validators() {
+		found := false
+		for _, s := range signers {
+			if s.Public() == v.Key {
+				c.Signers = append(c.Signers, s)
+				found = true
+				break
 			}
 		}
+		if !found {
+			tb.Fatalf("ledgertest: no signer for validator %s", v.Key)
+		}
 	}
-	c.Genesis, c.Vals = g, vs
 	if err := ledger.InitStore(context.Background(), c.Store, g); err != nil {
 		tb.Fatal(err)
 	}
@@ -131,25 +148,59 @@ func (c *Chain) Next(records []ledger.Record) *ledger.Block {
 	c.tb.Helper()
 	b, stored := c.Unsealed(records)
 	b.Certificate = c.Certify(b, nil)
+	c.Commit(b, stored)
+	return b
+}
+
+// Commit appends b, built by Unsealed and sealed by the caller, with the
+// stored hashes Unsealed returned, to the chain and its store.
+func (c *Chain) Commit(b *ledger.Block, stored []ledger.Hash) {
+	c.tb.Helper()
 	if err := c.Store.Append(context.Background(), b, stored); err != nil {
 		c.tb.Fatal(err)
 	}
 	c.blocks = append(c.blocks, b)
-	return b
 }
 
-// RandomRecord returns a valid record, distinct for each i.
+// Stored returns the stored log hashes block height added, as Append was
+// given them.
+func (c *Chain) Stored(height uint64) []ledger.Hash {
+	c.tb.Helper()
+	if height == 0 || height >= uint64(len(c.blocks)) {
+		return nil
+	}
+	ctx := context.Background()
+	lo := ledger.StoredHashCount(int64(c.blocks[height-1].Header.LogSize))
+	hi := ledger.StoredHashCount(int64(c.blocks[height].Header.LogSize))
+	idx := make([]int64, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		idx = append(idx, i)
+	}
+	hs, err := c.Store.ReadHashes(ctx, idx)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return hs
+}
+
+// RandomRecord returns a valid record whose key is distinct for each i;
+// every third record carries an h1 hash.
 func RandomRecord(rng *rand.Rand, i int) ledger.Record {
 	var commit [20]byte
 	for j := range commit {
 		commit[j] = byte(rng.IntN(256))
 	}
 	tree := sha256.Sum256(fmt.Appendf(nil, "tree %d %d", i, rng.Int64()))
-	return ledger.Record{
+	r := ledger.Record{
 		Key:    ledger.Key{Repo: fmt.Sprintf("example.com/org%d/repo%d", i%97, i), Tag: fmt.Sprintf("v1.%d.%d", i/1000, i%1000)},
 		Commit: fmt.Sprintf("%x", commit),
 		Tree:   "t1:" + base64.StdEncoding.EncodeToString(tree[:]),
 	}
+	if i%3 == 0 {
+		h1 := sha256.Sum256(tree[:])
+		r.H1 = "h1:" + base64.StdEncoding.EncodeToString(h1[:])
+	}
+	return r
 }
 
 // Records returns n distinct records starting at i.

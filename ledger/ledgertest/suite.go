@@ -3,6 +3,7 @@ package ledgertest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"sync"
@@ -11,234 +12,615 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
-// TestStore runs the conformance suite for a ledger.Store implementation.
-// newStore returns a new, empty store; the suite closes it.
+// TestStore runs the conformance suite for a ledger.Store implementation:
+// every rule of the ledger.Store interface comment. newStore returns a new,
+// empty store; the suite closes it.
 func TestStore(t *testing.T, newStore func(t *testing.T) ledger.Store) {
+	t.Run("Empty", func(t *testing.T) { testEmpty(t, newStore(t)) })
+	t.Run("Genesis", func(t *testing.T) { testGenesis(t, newStore(t)) })
+	t.Run("ReadBack", func(t *testing.T) { testReadBack(t, newStore(t)) })
+	t.Run("OutOfOrder", func(t *testing.T) { testOutOfOrder(t, newStore(t)) })
+	t.Run("HashCount", func(t *testing.T) { testHashCount(t, newStore(t)) })
+	t.Run("Conflict", func(t *testing.T) { testConflict(t, newStore(t)) })
+	t.Run("Copies", func(t *testing.T) { testCopies(t, newStore(t)) })
+	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore(t)) })
+	t.Run("AppendNext", func(t *testing.T) { testAppendNext(t, newStore(t)) })
+}
+
+// build appends to s the genesis and blocks blocks of per records each of a
+// new 4-validator chain, which it returns (its own MemStore holds the same
+// blocks).
+func build(t *testing.T, s ledger.Store, blocks, per int) *Chain {
+	t.Helper()
 	ctx := context.Background()
-	build := func(t *testing.T, s ledger.Store, blocks, per int) *Chain {
-		t.Helper()
-		c := NewChain(t, 4)
-		rng := rand.New(rand.NewPCG(1, 2))
-		if err := s.Append(ctx, c.Head(), nil); err != nil {
-			t.Fatalf("Append(genesis) = %v", err)
+	c := NewChain(t, 4)
+	if err := s.Append(ctx, c.Head(), nil); err != nil {
+		t.Fatalf("Append(genesis) = %v, want nil", err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < blocks; i++ {
+		b, stored := c.Unsealed(Records(rng, i*per, per))
+		b.Certificate = c.Certify(b, nil)
+		if err := s.Append(ctx, b, stored); err != nil {
+			t.Fatalf("Append(height %d) = %v, want nil", b.Header.Height, err)
 		}
-		for i := 0; i < blocks; i++ {
-			b, stored := c.Unsealed(Records(rng, i*per, per))
-			b.Certificate = c.Certify(b, nil)
-			if err := s.Append(ctx, b, stored); err != nil {
-				t.Fatalf("Append(height %d) = %v", b.Header.Height, err)
-			}
-			if err := c.Store.Append(ctx, b, stored); err != nil {
-				t.Fatal(err)
-			}
-			c.blocks = append(c.blocks, b)
+		c.Commit(b, stored)
+	}
+	return c
+}
+
+// checkUnchanged checks that s still holds exactly c's blocks: a refused
+// append left nothing behind.
+func checkUnchanged(t *testing.T, s ledger.Store, c *Chain, what string) {
+	t.Helper()
+	ctx := context.Background()
+	want := c.Head().Header
+	head, err := s.Head(ctx)
+	if err != nil || head.Hash() != want.Hash() {
+		t.Fatalf("after %s: Head() = %+v, %v; want height %d", what, head, err, want.Height)
+	}
+	if _, err := s.Header(ctx, want.Height+1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("after %s: Header(%d) = %v; want ErrNotFound", what, want.Height+1, err)
+	}
+	if _, err := s.Block(ctx, want.Height+1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("after %s: Block(%d) = %v; want ErrNotFound", what, want.Height+1, err)
+	}
+	if hs, err := s.Headers(ctx, want.Height+1, 10); err != nil || len(hs) != 0 {
+		t.Errorf("after %s: Headers(%d, 10) = %d headers, %v; want 0, nil", what, want.Height+1, len(hs), err)
+	}
+	if _, err := s.Record(ctx, int64(want.LogSize)); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("after %s: Record(%d) = %v; want ErrNotFound", what, want.LogSize, err)
+	}
+	if es, err := s.Records(ctx, int64(want.LogSize), 10); err != nil || len(es) != 0 {
+		t.Errorf("after %s: Records(%d, 10) = %d entries, %v; want 0, nil", what, want.LogSize, len(es), err)
+	}
+	n := ledger.StoredHashCount(int64(want.LogSize))
+	if _, err := s.ReadHashes(ctx, []int64{n}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("after %s: ReadHashes([%d]) = %v; want ErrNotFound", what, n, err)
+	}
+	root, err := ledger.LogRoot(ledger.HashReaderOf(ctx, s), int64(want.LogSize))
+	if err != nil || root != want.LogRoot {
+		t.Errorf("after %s: log root from stored hashes = %v, %v; want %v", what, root, err, want.LogRoot)
+	}
+}
+
+func testEmpty(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	if h, err := s.Head(ctx); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Head() on empty store = %+v, %v; want ErrNotFound", h, err)
+	}
+	if h, err := s.Header(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Header(0) = %+v, %v; want ErrNotFound", h, err)
+	}
+	if b, err := s.Block(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Block(0) = %+v, %v; want ErrNotFound", b, err)
+	}
+	if e, err := s.Record(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Record(0) = %+v, %v; want ErrNotFound", e, err)
+	}
+	if e, err := s.Lookup(ctx, ledger.Key{Repo: "example.com/a", Tag: "v1"}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Lookup(example.com/a@v1) = %+v, %v; want ErrNotFound", e, err)
+	}
+	if hs, err := s.Headers(ctx, 0, 10); err != nil || len(hs) != 0 {
+		t.Errorf("Headers(0, 10) = %d headers, %v; want 0, nil", len(hs), err)
+	}
+	if es, err := s.Records(ctx, 0, 10); err != nil || len(es) != 0 {
+		t.Errorf("Records(0, 10) = %d entries, %v; want 0, nil", len(es), err)
+	}
+	if _, err := s.ReadHashes(ctx, []int64{0}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("ReadHashes([0]) = %v; want ErrNotFound", err)
+	}
+	if hs, err := s.ReadHashes(ctx, nil); err != nil || len(hs) != 0 {
+		t.Errorf("ReadHashes(nil) = %v, %v; want none, nil", hs, err)
+	}
+	c := NewChain(t, 1)
+	b, _ := c.Unsealed(nil)
+	if err := s.Append(ctx, b, nil); !errors.Is(err, ledger.ErrOutOfOrder) {
+		t.Errorf("Append(height 1 into empty store) = %v; want ErrOutOfOrder", err)
+	}
+	if _, err := s.Head(ctx); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Head() after refused append = %v; want ErrNotFound", err)
+	}
+}
+
+func testGenesis(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := NewChain(t, 3)
+	g := c.Head()
+	bad := *g
+	bad.Header.Prev[0] = 1
+	if err := s.Append(ctx, &bad, nil); !errors.Is(err, ledger.ErrOutOfOrder) {
+		t.Errorf("Append(genesis with non-zero prev) = %v; want ErrOutOfOrder", err)
+	}
+	if err := s.Append(ctx, g, nil); err != nil {
+		t.Fatalf("Append(genesis) = %v; want nil", err)
+	}
+	if err := s.Append(ctx, g, nil); !errors.Is(err, ledger.ErrOutOfOrder) {
+		t.Errorf("Append(genesis again) = %v; want ErrOutOfOrder", err)
+	}
+	head, err := s.Head(ctx)
+	if err != nil || *head != g.Header {
+		t.Fatalf("Head() = %+v, %v; want %+v", head, err, g.Header)
+	}
+	got, err := s.Block(ctx, 0)
+	if err != nil || string(got.Format()) != string(g.Format()) {
+		t.Errorf("Block(0) = %+v, %v; want the genesis block", got, err)
+	}
+	if root, err := ledger.LogRoot(ledger.HashReaderOf(ctx, s), 0); err != nil || root != ledger.EmptyLogRoot {
+		t.Errorf("LogRoot(store, 0) = %v, %v; want %v", root, err, ledger.EmptyLogRoot)
+	}
+	if err := ledger.InitStore(ctx, s, c.Genesis); err != nil {
+		t.Errorf("InitStore(same genesis) = %v; want nil", err)
+	}
+	other := NewChain(t, 4)
+	if err := ledger.InitStore(ctx, s, other.Genesis); !errors.Is(err, ledger.ErrCorrupt) {
+		t.Errorf("InitStore(other genesis) = %v; want ErrCorrupt", err)
+	}
+	// A block with no records adds no stored hashes.
+	b, stored := c.Unsealed(nil)
+	b.Certificate = c.Certify(b, nil)
+	if len(stored) != 0 {
+		t.Fatalf("Unsealed(nil) gave %d stored hashes", len(stored))
+	}
+	if err := s.Append(ctx, b, nil); err != nil {
+		t.Fatalf("Append(empty block) = %v; want nil", err)
+	}
+	c.Commit(b, stored)
+	checkUnchanged(t, s, c, "empty block")
+}
+
+func testReadBack(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 6, 7)
+	head, err := s.Head(ctx)
+	if err != nil || *head != c.Head().Header {
+		t.Fatalf("Head() = %+v, %v; want %+v", head, err, c.Head().Header)
+	}
+	for _, want := range c.Blocks() {
+		height := want.Header.Height
+		got, err := s.Block(ctx, height)
+		if err != nil {
+			t.Fatalf("Block(%d) = %v", height, err)
 		}
-		return c
+		if !reflect.DeepEqual(got, want) && string(got.Format()) != string(want.Format()) {
+			t.Errorf("Block(%d) = %s\nwant %s", height, got.Format(), want.Format())
+		}
+		if got.Header != want.Header || len(got.Records) != len(want.Records) || len(got.Attestations) != len(want.Attestations) ||
+			(got.Certificate == nil) != (want.Certificate == nil) {
+			t.Errorf("Block(%d) fields differ from what was appended", height)
+		}
+		h, err := s.Header(ctx, height)
+		if err != nil || *h != want.Header {
+			t.Errorf("Header(%d) = %+v, %v; want %+v", height, h, err, want.Header)
+		}
+	}
+	if _, err := s.Block(ctx, head.Height+1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Block(%d) = %v; want ErrNotFound", head.Height+1, err)
+	}
+	if _, err := s.Header(ctx, head.Height+1); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Header(%d) = %v; want ErrNotFound", head.Height+1, err)
 	}
 
-	t.Run("Empty", func(t *testing.T) {
-		s := newStore(t)
-		defer s.Close()
-		if _, err := s.Head(ctx); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("Head() on empty store = %v, want ErrNotFound", err)
+	for _, tc := range []struct {
+		from  uint64
+		limit int
+		want  []uint64
+	}{
+		{0, 100, []uint64{0, 1, 2, 3, 4, 5, 6}},
+		{2, 3, []uint64{2, 3, 4}},
+		{5, 10, []uint64{5, 6}},
+		{6, 1, []uint64{6}},
+		{7, 10, nil},
+		{100, 3, nil},
+		{0, 0, nil},
+	} {
+		hs, err := s.Headers(ctx, tc.from, tc.limit)
+		var got []uint64
+		for i, h := range hs {
+			got = append(got, h.Height)
+			if h != c.Blocks()[h.Height].Header {
+				t.Errorf("Headers(%d, %d)[%d] differs from the appended header", tc.from, tc.limit, i)
+			}
 		}
-		if _, err := s.Header(ctx, 0); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("Header(0) = %v, want ErrNotFound", err)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("Headers(%d, %d) = heights %v, %v; want %v", tc.from, tc.limit, got, err, tc.want)
 		}
-		if _, err := s.Lookup(ctx, ledger.Key{Repo: "example.com/a", Tag: "v1"}); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("Lookup = %v, want ErrNotFound", err)
-		}
-		c := NewChain(t, 1)
-		b, _ := c.Unsealed(nil)
-		if err := s.Append(ctx, b, nil); !errors.Is(err, ledger.ErrOutOfOrder) {
-			t.Errorf("Append(height 1 into empty) = %v, want ErrOutOfOrder", err)
-		}
-	})
+	}
 
-	t.Run("ReadBack", func(t *testing.T) {
-		s := newStore(t)
-		defer s.Close()
-		c := build(t, s, 6, 7)
-		head, err := s.Head(ctx)
-		if err != nil || head.Hash() != c.Head().Hash() {
-			t.Fatalf("Head() = %v, %v; want height %d", head, err, c.Head().Header.Height)
+	var all []ledger.Entry
+	for _, b := range c.Blocks() {
+		for i, r := range b.Records {
+			all = append(all, ledger.Entry{Record: r, Index: int64(b.Header.LogSize) - int64(len(b.Records)) + int64(i), Height: b.Header.Height})
 		}
-		for _, want := range c.Blocks() {
-			got, err := s.Block(ctx, want.Header.Height)
-			if err != nil {
-				t.Fatalf("Block(%d) = %v", want.Header.Height, err)
-			}
-			if string(got.Format()) != string(want.Format()) {
-				t.Errorf("Block(%d) differs from what was appended", want.Header.Height)
-			}
-			h, err := s.Header(ctx, want.Header.Height)
-			if err != nil || *h != want.Header {
-				t.Errorf("Header(%d) = %v, %v", want.Header.Height, h, err)
-			}
+	}
+	if int64(len(all)) != int64(head.LogSize) {
+		t.Fatalf("chain has %d records, head says %d", len(all), head.LogSize)
+	}
+	for _, want := range all {
+		got, err := s.Record(ctx, want.Index)
+		if err != nil || !reflect.DeepEqual(*got, want) {
+			t.Fatalf("Record(%d) = %+v, %v; want %+v", want.Index, got, err, want)
 		}
-		hs, err := s.Headers(ctx, 2, 3)
-		if err != nil || len(hs) != 3 || hs[0].Height != 2 || hs[2].Height != 4 {
-			t.Errorf("Headers(2, 3) = %d headers, %v", len(hs), err)
+		got, err = s.Lookup(ctx, want.Record.Key)
+		if err != nil || !reflect.DeepEqual(*got, want) {
+			t.Fatalf("Lookup(%s) = %+v, %v; want %+v", want.Record.Key, got, err, want)
 		}
-		if hs, _ := s.Headers(ctx, 100, 3); len(hs) != 0 {
-			t.Errorf("Headers(100, 3) = %d headers, want 0", len(hs))
+	}
+	for _, i := range []int64{-1, int64(len(all)), int64(len(all)) + 100} {
+		if _, err := s.Record(ctx, i); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Record(%d) = %v; want ErrNotFound", i, err)
 		}
-		for i := int64(0); i < int64(head.LogSize); i++ {
-			want, _ := c.Store.Record(ctx, i)
-			got, err := s.Record(ctx, i)
-			if err != nil || !reflect.DeepEqual(got, want) {
-				t.Fatalf("Record(%d) = %+v, %v; want %+v", i, got, err, want)
-			}
-			got, err = s.Lookup(ctx, want.Record.Key)
-			if err != nil || !reflect.DeepEqual(got, want) {
-				t.Fatalf("Lookup(%s) = %+v, %v; want %+v", want.Record.Key, got, err, want)
-			}
+	}
+	for _, k := range []ledger.Key{
+		{Repo: "example.com/nobody/none", Tag: "v1"},
+		{Repo: all[0].Record.Key.Repo, Tag: all[0].Record.Key.Tag + "x"},
+	} {
+		if _, err := s.Lookup(ctx, k); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("Lookup(%s) = %v; want ErrNotFound", k, err)
 		}
-		if _, err := s.Record(ctx, int64(head.LogSize)); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("Record(past end) = %v, want ErrNotFound", err)
+	}
+	for _, tc := range []struct {
+		from       int64
+		limit      int
+		start, end int64 // want all[start:end]
+	}{
+		{0, 1000, 0, int64(len(all))},
+		{5, 10, 5, 15},
+		{int64(len(all)) - 3, 10, int64(len(all)) - 3, int64(len(all))},
+		{int64(len(all)), 10, 0, 0},
+		{int64(len(all)) + 5, 10, 0, 0},
+		{3, 0, 0, 0},
+	} {
+		es, err := s.Records(ctx, tc.from, tc.limit)
+		want := all[tc.start:tc.end]
+		if err != nil || len(es) != len(want) || (len(want) > 0 && !reflect.DeepEqual(es, want)) {
+			t.Errorf("Records(%d, %d) = %d entries, %v; want entries %d to %d", tc.from, tc.limit, len(es), err, tc.start, tc.end)
 		}
-		if _, err := s.Block(ctx, head.Height+1); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("Block(past end) = %v, want ErrNotFound", err)
-		}
-		rs, err := s.Records(ctx, 5, 10)
-		if err != nil || len(rs) != 10 || rs[0].Index != 5 || rs[9].Index != 14 {
-			t.Errorf("Records(5, 10) = %d entries, %v", len(rs), err)
-		}
-		// Stored hashes: every one, and proofs built from them verify.
-		n := ledger.StoredHashCount(int64(head.LogSize))
-		idx := make([]int64, n)
-		for i := range idx {
-			idx[i] = n - 1 - int64(i)
-		}
-		got, err := s.ReadHashes(ctx, idx)
-		want, _ := c.Store.ReadHashes(ctx, idx)
-		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("ReadHashes(all, reversed) = %v", err)
-		}
-		if _, err := s.ReadHashes(ctx, []int64{n}); err == nil {
-			t.Errorf("ReadHashes(past end) = nil error")
-		}
-		root, err := ledger.LogRoot(ledger.HashReaderOf(ctx, s), int64(head.LogSize))
-		if err != nil || root != head.LogRoot {
-			t.Errorf("LogRoot over store = %v, %v; want %v", root, err, head.LogRoot)
-		}
-		p, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, s), int64(head.LogSize), 3)
-		e, _ := s.Record(ctx, 3)
-		if err != nil || ledger.CheckRecord(p, int64(head.LogSize), head.LogRoot, 3, e.Record.LeafHash()) != nil {
-			t.Errorf("inclusion proof from store does not verify: %v", err)
-		}
-	})
+	}
 
-	t.Run("Refusals", func(t *testing.T) {
-		s := newStore(t)
-		defer s.Close()
-		c := build(t, s, 2, 3)
-		head, _ := s.Head(ctx)
-		// Wrong height and wrong prev.
-		b, stored := c.Unsealed(Records(rand.New(rand.NewPCG(9, 9)), 1000, 2))
+	// Stored hashes: every one, in any order, with repeats.
+	n := ledger.StoredHashCount(int64(head.LogSize))
+	idx := make([]int64, 0, n+2)
+	for i := n - 1; i >= 0; i-- {
+		idx = append(idx, i)
+	}
+	idx = append(idx, 0, n-1)
+	got, err := s.ReadHashes(ctx, idx)
+	want, _ := c.Store.ReadHashes(ctx, idx)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("ReadHashes(all, reversed, with repeats) = %d hashes, %v; want %d", len(got), err, len(want))
+	}
+	for _, bad := range [][]int64{{n}, {0, n}, {-1}} {
+		if _, err := s.ReadHashes(ctx, bad); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("ReadHashes(%v) = %v; want ErrNotFound", bad, err)
+		}
+	}
+	// Every header is a checkpoint the stored hashes reproduce, and proofs
+	// built from them verify.
+	hr := ledger.HashReaderOf(ctx, s)
+	for _, b := range c.Blocks() {
+		root, err := ledger.LogRoot(hr, int64(b.Header.LogSize))
+		if err != nil || root != b.Header.LogRoot {
+			t.Errorf("LogRoot(store, %d) = %v, %v; want %v", b.Header.LogSize, root, err, b.Header.LogRoot)
+		}
+	}
+	size := int64(head.LogSize)
+	for _, i := range []int64{0, 3, size - 1} {
+		p, err := ledger.ProveRecord(hr, size, i)
+		if err == nil {
+			err = ledger.CheckRecord(p, size, head.LogRoot, i, all[i].Record.LeafHash())
+		}
+		if err != nil {
+			t.Errorf("inclusion proof of record %d from the store: %v", i, err)
+		}
+	}
+	old := c.Blocks()[2].Header
+	p, err := ledger.ProveTree(hr, size, int64(old.LogSize))
+	if err == nil {
+		err = ledger.CheckTree(p, size, head.LogRoot, int64(old.LogSize), old.LogRoot)
+	}
+	if err != nil {
+		t.Errorf("consistency proof %d -> %d from the store: %v", old.LogSize, size, err)
+	}
+	if rep, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil || rep.Records != size {
+		t.Errorf("Audit(store) = %+v, %v; want %d records", rep, err, size)
+	}
+}
+
+func testOutOfOrder(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 2, 3)
+	b, stored := c.Unsealed(Records(rand.New(rand.NewPCG(9, 9)), 1000, 2))
+	b.Certificate = c.Certify(b, nil)
+	for _, tc := range []struct {
+		name   string
+		change func(h *ledger.Header)
+	}{
+		{"height+1", func(h *ledger.Header) { h.Height++ }},
+		{"height of head", func(h *ledger.Header) { h.Height-- }},
+		{"height 0", func(h *ledger.Header) { h.Height = 0 }},
+		{"prev", func(h *ledger.Header) { h.Prev[0] ^= 1 }},
+		{"zero prev", func(h *ledger.Header) { h.Prev = ledger.ZeroHash }},
+		{"prev of parent's parent", func(h *ledger.Header) { h.Prev = c.Blocks()[1].Header.Prev }},
+	} {
 		bad := *b
-		bad.Header.Height++
+		tc.change(&bad.Header)
 		if err := s.Append(ctx, &bad, stored); !errors.Is(err, ledger.ErrOutOfOrder) {
-			t.Errorf("Append(wrong height) = %v, want ErrOutOfOrder", err)
+			t.Errorf("Append(%s) = %v; want ErrOutOfOrder", tc.name, err)
 		}
-		bad = *b
-		bad.Header.Prev[0] ^= 1
-		if err := s.Append(ctx, &bad, stored); !errors.Is(err, ledger.ErrOutOfOrder) {
-			t.Errorf("Append(wrong prev) = %v, want ErrOutOfOrder", err)
-		}
-		if err := s.Append(ctx, b, stored[1:]); err == nil {
-			t.Errorf("Append(too few hashes) = nil")
-		}
-		// A key committed before: refused whole.
-		old, _ := s.Record(ctx, 1)
-		dup, dstored := c.Unsealed([]ledger.Record{RandomRecord(rand.New(rand.NewPCG(5, 5)), 5000), old.Record})
-		if err := s.Append(ctx, dup, dstored); !errors.Is(err, ledger.ErrConflict) {
-			t.Errorf("Append(committed key) = %v, want ErrConflict", err)
-		}
-		after, _ := s.Head(ctx)
-		if after.Hash() != head.Hash() {
-			t.Errorf("refused appends changed the head to %d", after.Height)
-		}
-		if _, err := s.Lookup(ctx, dup.Records[0].Key); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("refused block's first record is readable: %v", err)
-		}
-		if _, err := s.Record(ctx, int64(head.LogSize)); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("refused block left record %d: %v", head.LogSize, err)
-		}
-		// The valid block still appends afterwards.
-		if err := s.Append(ctx, b, stored); err != nil {
-			t.Errorf("Append(valid after refusals) = %v", err)
-		}
-	})
+		checkUnchanged(t, s, c, "Append("+tc.name+")")
+	}
+	// A block of the head's height, even the head itself, is refused.
+	if err := s.Append(ctx, c.Head(), nil); !errors.Is(err, ledger.ErrOutOfOrder) {
+		t.Errorf("Append(head again) = %v; want ErrOutOfOrder", err)
+	}
+	checkUnchanged(t, s, c, "Append(head again)")
+	if err := s.Append(ctx, b, stored); err != nil {
+		t.Fatalf("Append(valid after refusals) = %v; want nil", err)
+	}
+	c.Commit(b, stored)
+	checkUnchanged(t, s, c, "valid append")
+}
 
-	t.Run("Copies", func(t *testing.T) {
-		s := newStore(t)
-		defer s.Close()
-		build(t, s, 1, 2)
-		b, _ := s.Block(ctx, 1)
-		b.Records[0].Commit = "x"
-		b.Header.Records = 99
-		b2, _ := s.Block(ctx, 1)
-		if b2.Records[0].Commit == "x" || b2.Header.Records == 99 {
-			t.Errorf("Block returned shared state")
+func testHashCount(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 1, 3)
+	b, stored := c.Unsealed(Records(rand.New(rand.NewPCG(7, 7)), 2000, 5))
+	b.Certificate = c.Certify(b, nil)
+	for _, tc := range []struct {
+		name   string
+		hashes []ledger.Hash
+	}{
+		{"no hashes", nil},
+		{"one too few", stored[1:]},
+		{"one too many", append(append([]ledger.Hash(nil), stored...), ledger.Hash{})},
+	} {
+		if err := s.Append(ctx, b, tc.hashes); err == nil {
+			t.Errorf("Append(%s) = nil; want an error", tc.name)
 		}
-	})
+		checkUnchanged(t, s, c, "Append("+tc.name+")")
+	}
+	// A header whose record count disagrees with its body is refused too.
+	bad := *b
+	bad.Records = bad.Records[:4]
+	if err := s.Append(ctx, &bad, stored); err == nil {
+		t.Errorf("Append(4 records, header says 5) = nil; want an error")
+	}
+	checkUnchanged(t, s, c, "Append(short body)")
+	if err := s.Append(ctx, b, stored); err != nil {
+		t.Fatalf("Append(valid) = %v; want nil", err)
+	}
+	c.Commit(b, stored)
+	checkUnchanged(t, s, c, "valid append")
+}
 
-	t.Run("Concurrent", func(t *testing.T) {
-		s := newStore(t)
-		defer s.Close()
-		c := build(t, s, 1, 1)
-		rng := rand.New(rand.NewPCG(3, 4))
-		stop := make(chan struct{})
-		stopped := func() bool {
-			select {
-			case <-stop:
-				return true
-			default:
-				return false
+func testConflict(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 2, 3)
+	rng := rand.New(rand.NewPCG(5, 5))
+	committed, err := s.Record(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := committed.Record
+	other.Commit = fmt.Sprintf("%040x", 1)
+	fresh := Records(rng, 5000, 3)
+	for _, tc := range []struct {
+		name    string
+		records []ledger.Record
+	}{
+		{"same record last", append(append([]ledger.Record(nil), fresh...), committed.Record)},
+		{"same record first", append([]ledger.Record{committed.Record}, fresh...)},
+		{"other record for the key", append(append([]ledger.Record(nil), fresh...), other)},
+		{"key twice in the block", append(append([]ledger.Record(nil), fresh...), fresh[0])},
+	} {
+		b, stored := c.Unsealed(tc.records)
+		b.Certificate = c.Certify(b, nil)
+		if err := s.Append(ctx, b, stored); !errors.Is(err, ledger.ErrConflict) {
+			t.Errorf("Append(%s) = %v; want ErrConflict", tc.name, err)
+		}
+		checkUnchanged(t, s, c, "Append("+tc.name+")")
+		for _, r := range fresh {
+			if e, err := s.Lookup(ctx, r.Key); !errors.Is(err, ledger.ErrNotFound) {
+				t.Errorf("after Append(%s): Lookup(%s) = %+v, %v; want ErrNotFound", tc.name, r.Key, e, err)
 			}
 		}
-		var wg sync.WaitGroup
-		for r := 0; r < 4; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for !stopped() {
-					h, err := s.Head(ctx)
-					if err != nil {
-						t.Errorf("Head() = %v", err)
-						return
-					}
-					b, err := s.Block(ctx, h.Height)
-					if err != nil {
-						t.Errorf("Block(%d) = %v", h.Height, err)
-						return
-					}
-					if uint64(len(b.Records)) != b.Header.Records {
-						t.Errorf("Block(%d) has %d of %d records", h.Height, len(b.Records), b.Header.Records)
-						return
-					}
-					if _, err := ledger.LogRoot(ledger.HashReaderOf(ctx, s), int64(h.LogSize)); err != nil {
-						t.Errorf("LogRoot(%d) = %v", h.LogSize, err)
-						return
-					}
+		if e, err := s.Lookup(ctx, committed.Record.Key); err != nil || !reflect.DeepEqual(e, committed) {
+			t.Errorf("after Append(%s): Lookup(%s) = %+v, %v; want %+v", tc.name, committed.Record.Key, e, err, committed)
+		}
+	}
+	b, stored := c.Unsealed(fresh)
+	b.Certificate = c.Certify(b, nil)
+	if err := s.Append(ctx, b, stored); err != nil {
+		t.Fatalf("Append(fresh records) = %v; want nil", err)
+	}
+	c.Commit(b, stored)
+	checkUnchanged(t, s, c, "valid append")
+}
+
+func testCopies(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 2, 3)
+	want := c.Blocks()[1]
+	wantBytes := string(want.Format())
+
+	// What Append was given stays the caller's.
+	b, stored := c.Unsealed(Records(rand.New(rand.NewPCG(8, 8)), 3000, 2))
+	b.Certificate = c.Certify(b, nil)
+	appended := string(b.Format())
+	if err := s.Append(ctx, b, stored); err != nil {
+		t.Fatal(err)
+	}
+	c.Commit(b, stored)
+	saved := stored[0]
+	b.Records[0].Commit = "x"
+	b.Certificate.Sigs[0].Sig[0] ^= 1
+	b.Attestations[0].Sig[0] ^= 1
+	stored[0][0] ^= 1
+	if got, err := s.Block(ctx, b.Header.Height); err != nil || string(got.Format()) != appended {
+		t.Errorf("changing a block after Append changed the stored block: %v", err)
+	}
+	if got, err := s.ReadHashes(ctx, []int64{ledger.StoredHashCount(int64(b.Header.LogSize - 2))}); err != nil || got[0] != saved {
+		t.Errorf("changing the hashes after Append changed the stored hashes: %v", err)
+	}
+
+	// What reads return is the caller's.
+	got, _ := s.Block(ctx, 1)
+	got.Header.Records = 99
+	got.Records[0].Commit = "x"
+	got.Records[0].Key.Tag = "x"
+	if got.Certificate != nil {
+		got.Certificate.Sigs[0].Sig[0] ^= 1
+	}
+	if len(got.Attestations) > 0 {
+		got.Attestations[0].Record.Tree = "x"
+	}
+	h, _ := s.Header(ctx, 1)
+	h.Records = 99
+	head, _ := s.Head(ctx)
+	head.Height = 99
+	hs, _ := s.Headers(ctx, 0, 3)
+	hs[1].Records = 99
+	e, _ := s.Record(ctx, 0)
+	e.Record.Commit = "x"
+	es, _ := s.Records(ctx, 0, 3)
+	es[0].Record.Commit = "x"
+	l, _ := s.Lookup(ctx, want.Records[0].Key)
+	l.Record.Commit = "x"
+	rh, _ := s.ReadHashes(ctx, []int64{0})
+	rh[0][0] ^= 1
+
+	if got, err := s.Block(ctx, 1); err != nil || string(got.Format()) != wantBytes {
+		t.Errorf("changing returned values changed Block(1): %v", err)
+	}
+	if h, err := s.Header(ctx, 1); err != nil || *h != want.Header {
+		t.Errorf("changing returned values changed Header(1): %v", err)
+	}
+	if head, err := s.Head(ctx); err != nil || *head != c.Head().Header {
+		t.Errorf("changing returned values changed Head(): %v", err)
+	}
+	if e, err := s.Record(ctx, 0); err != nil || e.Record != want.Records[0] {
+		t.Errorf("changing returned values changed Record(0): %v", err)
+	}
+	if e, err := s.Lookup(ctx, want.Records[0].Key); err != nil || e.Record != want.Records[0] {
+		t.Errorf("changing returned values changed Lookup: %v", err)
+	}
+	mine, _ := c.Store.ReadHashes(ctx, []int64{0})
+	if rh, err := s.ReadHashes(ctx, []int64{0}); err != nil || rh[0] != mine[0] {
+		t.Errorf("changing returned values changed ReadHashes([0]): %v", err)
+	}
+}
+
+func testConcurrent(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 1, 1)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var (
+		wg   sync.WaitGroup
+		stop = make(chan struct{})
+	)
+	stopped := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	reader := func() {
+		defer wg.Done()
+		hr := ledger.HashReaderOf(ctx, s)
+		for !stopped() {
+			h, err := s.Head(ctx)
+			if err != nil {
+				t.Errorf("Head() = %v", err)
+				return
+			}
+			b, err := s.Block(ctx, h.Height)
+			if err != nil {
+				t.Errorf("Block(%d) = %v", h.Height, err)
+				return
+			}
+			if b.Header != *h || uint64(len(b.Records)) != h.Records {
+				t.Errorf("Block(%d) has %d of %d records", h.Height, len(b.Records), h.Records)
+				return
+			}
+			// Everything the head's block added is readable.
+			if h.LogSize > 0 {
+				last := int64(h.LogSize) - 1
+				e, err := s.Record(ctx, last)
+				if err != nil {
+					t.Errorf("Record(%d) under head %d = %v", last, h.Height, err)
+					return
 				}
-			}()
-		}
-		for i := 0; i < 20; i++ {
-			b, stored := c.Unsealed(Records(rng, 100+i*5, 5))
-			b.Certificate = c.Certify(b, nil)
-			if err := s.Append(context.Background(), b, stored); err != nil {
-				t.Fatalf("Append = %v", err)
+				if _, err := s.Lookup(ctx, e.Record.Key); err != nil {
+					t.Errorf("Lookup(%s) = %v", e.Record.Key, err)
+					return
+				}
 			}
-			c.Store.Append(context.Background(), b, stored)
-			c.blocks = append(c.blocks, b)
+			root, err := ledger.LogRoot(hr, int64(h.LogSize))
+			if err != nil || root != h.LogRoot {
+				t.Errorf("LogRoot(%d) = %v, %v; want %v", h.LogSize, root, err, h.LogRoot)
+				return
+			}
+			if hs, err := s.Headers(ctx, 0, int(h.Height)+1); err != nil || len(hs) != int(h.Height)+1 {
+				t.Errorf("Headers(0, %d) = %d headers, %v", h.Height+1, len(hs), err)
+				return
+			}
 		}
-		close(stop)
-		wg.Wait()
-		rep, err := ledger.Audit(context.Background(), s, c.Genesis, nil, nil)
-		if err != nil || rep.Blocks != 22 {
-			t.Errorf("Audit = %+v, %v", rep, err)
+	}
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go reader()
+	}
+	for i := 0; i < 20; i++ {
+		b, stored := c.Unsealed(Records(rng, 100+i*5, 5))
+		b.Certificate = c.Certify(b, nil)
+		if err := s.Append(ctx, b, stored); err != nil {
+			t.Errorf("Append(height %d) = %v", b.Header.Height, err)
+			break
 		}
-	})
+		c.Commit(b, stored)
+	}
+	close(stop)
+	wg.Wait()
+	rep, err := ledger.Audit(ctx, s, c.Genesis, nil, nil)
+	if err != nil || rep.Blocks != uint64(len(c.Blocks())) {
+		t.Errorf("Audit = %+v, %v; want %d blocks", rep, err, len(c.Blocks()))
+	}
+}
+
+// testAppendNext drives the store through ledger's own validation path,
+// as a node does.
+func testAppendNext(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := NewChain(t, 4)
+	if err := ledger.InitStore(ctx, s, c.Genesis); err != nil {
+		t.Fatalf("InitStore = %v", err)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := 0; i < 5; i++ {
+		b := c.Next(Records(rng, 10*i, i))
+		if err := ledger.AppendNext(ctx, s, b, nil); err != nil {
+			t.Fatalf("AppendNext(height %d) = %v", b.Header.Height, err)
+		}
+	}
+	dup := c.Blocks()[2].Records[0]
+	b, _ := c.Unsealed([]ledger.Record{dup})
+	if err := ledger.AppendNext(ctx, s, b, nil); !errors.Is(err, ledger.ErrConflict) || !errors.Is(err, ledger.ErrInvalidBlock) {
+		t.Errorf("AppendNext(committed key) = %v; want ErrInvalidBlock and ErrConflict", err)
+	}
+	checkUnchanged(t, s, c, "AppendNext(committed key)")
+	if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
+		t.Errorf("Audit = %v", err)
+	}
 }
