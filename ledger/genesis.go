@@ -236,6 +236,9 @@ func (g *Genesis) Validate() error {
 			if err := checkName(v.Name); err != nil {
 				return fail("validator %s: %v", v.Key, err)
 			}
+			if err := v.Key.Check(); err != nil {
+				return fail("validator: %v", err)
+			}
 		}
 		if g.AttestQuorum > vs.Len() {
 			return fail("attest quorum %d exceeds %d validators", g.AttestQuorum, vs.Len())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
 )
 
@@ -75,6 +76,24 @@ func (s *Signature) UnmarshalText(b []byte) error {
 // ZIP-215 rules (ed25519consensus), which every node applies identically.
 func (k PublicKey) Verify(msg []byte, sig Signature) bool {
 	return ed25519consensus.Verify(ed25519.PublicKey(k[:]), msg, sig[:])
+}
+
+// Check reports whether k can be a validator key: the canonical encoding of
+// a curve point that is not of small order. Under ZIP-215 a small-order key
+// verifies the signature (R = identity, s = 0) for every message, so anyone
+// could sign as it; a non-canonical encoding gives one key two names.
+func (k PublicKey) Check() error {
+	p, err := new(edwards25519.Point).SetBytes(k[:])
+	if err != nil {
+		return fmt.Errorf("ledger: public key %s: not a curve point", k)
+	}
+	if !bytes.Equal(p.Bytes(), k[:]) {
+		return fmt.Errorf("ledger: public key %s: non-canonical encoding", k)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("ledger: public key %s: small order", k)
+	}
+	return nil
 }
 
 // A Signer signs messages with one ed25519 key. It is what a validator holds.
