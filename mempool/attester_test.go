@@ -201,7 +201,7 @@ func TestAttesterRetry(t *testing.T) {
 		k := testKey(t, 0)
 		repos.fails[k] = 3
 		f.add(t, k)
-		a := f.attester(t, repos, g, func(c *AttesterConfig) { c.RetryMin, c.RetryMax = time.Second, 3 * time.Second })
+		a := f.attester(t, repos, g, func(c *AttesterConfig) { c.RetryMin, c.RetryMax = time.Second, 3*time.Second })
 		defer a.Close(context.Background())
 
 		// Attempts at 0 s, then 1 s, 2 s (doubling) and 3 s (capped) later.
