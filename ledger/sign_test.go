@@ -134,14 +134,12 @@ func TestZIP215(t *testing.T) {
 	if err := smallOrderKey.Check(); err == nil {
 		t.Errorf("PublicKey.Check(identity) = nil; want error")
 	}
-	// A non-canonical encoding of a valid point (y = p + 1 encodes y = 1,
-	// the identity, but also catches the canonical check).
+	// y = 2^255 - 18 = p + 1 is a non-canonical encoding of y = 1.
 	var nonCanonical ledger.PublicKey
 	for i := range nonCanonical {
 		nonCanonical[i] = 0xff
 	}
-	nonCanonical[0] = 0xee // 2^255 - 18 = p - 1 + ... > p - 1 is non-canonical
-	nonCanonical[31] = 0x7f
+	nonCanonical[0], nonCanonical[31] = 0xee, 0x7f
 	if err := nonCanonical.Check(); err == nil {
 		t.Errorf("PublicKey.Check(%v) = nil; want error", nonCanonical)
 	}
