@@ -328,8 +328,7 @@ func canonicalHost(h string) (string, error) {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("invalid host %q", clip(h))
 		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
+		for _, c := range label {
 			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
 				return "", fmt.Errorf("invalid character %q in host %q", c, clip(h))
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/edwards25519"
+
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
 )
@@ -134,14 +136,32 @@ func TestZIP215(t *testing.T) {
 	if err := smallOrderKey.Check(); err == nil {
 		t.Errorf("PublicKey.Check(identity) = nil; want error")
 	}
-	// y = 2^255 - 18 = p + 1 is a non-canonical encoding of y = 1.
-	var nonCanonical ledger.PublicKey
-	for i := range nonCanonical {
-		nonCanonical[i] = 0xff
+	// y = p + 1 = 2^255 - 18 is a non-canonical encoding of y = 1.
+	// Non-canonical encodings exist for y = p to 2^255 - 1 (y = 0 to 18):
+	// each that decodes to a point of large order must still be refused.
+	found := 0
+	for y := 0; y <= 18; y++ {
+		var k ledger.PublicKey
+		for i := range k {
+			k[i] = 0xff
+		}
+		k[0], k[31] = byte(0xed+y), 0x7f // p = 2^255 - 19 ends in 0xed
+		p, err := new(edwards25519.Point).SetBytes(k[:])
+		if err != nil {
+			continue
+		}
+		if err := k.Check(); err == nil {
+			t.Errorf("PublicKey.Check(%v) = nil; want error", k)
+		}
+		if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 0 {
+			found++
+			if err := k.Check(); err == nil || !strings.Contains(err.Error(), "non-canonical") {
+				t.Errorf("PublicKey.Check(%v) = %v; want non-canonical", k, err)
+			}
+		}
 	}
-	nonCanonical[0], nonCanonical[31] = 0xee, 0x7f
-	if err := nonCanonical.Check(); err == nil {
-		t.Errorf("PublicKey.Check(%v) = nil; want error", nonCanonical)
+	if found == 0 {
+		t.Errorf("no non-canonical encoding of a large-order point tried")
 	}
 	for i := 0; i < 10; i++ {
 		if k := ledgertest.Signer(i).Public(); k.Check() != nil {
