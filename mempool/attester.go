@@ -255,6 +255,13 @@ func (a *Attester) settle(ctx context.Context, r result) (time.Duration, bool) {
 			switch {
 			case errors.Is(err, errGone):
 				return 0, true // committed or expired while fetching
+			case errors.Is(err, ErrFull):
+				return 0, true // enough others attested (open membership)
+			case errors.Is(err, ErrConflict):
+				// This key signed another record for the key: another node
+				// runs with the same key, or the journal was tampered with.
+				log.Error("own attestation conflicts with one already pending", "err", err)
+				return 0, true
 			case err != nil:
 				r.err = err
 			default:

@@ -416,3 +416,27 @@ func TestAttesterConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestAttesterEnoughAttestations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Open membership with room for one attestation, taken by another
+		// node: this node's is not needed, and is not retried.
+		f := newFixture(t, 2, func(c *Config) { c.Validators, c.MaxAttestations = nil, 1 })
+		repos, g := newRepos(), &gossip{}
+		k := testKey(t, 0)
+		f.attest(t, 1, record(k, ""))
+		a := f.attester(t, repos, g, nil)
+		defer a.Close(context.Background())
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := repos.count(k); n != 1 {
+			t.Errorf("fetched %d times, want 1", n)
+		}
+		if e, _ := f.pool.Get(k); e.Error != "" || e.Attempts != 0 || len(e.Attestations) != 1 {
+			t.Errorf("entry = %+v, want no error and the other node's attestation", e)
+		}
+		if len(g.keys()) != 0 {
+			t.Errorf("OnAttest called for a refused attestation")
+		}
+	})
+}

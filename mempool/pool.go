@@ -316,7 +316,10 @@ func (p *Pool) allowed(v ledger.PublicKey) bool {
 //     fetched and hashed it itself. A client's claim never suffices, and a
 //     pool whose Config.Self is zero has nothing ready at need 0.
 //
-// Each Ready carries every attestation agreeing with its record.
+// Each Ready carries every attestation agreeing with its record. A block
+// needs only need of them per record, and ledger.CheckAttestations verifies
+// every one it is given: a proposer with a large validator set trims them to
+// keep the block under ledger.MaxBlockBytes.
 func (p *Pool) Ready(need, limit int) []Ready {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
