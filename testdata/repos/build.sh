@@ -1,198 +1,129 @@
 #!/bin/sh
-# build.sh DIR builds the fixture repositories the vcs tests fetch and hash.
+# build.sh DIR: build the fixture repositories used by the vcs tests into DIR
+# (which must not exist or be empty). Uses only the git CLI and POSIX tools.
 #
-# Every repository is built with the git CLI from fixed contents, names and
-# dates, so commit and tag ids are the same on every machine and the golden
-# hashes in golden.json stay valid. Nothing here is committed as a .git
-# directory; tests run this script into a temporary directory.
+# Everything is deterministic: fixed author, committer and dates, no user or
+# system git configuration, so commit and tag ids are the same on every
+# machine and golden.json can pin them.
 #
-#   DIR/tree     odd trees: nested directories, an executable, symlinks, a
-#                gitlink, empty files, non-UTF-8 and unicode names, names that
-#                differ only by case, a 5 MB file; annotated, lightweight,
-#                nested and moving tags, a tag on a tree, an empty tree
-#   DIR/gomod    a Go module: vendor/, a nested module, a subdirectory module,
-#                a major-version subdirectory, LICENSE, .gitattributes
-#   DIR/legacy   a module without go.mod (v1 and +incompatible v2 tags)
+#   DIR/basic   nested directories, an executable, symbolic links, a submodule
+#               (gitlink), empty files, non-UTF-8 and unicode names, names that
+#               differ only by case, a 5.6 MB file and a near copy of it (a large
+#               delta), similar text files (small deltas).
+#               Tags: v1.0.0 (annotated), light (lightweight), nested (an
+#               annotated tag of the annotated tag v1.0.0), treetag (names a
+#               tree, not a commit), moving (at the first commit; branch "next"
+#               holds a second commit the tests move it to).
+#   DIR/gomod   a Go module example.com/fixture with vendor/, a nested module
+#               in sub/, a LICENSE at the root only, a symbolic link, a file
+#               that .gitattributes marks export-ignore.
+#               Tags: v0.9.0 (go 1.21: vendor/modules.txt is kept),
+#               v1.0.0 (annotated, go 1.24), v1.0.1, sub/v0.1.0 (the nested
+#               module), v2.0.0 (invalid: no /v2 suffix), release-1 (not semver).
+#   DIR/legacy  a Go package without go.mod. Tags: v1.0.0, v2.0.0 (+incompatible).
 set -eu
 
-if [ $# -ne 1 ]; then
-	echo "usage: $0 DIR" >&2
-	exit 2
-fi
-mkdir -p "$1"
-OUT=$(cd "$1" && pwd)
+dir=${1:?usage: build.sh DIR}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
 
-# Isolate from the user's configuration and fix every id-relevant input.
-export GIT_CONFIG_NOSYSTEM=1
-export GIT_CONFIG_GLOBAL=/dev/null
-export HOME="$OUT"
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null HOME="$dir"
 export GIT_AUTHOR_NAME="Fixture Author" GIT_AUTHOR_EMAIL="author@example.com"
 export GIT_COMMITTER_NAME="Fixture Committer" GIT_COMMITTER_EMAIL="committer@example.com"
+export GIT_AUTHOR_DATE="2024-01-02T03:04:05Z" GIT_COMMITTER_DATE="2024-01-02T03:04:05Z"
 export TZ=UTC LC_ALL=C
-unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE
 
-# at N: set both dates to N seconds after 2024-01-01T00:00:00Z.
-at() {
-	export GIT_AUTHOR_DATE="$((1704067200 + $1)) +0000"
-	export GIT_COMMITTER_DATE="$GIT_AUTHOR_DATE"
-}
+g() { git -c core.autocrlf=false -c core.symlinks=true -c init.defaultBranch=main -c tag.gpgSign=false -c commit.gpgSign=false -c advice.nestedTag=false "$@"; }
 
-newrepo() {
-	rm -rf "$OUT/$1"
-	git init -q -b main "$OUT/$1"
-	cd "$OUT/$1"
-	git config core.autocrlf false
-	git config core.filemode true
-	git config core.symlinks true
-	git config advice.nestedTag false
-	git config gc.auto 0
-	git config core.safecrlf false
-}
-
-# bigfile N: N lines of deterministic pseudo-random text (two small LCGs,
-# exact in any awk's double arithmetic).
-bigfile() {
-	awk -v n="$1" 'BEGIN {
-		a = 1; b = 7
+# lines N SEED: N deterministic lines of source-like text.
+lines() {
+	awk -v n="$1" -v seed="$2" 'BEGIN {
+		split("alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega return func if else for range", w, " ");
+		x = seed;
 		for (i = 0; i < n; i++) {
-			a = (a * 75 + 74) % 65537
-			b = (b * 171) % 30269
-			printf "%06d %05x %04x the quick brown fox %d jumps over %d\n", i, a, b, a % 97, b % 89
+			x = (x * 1103515245 + 12345) % 2147483648; a = w[int(x / 65536) % 16 + 1];
+			x = (x * 1103515245 + 12345) % 2147483648; b = w[int(x / 65536) % 16 + 1];
+			x = (x * 1103515245 + 12345) % 2147483648;
+			printf "%s %s(%d) // %s %s line %d\n", a, b, x % 100000, b, a, i;
 		}
 	}'
 }
 
-# --- tree -----------------------------------------------------------------
-newrepo tree
-at 0
-mkdir -p a/b/c bin dir unicodé
-printf 'deep\n' >a/b/c/d.txt
-printf 'middle\n' >a/b/m.txt
-printf '#!/bin/sh\necho run\n' >bin/run.sh
+# ---------------------------------------------------------------- basic
+r="$dir/basic"
+g init -q "$r"
+cd "$r"
+mkdir -p docs/a/b/c bin src/one src/two empty-dir-file
+printf 'top readme\n' > README
+printf 'lower-case readme\n' > readme
+printf 'deep\n' > docs/a/b/c/deep.txt
+printf 'guide\n' > docs/guide.md
+printf '#!/bin/sh\necho run\n' > bin/run.sh
 chmod 755 bin/run.sh
-: >empty.txt
-: >dir/empty
-printf 'upper\n' >README
-printf 'lower\n' >readme
-printf 'latin-1 name\n' >"$(printf 'latin1-\351.txt')"
-printf 'nfc\n' >"$(printf 'caf\303\251.txt')"
-printf 'nfd\n' >"$(printf 'cafe\314\201.txt')"
-printf 'japanese\n' >"unicodé/$(printf '\346\227\245\346\234\254.txt')"
-printf 'with space\n' >"name with spaces.txt"
-ln -s a/b/c/d.txt link
-ln -s ../../../etc/passwd dangling
-bigfile 100000 >big.txt
-git add -A
-# A submodule entry (gitlink) without .gitmodules: hashed as its commit id,
-# never fetched.
-git update-index --add --cacheinfo 160000,0123456789abcdef0123456789abcdef01234567,sub/module
-git commit -q -m "first"
-git tag -a -m "release 1.0.0" v1.0.0
-git tag v1.0.0-light
-git tag -a -m "a tag of a tag" v1.0.0-nested v1.0.0
-git tag moving
-git tag treetag "HEAD^{tree}"
+: > empty.txt
+: > empty-dir-file/.keep
+ln -s README link-to-readme
+ln -s ../../outside/of/the/repo dangling-link
+ln -s docs/a linked-dir
+printf 'not utf-8\n' > "$(printf 'latin1-\351t\351.txt')"
+printf 'unicode\n' > "héllo wörld ✓.txt"
+printf 'name with spaces\n' > "a file with spaces"
+lines 400 1 > src/one/data.txt
+{ lines 400 1; printf 'one more line\n'; } > src/two/data.txt
+lines 130000 7 > large.bin
+{ lines 130000 7; printf 'appended\n'; } > large-copy.bin
+g add -A
+# A submodule entry (gitlink) whose commit is not in this repository.
+g update-index --add --cacheinfo 160000,0123456789abcdef0123456789abcdef01234567,third_party/sub
+g commit -q -m "basic fixture"
+g tag -a v1.0.0 -m "release v1.0.0"
+g tag light
+g tag moving
+g tag -a nested -m "a tag of a tag" v1.0.0
+g tag treetag "HEAD^{tree}"
+g checkout -q -b next
+printf 'second state\n' > README
+g commit -q -a -m "second state"
+g checkout -q main
 
-at 100
-printf 'second version\n' >a/b/m.txt
-rm -f readme
-chmod 644 bin/run.sh
-git add -A
-git commit -q -m "second"
-git tag -a -m "release 2.0.0" v2.0.0
+# ---------------------------------------------------------------- gomod
+r="$dir/gomod"
+g init -q "$r"
+cd "$r"
+mkdir -p vendor/example.com/dep sub pkg/vendor internal
+printf 'module example.com/fixture\n\ngo 1.21\n\nrequire example.com/dep v1.0.0\n' > go.mod
+printf 'package fixture\n\n// Hello says hello.\nfunc Hello() string { return "hello" }\n' > fixture.go
+printf 'Copyright 2024 Fixture Authors.\nPermission is granted.\n' > LICENSE
+printf '# example.com/dep v1.0.0\n## explicit\nexample.com/dep\n' > vendor/modules.txt
+printf 'package dep\n' > vendor/example.com/dep/dep.go
+printf 'module example.com/fixture/sub\n\ngo 1.22\n' > sub/go.mod
+printf 'package sub\n' > sub/sub.go
+printf 'package vendor\n' > pkg/vendor/vendor.go
+printf 'package internal\n' > internal/x.go
+g add -A
+g commit -q -m "module at go 1.21"
+g tag v0.9.0
+printf 'module example.com/fixture\n\ngo 1.24\n\nrequire example.com/dep v1.0.0\n' > go.mod
+ln -s fixture.go link.go
+printf 'ignored.txt export-ignore\n' > .gitattributes
+printf 'ignored by git archive unless disabled\n' > ignored.txt
+printf 'repo: 0000\n' > .hg_archival.txt
+chmod 755 internal/x.go
+g add -A
+g commit -q -m "module at go 1.24"
+g tag -a v1.0.0 -m "v1.0.0"
+g tag v1.0.1
+g tag sub/v0.1.0
+g tag v2.0.0
+g tag release-1
 
-at 200
-empty=$(git mktree </dev/null)
-c=$(git commit-tree -m "empty tree" "$empty")
-git tag empty "$c"
-
-# --- gomod ----------------------------------------------------------------
-newrepo gomod
-at 1000
-mkdir -p vendor/example.org/dep pkg/vendor/foo sub testdata docs
-cat >go.mod <<'EOF'
-module example.com/fixture
-
-go 1.22
-EOF
-cat >main.go <<'EOF'
-package main
-
-import _ "example.org/dep"
-
-func main() {}
-EOF
-printf 'Fixture license: do what you like.\n' >LICENSE
-printf '# fixture\n' >README.md
-printf '# example.org/dep v1.0.0\n## explicit\nexample.org/dep\n' >vendor/modules.txt
-printf 'package dep\n' >vendor/example.org/dep/dep.go
-printf 'top-level vendor file\n' >vendor/README
-printf 'package vendor\n' >pkg/vendor/vendor.go
-printf 'package foo\n' >pkg/vendor/foo/foo.go
-cat >sub/go.mod <<'EOF'
-module example.com/fixture/sub
-
-go 1.22
-EOF
-printf 'package sub\n' >sub/sub.go
-ln -s main.go link.go
-printf 'repo: 0000\n' >.hg_archival.txt
-printf '#!/bin/sh\nexit 0\n' >script.sh
-chmod 755 script.sh
-printf 'testdata/ignored.txt export-ignore\nversion.go export-subst\n' >.gitattributes
-printf 'ignored by git archive, not by the go command\n' >testdata/ignored.txt
-printf 'package main\n\nconst commit = "$Format:%%H$"\n' >version.go
-: >docs/empty.txt
-printf 'unicode name\n' >"docs/café.md"
-git add -A
-git commit -q -m "module v1.0.0"
-git tag -a -m "v1.0.0" v1.0.0
-git tag sub/v0.1.0
-
-at 1100
-cat >go.mod <<'EOF'
-module example.com/fixture
-
-go 1.24
-EOF
-mkdir -p v2
-cat >v2/go.mod <<'EOF'
-module example.com/fixture/v2
-
-go 1.24
-EOF
-printf 'package fixture\n' >v2/v2.go
-printf 'v2 license\n' >v2/LICENSE
-git add -A
-git commit -q -m "module v1.1.0, v2 in a subdirectory"
-git tag v1.1.0
-git tag -a -m "v2.0.0" v2.0.0
-
-at 1200
-printf '*.txt eol=crlf\n' >>.gitattributes
-printf 'line one\nline two\n' >notes.txt
-git add -A
-git commit -q -m "content conversion attributes"
-git tag v1.2.0
-
-at 1300
-git rm -q notes.txt
-printf 'testdata/ignored.txt export-ignore\nversion.go export-subst\n' >.gitattributes
-printf 'x\n' >Readme.md
-git add -A
-git commit -q -m "case-insensitive collision"
-git tag v1.3.0
-
-# --- legacy ---------------------------------------------------------------
-newrepo legacy
-at 2000
-printf 'package legacy\n' >legacy.go
-printf 'legacy license\n' >LICENSE
-git add -A
-git commit -q -m "legacy v1"
-git tag v1.0.0
-at 2100
-printf 'package legacy // v2\n' >legacy.go
-git add -A
-git commit -q -m "legacy v2"
-git tag v2.3.0
+# ---------------------------------------------------------------- legacy
+r="$dir/legacy"
+g init -q "$r"
+cd "$r"
+printf 'package legacy\n' > legacy.go
+printf 'MIT\n' > LICENSE
+g add -A
+g commit -q -m "legacy package"
+g tag v1.0.0
+g tag v2.0.0
