@@ -133,6 +133,11 @@ func New(ctx context.Context, cfg Config, j Journal, c Committed) (*Pool, error)
 // Claim for none). It returns the pending entry and whether this call added
 // it; a key already pending is returned as it is (the claim is not merged).
 //
+// The submitter is who is rate limited: a client's address for API
+// submissions. Records relayed by peers were limited at the node their
+// client reached; relay them with an empty submitter, since a peer id would
+// hold a whole network's submissions to one client's rate.
+//
 // Refusals, in the order they are checked: a key that is not canonical
 // (wraps ledger.ErrInvalidKey); a malformed claim (ErrInvalidClaim); a
 // submitter over its rate (*RateLimitError, ErrRateLimited; an empty
