@@ -179,8 +179,8 @@ func (a *Attester) run(ctx context.Context) {
 		wg.Go(func() { results <- a.fetch(ctx, k) })
 	}
 	pool := a.cfg.Pool
+	changed := pool.Changed() // kept until it fires, so no change goes unseen
 	for {
-		changed := pool.Changed()
 		now := time.Now()
 		for len(inflight) < a.cfg.Workers && retries.Len() > 0 && !retries[0].due.After(now) {
 			k := heap.Pop(&retries).(retry).key
@@ -209,6 +209,7 @@ func (a *Attester) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			changed = pool.Changed()
 			more = true
 		case r := <-results:
 			delete(inflight, r.key)

@@ -507,8 +507,21 @@ func (p *Pool) Stats() (count int, bytes int64) {
 
 // Changed returns a channel that is closed at the next change that may
 // interest a proposer or an attester: a new entry or a new attestation.
-// Take the channel before looking at the pool, then wait on it; any number
-// of goroutines may wait.
+// Any number of goroutines may wait. Take the channel before looking at the
+// pool and keep it until it fires, then take the next one:
+//
+//	ch := p.Changed()
+//	for {
+//		... look at the pool ...
+//		select {
+//		case <-ch:
+//			ch = p.Changed()
+//		case <-other:
+//		}
+//	}
+//
+// Calling Changed afresh at each select would miss the changes made while
+// the caller was busy with something else.
 func (p *Pool) Changed() <-chan struct{} {
 	p.cmu.Lock()
 	defer p.cmu.Unlock()
