@@ -45,5 +45,10 @@ bench:
 	@mkdir -p $(dir $(BENCHOUT))
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout 60m $(PKGS) | tee $(BENCHOUT)
 
+# The README's first command: a local ledger node, a real repository,
+# check/append, and a moved tag caught.
+demo: build
+	BIN=$(BIN) bash scripts/demo.sh
+
 clean-bin:
 	rm -rf $(BIN)
