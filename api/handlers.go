@@ -17,10 +17,18 @@ import (
 
 // Bodies of the list endpoints.
 type (
-	peersBody    struct{ Peers []Peer `json:"peers"` }
-	mempoolBody  struct{ Pending []PendingInfo `json:"pending"` }
-	evidenceBody struct{ Evidence []Evidence `json:"evidence"` }
-	statusBody   struct{ Status string `json:"status"` }
+	peersBody struct {
+		Peers []Peer `json:"peers"`
+	}
+	mempoolBody struct {
+		Pending []PendingInfo `json:"pending"`
+	}
+	evidenceBody struct {
+		Evidence []Evidence `json:"evidence"`
+	}
+	statusBody struct {
+		Status string `json:"status"`
+	}
 )
 
 // A ValidatorSet answers GET /v1/validators.
