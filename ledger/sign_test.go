@@ -193,7 +193,7 @@ func TestNewSigner(t *testing.T) {
 	}
 }
 
-func fourValidators(t *testing.T) ([]*ledger.Signer, *ledger.ValidatorSet) {
+func fourValidators(t testing.TB) ([]*ledger.Signer, *ledger.ValidatorSet) {
 	var signers []*ledger.Signer
 	var vals []ledger.Validator
 	for i := 0; i < 4; i++ {
