@@ -69,10 +69,17 @@ func (e *Error) Error() string {
 	}
 	b.WriteString(kind)
 	if e.Err != nil {
-		msg := clean(e.Err.Error())
-		if msg != "" && msg != kind {
+		// go-git repeats itself ("authentication required: authentication
+		// required"): drop segments equal to the kind or to the one before.
+		prev := kind
+		for _, seg := range strings.Split(clean(e.Err.Error()), ": ") {
+			seg = strings.TrimRight(strings.TrimSpace(seg), ":. ")
+			if seg == "" || seg == prev || seg == "vcs" {
+				continue
+			}
 			b.WriteString(": ")
-			b.WriteString(msg)
+			b.WriteString(seg)
+			prev = seg
 		}
 	}
 	return b.String()
@@ -133,9 +140,17 @@ func newError(ctx context.Context, op, repo, tag string, err error) error {
 		}
 		return e
 	}
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			e.Kind, e.Err = k, err
+			return e
+		}
+	}
 	e.Kind, e.Err = classify(ctx, err), err
 	return e
 }
+
+var kinds = []error{ErrRepoNotFound, ErrTagNotFound, ErrNotCommit, ErrAuth, ErrNetwork, ErrTimeout, ErrHostile, ErrLimit, ErrInvalid, ErrCache}
 
 func contextKind(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {

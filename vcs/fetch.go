@@ -16,7 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/sideband"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/file"
-	"github.com/go-git/go-git/v5/plumbing/transport/git"
+	gitproto "github.com/go-git/go-git/v5/plumbing/transport/git"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/plumbing/transport/ssh"
 )
@@ -161,7 +161,7 @@ func endpoint(repoURL string, opts *Options) (*transport.Endpoint, transport.Tra
 	case "ssh":
 		return ep, ssh.DefaultClient, nil, nil
 	case "git":
-		return ep, git.DefaultClient, nil, nil
+		return ep, gitproto.DefaultClient, nil, nil
 	}
 	return nil, nil, nil, errorf(ErrInvalid, "unsupported scheme %q (want https, http, ssh, git, file or a local path)", ep.Protocol)
 }
@@ -214,11 +214,20 @@ func (r *remote) fetch(ctx context.Context, want plumbing.Hash, dir string, lim 
 	}
 	req.Wants = []plumbing.Hash{want}
 
-	resp, err := r.sess.UploadPack(ctx, req)
+	// fctx is cancelled when indexing stops early, so that the transport
+	// kills a git-upload-pack (or ssh) process still writing the pack
+	// instead of waiting for it.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := r.sess.UploadPack(fctx, req)
 	if err != nil {
 		return err
 	}
-	defer resp.Close()
+	defer func() {
+		cancel()
+		io.CopyN(io.Discard, resp, 1<<20) // fails at once after cancel, killing the process
+		resp.Close()
+	}()
 	var pack io.Reader = resp
 	switch {
 	case req.Capabilities.Supports(capability.Sideband64k):
