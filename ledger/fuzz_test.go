@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -89,14 +90,21 @@ func addSeeds(f *testing.F, name string) {
 func TestFuzzSeedCorpus(t *testing.T) {
 	for name, ss := range seeds(t) {
 		dir := filepath.Join("testdata", "fuzz", name)
-		for i, s := range ss {
+		if *update {
+			old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
+			for _, p := range old {
+				os.Remove(p)
+			}
+		}
+		for _, s := range ss {
 			var body string
 			if name == "FuzzParseKey" {
 				body = fmt.Sprintf("go test fuzz v1\nstring(%q)\n", s)
 			} else {
 				body = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s)
 			}
-			path := filepath.Join(dir, fmt.Sprintf("seed-%03d", i))
+			sum := sha256.Sum256([]byte(body))
+			path := filepath.Join(dir, fmt.Sprintf("seed-%x", sum[:8]))
 			if *update {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					t.Fatal(err)

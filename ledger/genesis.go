@@ -223,7 +223,7 @@ func (g *Genesis) Validate() error {
 	if g.BlockInterval <= 0 || g.BlockInterval > 24*3600*1000 {
 		return fail("block interval %d ms: want 1 ms to 1 day", g.BlockInterval)
 	}
-	if g.AttestQuorum < -1 {
+	if g.AttestQuorum < -1 || g.AttestQuorum > 1<<20 {
 		return fail("attest quorum %d", g.AttestQuorum)
 	}
 	switch g.Engine {

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -117,7 +118,11 @@ func NewKey(repo, tag string) (Key, error) {
 	return k, nil
 }
 
-// checkKeyText refuses text that no key may contain.
+// checkKeyText refuses text that no key may contain: more than MaxKeyLen
+// bytes, invalid UTF-8, control characters (Unicode Cc), white space
+// (Unicode White_Space) and invisible format characters (Unicode Cf, such
+// as zero-width spaces and bidirectional overrides, which would let two
+// keys that look alike differ).
 func checkKeyText(s string) error {
 	if len(s) > MaxKeyLen {
 		return keyErr(s, "%d bytes, longer than %d", len(s), MaxKeyLen)
@@ -127,11 +132,12 @@ func checkKeyText(s string) error {
 	}
 	for _, r := range s {
 		switch {
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+		case unicode.IsControl(r):
 			return keyErr(s, "contains control character %U", r)
-		case r == ' ' || r == '\u00a0' || r == '\u2028' || r == '\u2029' || r == '\u3000' ||
-			r == '\u1680' || (r >= '\u2000' && r <= '\u200a') || r == '\u202f' || r == '\u205f' || r == '\ufeff':
+		case unicode.IsSpace(r):
 			return keyErr(s, "contains white space %U", r)
+		case unicode.Is(unicode.Cf, r):
+			return keyErr(s, "contains format character %U", r)
 		}
 	}
 	return nil

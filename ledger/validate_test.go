@@ -316,7 +316,9 @@ func TestGenesisValidate(t *testing.T) {
 		{"bad name", ledger.EnginePoA, func(g *ledger.Genesis) { g.Validators[0].Name = "" }},
 		{"negative quorum", ledger.EnginePoA, func(g *ledger.Genesis) { g.Quorum = -3 }},
 		{"engine", ledger.EnginePoA, func(g *ledger.Genesis) { g.Engine = "x" }},
+		{"pow attest quorum 2^20+1", ledger.EnginePoW, func(g *ledger.Genesis) { g.AttestQuorum = 1<<20 + 1 }},
 		{"pow bits 0", ledger.EnginePoW, func(g *ledger.Genesis) { g.Bits = 0 }},
+		{"pow bits 256", ledger.EnginePoW, func(g *ledger.Genesis) { g.Bits = 256 }},
 		{"pow retarget 0", ledger.EnginePoW, func(g *ledger.Genesis) { g.Retarget = 0 }},
 		{"pow confirmations 0", ledger.EnginePoW, func(g *ledger.Genesis) { g.Confirmations = 0 }},
 		{"pow validators", ledger.EnginePoW, func(g *ledger.Genesis) {
