@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/node"
+)
+
+// A home directory holds one replica:
+//
+//	DIR/config.json   settings (optional; flags and LEDGERD_* override it)
+//	DIR/genesis.txt   the chain's genesis (canonical text)
+//	DIR/node.key      the node's ed25519 key
+//	DIR/ledger.db     the SQLite store (created on first run)
+//	DIR/cache/        fetched repositories
+const (
+	configFile  = "config.json"
+	genesisFile = "genesis.txt"
+	keyFile     = "node.key"
+	dbFile      = "ledger.db"
+)
+
+// fileConfig is config.json. Every field is optional.
+type fileConfig struct {
+	HTTP          string   `json:"http,omitempty"`
+	P2PListen     []string `json:"p2p_listen,omitempty"`
+	Bootstrap     []string `json:"bootstrap,omitempty"`
+	MDNS          bool     `json:"mdns,omitempty"`
+	WriteToken    string   `json:"write_token,omitempty"`
+	AttestWorkers int      `json:"attest_workers,omitempty"`
+	FetchTimeout  string   `json:"fetch_timeout,omitempty"`
+	LogFormat     string   `json:"log_format,omitempty"` // text or json
+	LogLevel      string   `json:"log_level,omitempty"`  // debug, info, warn, error
+}
+
+func readFileConfig(path string) (*fileConfig, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &fileConfig{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c fileConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%s: trailing data after the JSON object", path)
+	}
+	return &c, nil
+}
+
+func writeFileConfig(path string, c *fileConfig) error {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileNew(path, append(b, '\n'), 0o644)
+}
+
+// runFlags are the flags shared by run and dev; they override config.json
+// and the environment.
+type runFlags struct {
+	home       string
+	http       string
+	p2pListen  []string
+	bootstrap  []string
+	mdns       bool
+	writeToken string
+	logFormat  string
+	logLevel   string
+}
+
+func (f *runFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.home, "home", "", "home directory of the replica (config.json, genesis.txt, node.key, ledger.db)")
+	fl.StringVar(&f.http, "http", "", "HTTP API listen address (default "+node.DefaultHTTPAddr+"; env LEDGERD_HTTP)")
+	fl.StringSliceVar(&f.p2pListen, "p2p-listen", nil, "libp2p listen multiaddrs (env LEDGERD_P2P_LISTEN, comma-separated)")
+	fl.StringSliceVar(&f.bootstrap, "bootstrap", nil, "bootstrap peer multiaddrs with /p2p/<id> (env LEDGERD_BOOTSTRAP)")
+	fl.BoolVar(&f.mdns, "mdns", false, "discover peers on the LAN with mDNS (env LEDGERD_MDNS=1)")
+	fl.StringVar(&f.writeToken, "write-token", "", "bearer token required for writes (env LEDGERD_WRITE_TOKEN)")
+	fl.StringVar(&f.logFormat, "log-format", "", "log format: text or json (env LEDGERD_LOG_FORMAT)")
+	fl.StringVar(&f.logLevel, "log-level", "", "log level: debug, info, warn, error (env LEDGERD_LOG_LEVEL)")
+}
+
+// nodeConfig assembles the node configuration for a home: defaults, then
+// config.json, then LEDGERD_* environment, then flags.
+func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Config, error) {
+	if f.home == "" {
+		return nil, usageErrorf("--home is required")
+	}
+	fc, err := readFileConfig(filepath.Join(f.home, configFile))
+	if err != nil {
+		return nil, err
+	}
+	env := func(name string, dst *string) {
+		if v, ok := os.LookupEnv("LEDGERD_" + name); ok {
+			*dst = v
+		}
+	}
+	envList := func(name string, dst *[]string) {
+		if v, ok := os.LookupEnv("LEDGERD_" + name); ok {
+			*dst = splitList(v)
+		}
+	}
+	env("HTTP", &fc.HTTP)
+	envList("P2P_LISTEN", &fc.P2PListen)
+	envList("BOOTSTRAP", &fc.Bootstrap)
+	env("WRITE_TOKEN", &fc.WriteToken)
+	env("LOG_FORMAT", &fc.LogFormat)
+	env("LOG_LEVEL", &fc.LogLevel)
+	env("FETCH_TIMEOUT", &fc.FetchTimeout)
+	if v, ok := os.LookupEnv("LEDGERD_MDNS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("LEDGERD_MDNS=%q: want true or false", v)
+		}
+		fc.MDNS = b
+	}
+	fl := cmd.Flags()
+	if fl.Changed("http") {
+		fc.HTTP = f.http
+	}
+	if fl.Changed("p2p-listen") {
+		fc.P2PListen = f.p2pListen
+	}
+	if fl.Changed("bootstrap") {
+		fc.Bootstrap = f.bootstrap
+	}
+	if fl.Changed("mdns") {
+		fc.MDNS = f.mdns
+	}
+	if fl.Changed("write-token") {
+		fc.WriteToken = f.writeToken
+	}
+	if fl.Changed("log-format") {
+		fc.LogFormat = f.logFormat
+	}
+	if fl.Changed("log-level") {
+		fc.LogLevel = f.logLevel
+	}
+
+	logger, err := newLogger(stderr, fc.LogFormat, fc.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	g, err := readGenesis(filepath.Join(f.home, genesisFile))
+	if err != nil {
+		return nil, err
+	}
+	key, err := readKey(filepath.Join(f.home, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	cfg := &node.Config{
+		Genesis:       g,
+		Key:           key,
+		DBPath:        filepath.Join(f.home, dbFile),
+		HTTPAddr:      fc.HTTP,
+		WriteToken:    fc.WriteToken,
+		P2PListen:     fc.P2PListen,
+		Bootstrap:     fc.Bootstrap,
+		MDNS:          fc.MDNS,
+		AttestWorkers: fc.AttestWorkers,
+		CacheDir:      filepath.Join(f.home, "cache"),
+		Logger:        logger,
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = node.DefaultHTTPAddr
+	}
+	if fc.FetchTimeout != "" {
+		d, err := time.ParseDuration(fc.FetchTimeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("fetch_timeout %q: want a positive duration such as 2m", fc.FetchTimeout)
+		}
+		cfg.FetchTimeout = d
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	switch strings.ToLower(level) {
+	case "", "info":
+		lv = slog.LevelInfo
+	case "debug":
+		lv = slog.LevelDebug
+	case "warn":
+		lv = slog.LevelWarn
+	case "error":
+		lv = slog.LevelError
+	default:
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func readGenesis(path string) (*ledger.Genesis, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	g, err := ledger.ParseGenesis(b)
+	if err != nil {
+		return nil, fmt.Errorf("genesis %s: %w", path, err)
+	}
+	return g, nil
+}

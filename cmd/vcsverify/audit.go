@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vcsledger/vcsledger/api"
+	"github.com/vcsledger/vcsledger/consensus"
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/sqlitestore"
+)
+
+func newAuditCmd(stdout, stderr io.Writer) *cobra.Command {
+	var lf ledgerFlags
+	var from uint64
+	var mirror string
+	cmd := &cobra.Command{
+		Use:   "audit [--from N] [--mirror DIR]",
+		Short: "Download the chain and verify every link, signature and root",
+		Long: `audit downloads the chain from a node and verifies it as a replica would:
+every header's link to its parent, every certificate (a quorum of the pinned
+validators), every record's attestations, and every log root recomputed from
+the records. Blocks below --from are checked for links and roots but not
+signatures.
+
+With --mirror DIR the verified chain is kept in DIR/mirror.db; later runs
+fetch only what is new, after checking that the node's chain still contains
+the mirror's newest block. A node that rewrote history is a SECURITY ERROR.`,
+		Example: "  vcsverify audit\n  vcsverify audit --mirror ~/.cache/vcsledger-mirror",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, quiet := globalBool(cmd, "json"), globalBool(cmd, "quiet")
+			ctx := cmd.Context()
+			lc, err := lf.connect(ctx, stderr, quiet)
+			if err != nil {
+				return err
+			}
+			dir := mirror
+			if dir == "" {
+				tmp, err := os.MkdirTemp("", "vcsverify-audit-*")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				dir = tmp
+			} else if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			rep, err := lc.audit(ctx, lc.conns[0], filepath.Join(dir, "mirror.db"), from)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(stdout, rep)
+			}
+			fmt.Fprintf(stdout, "audit ok: %s blocks 0..%d verified (%d new), %d records, head %s, log root %s\n",
+				lc.g.Chain, rep.Height, rep.NewBlocks, rep.LogSize, rep.Hash, rep.LogRoot)
+			if mirror != "" {
+				fmt.Fprintf(stdout, "mirror: %s\n", filepath.Join(mirror, "mirror.db"))
+			}
+			return nil
+		},
+	}
+	lf.register(cmd)
+	cmd.Flags().Uint64Var(&from, "from", 0, "verify signatures and attestations from this height on")
+	cmd.Flags().StringVar(&mirror, "mirror", "", "keep the verified chain in this directory and fetch only what is new")
+	return cmd
+}
+
+type auditReport struct {
+	Chain     string      `json:"chain"`
+	Height    uint64      `json:"height"`
+	Hash      ledger.Hash `json:"hash"`
+	LogSize   uint64      `json:"log_size"`
+	LogRoot   ledger.Hash `json:"log_root"`
+	NewBlocks uint64      `json:"new_blocks"`
+	Node      string      `json:"node"`
+}
+
+func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from uint64) (*auditReport, error) {
+	s, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		return nil, &exitError{code: exitOther, err: fmt.Errorf("mirror: %w", err)}
+	}
+	defer s.Close()
+	if err := ledger.InitStore(ctx, s, lc.g); err != nil {
+		return nil, securityErrorf("mirror %s is not of chain %s: %v", path, lc.g.Chain, err)
+	}
+	seal, err := consensus.NewPoASeal(lc.g)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := cn.c.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cn.url, err)
+	}
+	top, err := api.VerifyCheckpoint(lc.g, cp)
+	if err != nil {
+		return nil, securityErrorf("node %s serves a checkpoint that fails verification: %v", cn.url, err)
+	}
+	if _, err := lc.checkCheckpoint(ctx, cn, cp, top); err != nil {
+		return nil, err
+	}
+	head, err := s.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The node's chain must contain the mirror's newest block.
+	if head.Height > 0 {
+		if top.Height < head.Height {
+			mine, err := s.Header(ctx, top.Height)
+			if err != nil {
+				return nil, err
+			}
+			if mine.Hash() != top.Hash() {
+				return nil, securityErrorf("node %s serves block %d %s, the mirror has %s: history was rewritten", cn.url, top.Height, top.Hash(), mine.Hash())
+			}
+			return nil, &exitError{code: exitOther, err: fmt.Errorf("node %s is at height %d, behind the mirror's %d (rolled back or still syncing)", cn.url, top.Height, head.Height)}
+		}
+		b, err := cn.c.Block(ctx, head.Height)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: block %d: %w", cn.url, head.Height, err)
+		}
+		if b.Hash != head.Hash() {
+			return nil, securityErrorf("node %s serves block %d %s, the mirror verified %s: history was rewritten", cn.url, head.Height, b.Hash, head.Hash())
+		}
+	}
+	start, last := time.Now(), time.Now()
+	var added uint64
+	for h := head.Height + 1; h <= top.Height; h++ {
+		ab, err := cn.c.Block(ctx, h)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: block %d: %w", cn.url, h, err)
+		}
+		b, err := ab.Ledger()
+		if err != nil {
+			return nil, securityErrorf("node %s serves a malformed block %d: %v", cn.url, h, err)
+		}
+		var sc ledger.SealChecker = seal
+		if h < from {
+			sc = nil
+		}
+		if err := ledger.AppendNext(ctx, s, b, sc); err != nil {
+			var ve *ledger.ValidationError
+			if errors.As(err, &ve) {
+				return nil, securityErrorf("node %s serves an invalid block %d: %v", cn.url, h, err)
+			}
+			return nil, err
+		}
+		added++
+		if time.Since(last) > 2*time.Second {
+			last = time.Now()
+			lc.progress("audit: block %d of %d (%.0f blocks/s)", h, top.Height, float64(added)/time.Since(start).Seconds())
+		}
+	}
+	mine, err := s.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if mine.Height == top.Height && mine.Hash() != top.Hash() {
+		return nil, securityErrorf("node %s's checkpoint %s is not the block its chain gives at height %d (%s)", cn.url, top.Hash(), top.Height, mine.Hash())
+	}
+	return &auditReport{Chain: lc.g.Chain, Height: mine.Height, Hash: mine.Hash(), LogSize: mine.LogSize, LogRoot: mine.LogRoot, NewBlocks: added, Node: cn.url}, nil
+}

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vcsledger/vcsledger/api"
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/vcs"
+)
+
+// A report is the outcome of check, append and lookup, printed as text or,
+// with --json, as one object.
+type report struct {
+	Result string        `json:"result"` // verified, appended, mismatch, not_found, pending, found
+	Key    string        `json:"key"`
+	Repo   string        `json:"repo"`
+	Tag    string        `json:"tag"`
+	Local  *localHash    `json:"local,omitempty"`
+	Ledger *ledgerRecord `json:"ledger,omitempty"`
+	Node   string        `json:"node,omitempty"`
+	Reason string        `json:"reason,omitempty"`
+}
+
+type localHash struct {
+	Commit    string `json:"commit"`
+	TagObject string `json:"tag_object,omitempty"`
+	Tree      string `json:"tree"`
+	H1        string `json:"h1,omitempty"`
+}
+
+type ledgerRecord struct {
+	Commit         string `json:"commit"`
+	Tree           string `json:"tree"`
+	H1             string `json:"h1,omitempty"`
+	Index          int64  `json:"index"`
+	Height         uint64 `json:"height"`
+	CheckpointSize uint64 `json:"checkpoint_log_size"`
+	CheckpointAt   uint64 `json:"checkpoint_height"`
+}
+
+func newLedgerRecord(r *lookupResult) *ledgerRecord {
+	e := r.entry
+	return &ledgerRecord{Commit: e.Record.Commit, Tree: e.Record.Tree, H1: e.Record.H1, Index: e.Index, Height: e.Height,
+		CheckpointSize: r.header.LogSize, CheckpointAt: r.header.Height}
+}
+
+func (r *report) print(w io.Writer, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(r)
+		return
+	}
+	switch r.Result {
+	case "mismatch":
+		fmt.Fprintf(w, "SECURITY ERROR: %s does not match the ledger\n", r.Key)
+		fmt.Fprintf(w, "  ledger:  commit %s\n           tree   %s\n           (record %d, block %d, first seen and agreed by the validators)\n",
+			r.Ledger.Commit, r.Ledger.Tree, r.Ledger.Index, r.Ledger.Height)
+		fmt.Fprintf(w, "  fetched: commit %s\n           tree   %s\n", r.Local.Commit, r.Local.Tree)
+		fmt.Fprintf(w, "The tag now points at different code than the ledger recorded. Do not use it.\n")
+		return
+	case "not_found":
+		fmt.Fprintf(w, "not in the ledger: %s\n", r.Key)
+	case "pending":
+		fmt.Fprintf(w, "pending: %s (not committed yet)\n", r.Key)
+	default:
+		fmt.Fprintf(w, "%s: %s\n", r.Result, r.Key)
+	}
+	if r.Local != nil {
+		fmt.Fprintf(w, "  commit  %s\n  tree    %s\n", r.Local.Commit, r.Local.Tree)
+		if r.Local.H1 != "" {
+			fmt.Fprintf(w, "  h1      %s\n", r.Local.H1)
+		}
+	} else if r.Ledger != nil {
+		fmt.Fprintf(w, "  commit  %s\n  tree    %s\n", r.Ledger.Commit, r.Ledger.Tree)
+		if r.Ledger.H1 != "" {
+			fmt.Fprintf(w, "  h1      %s\n", r.Ledger.H1)
+		}
+	}
+	if r.Ledger != nil {
+		fmt.Fprintf(w, "  ledger  record %d in block %d, proven in the log of %d records signed at block %d\n",
+			r.Ledger.Index, r.Ledger.Height, r.Ledger.CheckpointSize, r.Ledger.CheckpointAt)
+	}
+	if r.Reason != "" {
+		fmt.Fprintf(w, "  %s\n", r.Reason)
+	}
+}
+
+func globalBool(cmd *cobra.Command, name string) bool {
+	v, _ := cmd.Flags().GetBool(name)
+	return v
+}
+
+func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
+	var lf ledgerFlags
+	var doAppend bool
+	var module, subdir string
+	cmd := &cobra.Command{
+		Use:   "check <repo> <tag>",
+		Short: "Fetch a tag, hash it and compare with the ledger",
+		Long: `check clones <repo> at <tag> (objects only, no checkout), hashes the tree and
+compares the hash with the ledger's record for <repo>@<tag>. The ledger's
+answer is verified: the record's inclusion proof against a checkpoint signed
+by a quorum of the chain's validators, which the client pinned on first
+contact.
+
+Exit codes: 0 verified; 1 SECURITY ERROR (the tag now points at other code,
+or the ledger nodes lie or disagree); 3 not in the ledger (see --append);
+2 anything else.`,
+		Example: `  vcsverify check https://github.com/spf13/cobra v1.10.2
+  vcsverify check --append ./myrepo v1.0.0
+  VCSVERIFY_NODE=https://ledger.example.org vcsverify check --json github.com/acme/lib v2.3.4`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCheck(cmd, stdout, stderr, &lf, args[0], args[1], doAppend, vcs.Options{Module: module, Subdir: subdir})
+		},
+	}
+	lf.register(cmd)
+	cmd.Flags().BoolVar(&doAppend, "append", false, "when the ledger has no record yet, ask it to record this one and wait for the commit")
+	cmd.Flags().StringVar(&module, "module", "", "Go module path (for h1), when it is not the go.mod's")
+	cmd.Flags().StringVar(&subdir, "subdir", "", "the Go module's directory within the repository")
+	return cmd
+}
+
+func newAppendCmd(stdout, stderr io.Writer) *cobra.Command {
+	var lf ledgerFlags
+	cmd := &cobra.Command{
+		Use:   "append <repo> <tag>",
+		Short: "Ask the ledger to record a tag and wait for the commit",
+		Long: `append asks the ledger to record <repo>@<tag>. The validators fetch the
+repository and compute the hash themselves; append waits until the record is
+committed, verifies it, and prints it. A key that is already recorded is
+printed as it stands. append does not clone the repository: use
+'check --append' to compare with what you fetch.`,
+		Example: "  vcsverify append https://github.com/spf13/cobra v1.10.2",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, quiet := globalBool(cmd, "json"), globalBool(cmd, "quiet")
+			key, _, err := keyOf(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), lf.timeout)
+			defer cancel()
+			lc, err := lf.connect(ctx, stderr, quiet)
+			if err != nil {
+				return err
+			}
+			res, err := lc.appendAndWait(ctx, key, api.Claim{})
+			if err != nil {
+				return err
+			}
+			rep := &report{Result: "appended", Key: key.String(), Repo: key.Repo, Tag: key.Tag, Ledger: newLedgerRecord(res), Node: res.node}
+			rep.print(stdout, asJSON)
+			return nil
+		},
+	}
+	lf.register(cmd)
+	return cmd
+}
+
+// keyOf canonicalises a repository argument and tag into a key, and
+// returns what to fetch.
+func keyOf(repo, tag string) (ledger.Key, string, error) {
+	fetch, err := localRepo(repo)
+	if err != nil {
+		return ledger.Key{}, "", &exitError{code: exitOther, err: err}
+	}
+	key, err := ledger.NewKey(fetch, tag)
+	if err != nil {
+		return ledger.Key{}, "", &exitError{code: exitOther, err: err}
+	}
+	return key, fetch, nil
+}
+
+func runCheck(cmd *cobra.Command, stdout, stderr io.Writer, lf *ledgerFlags, repo, tag string, doAppend bool, opts vcs.Options) error {
+	asJSON, quiet := globalBool(cmd, "json"), globalBool(cmd, "quiet")
+	key, fetch, err := keyOf(repo, tag)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), lf.timeout)
+	defer cancel()
+	lc, err := lf.connect(ctx, stderr, quiet)
+	if err != nil {
+		return err
+	}
+	if cache := os.Getenv("VCSVERIFY_CACHE"); cache != "" {
+		opts.CacheDir = cache
+	} else if dir, err := vcs.DefaultCacheDir(); err == nil {
+		opts.CacheDir = dir
+	}
+	if !quiet && isTerminal(stderr) {
+		opts.Progress = stderr
+	}
+	opts.HTTPAuth = httpAuthFromEnv
+	lc.progress("fetching %s at %s", fetch, tag)
+	res, err := vcs.Hash(ctx, fetch, tag, opts)
+	if err != nil {
+		return &exitError{code: exitOther, err: err}
+	}
+	local := &localHash{Commit: res.Commit, TagObject: res.TagObject, Tree: res.Tree, H1: res.H1}
+	rep := &report{Key: key.String(), Repo: key.Repo, Tag: key.Tag, Local: local}
+
+	found, err := lc.lookup(ctx, key)
+	if err != nil {
+		return err
+	}
+	if found.entry == nil {
+		if !doAppend {
+			rep.Result = "not_found"
+			if found.pending != nil {
+				rep.Result = "pending"
+				rep.Reason = "a record is pending; run again later, or with --append to wait for it"
+			} else {
+				rep.Reason = "run with --append to record it"
+			}
+			rep.print(stdout, asJSON)
+			return &exitError{code: exitNotFound, err: fmt.Errorf("%s is not in the ledger", key)}
+		}
+		lc.progress("not in the ledger yet: appending %s", key)
+		if found, err = lc.appendAndWait(ctx, key, api.Claim{Commit: res.Commit, Tree: res.Tree}); err != nil {
+			return err
+		}
+		rep.Result = "appended"
+	} else {
+		rep.Result = "verified"
+	}
+	rep.Ledger = newLedgerRecord(found)
+	rep.Node = found.node
+	if found.entry.Record.Commit != res.Commit || found.entry.Record.Tree != res.Tree {
+		rep.Result = "mismatch"
+		rep.print(stdout, asJSON)
+		return &exitError{code: exitMismatch, err: fmt.Errorf("SECURITY ERROR: %s: fetched tree %s (commit %s), the ledger has %s (commit %s)",
+			key, res.Tree, res.Commit, found.entry.Record.Tree, found.entry.Record.Commit)}
+	}
+	rep.print(stdout, asJSON)
+	return nil
+}
+
+// appendAndWait submits key (with the client's claim) to the first node
+// that accepts it and waits until every node's verified answer shows it
+// committed.
+func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim api.Claim) (*lookupResult, error) {
+	req := api.SubmitRequest{Key: key.String(), Commit: claim.Commit, Tree: claim.Tree}
+	var submitted bool
+	var lastErr error
+	for _, cn := range lc.conns {
+		resp, err := cn.c.Submit(ctx, req, 0)
+		if err != nil {
+			lastErr = fmt.Errorf("node %s: %w", cn.url, err)
+			lc.progress("vcsverify: %v", lastErr)
+			continue
+		}
+		submitted = true
+		if resp.Mismatch != nil {
+			lc.progress("warning: the validators computed commit %s tree %s; you fetched commit %s tree %s",
+				resp.Mismatch.Commit, resp.Mismatch.Tree, claim.Commit, claim.Tree)
+		}
+		break
+	}
+	if !submitted {
+		return nil, &exitError{code: exitOther, err: fmt.Errorf("append %s: %w", key, lastErr)}
+	}
+	start := time.Now()
+	last := ""
+	for {
+		res, err := lc.lookup(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if res.entry != nil {
+			return res, nil
+		}
+		msg := "waiting for the record to be committed"
+		if p := res.pending; p != nil {
+			msg = fmt.Sprintf("pending: %d/%d attestations", p.Attestations, p.Needed)
+			if p.LastError != "" {
+				msg += "; last fetch error: " + p.LastError
+			}
+		}
+		if msg != last {
+			lc.progress("%s (%s)", msg, time.Since(start).Round(time.Second))
+			last = msg
+		}
+		select {
+		case <-ctx.Done():
+			return nil, &exitError{code: exitOther, err: fmt.Errorf("append %s: not committed after %s: %w", key, time.Since(start).Round(time.Second), ctx.Err())}
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func newLookupCmd(stdout, stderr io.Writer) *cobra.Command {
+	var lf ledgerFlags
+	cmd := &cobra.Command{
+		Use:   "lookup <key>",
+		Short: "Look a key up in the ledger (proof verified, no clone)",
+		Long: `lookup prints the ledger's record for <key> (<repo>@<tag>) after verifying its
+inclusion proof and the signed checkpoint it is proven against. It does not
+fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
+		Example: "  vcsverify lookup github.com/spf13/cobra@v1.10.2",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			asJSON, quiet := globalBool(cmd, "json"), globalBool(cmd, "quiet")
+			key, err := ledger.ParseKey(args[0])
+			if err != nil {
+				return &exitError{code: exitOther, err: err}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), lf.timeout)
+			defer cancel()
+			lc, err := lf.connect(ctx, stderr, quiet)
+			if err != nil {
+				return err
+			}
+			res, err := lc.lookup(ctx, key)
+			if err != nil {
+				return err
+			}
+			rep := &report{Key: key.String(), Repo: key.Repo, Tag: key.Tag}
+			if res.entry == nil {
+				rep.Result = "not_found"
+				if res.pending != nil {
+					rep.Result = "pending"
+				}
+				rep.print(stdout, asJSON)
+				return &exitError{code: exitNotFound, err: fmt.Errorf("%s is not in the ledger", key)}
+			}
+			rep.Result, rep.Ledger, rep.Node = "found", newLedgerRecord(res), res.node
+			rep.print(stdout, asJSON)
+			return nil
+		},
+	}
+	lf.register(cmd)
+	return cmd
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// Config is everything a replica needs. Only cmd/ledgerd reads files, flags
+// and the environment; it fills a Config and calls New.
+type Config struct {
+	Genesis *ledger.Genesis    // the chain; required
+	Key     ed25519.PrivateKey // the node's identity (and validator key when it is in the set); required
+	DBPath  string             // SQLite file; required
+
+	HTTPAddr   string // API listen address; default 127.0.0.1:8080; "" after defaults means off
+	WriteToken string // bearer token required for writes; empty: open
+
+	P2PListen []string // libp2p listen multiaddrs; default /ip4/127.0.0.1/tcp/0
+	Bootstrap []string // peers' multiaddrs with /p2p/<id>
+	MDNS      bool     // LAN discovery
+
+	AttestWorkers int           // concurrent repository fetches; default 4
+	FetchTimeout  time.Duration // per fetch; default 2 min
+	CacheDir      string        // vcs cache; default: under the node's data directory
+
+	MaxBlockRecords int // records per block; default 10,000
+
+	Logger *slog.Logger // default: discard
+	Now    func() time.Time
+}
+
+// Defaults used when a Config field is zero.
+const (
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultAttestWorkers   = 4
+	DefaultFetchTimeout    = 2 * time.Minute
+	DefaultMaxBlockRecords = 10_000
+)
+
+// Validate fills defaults and reports what is missing or wrong.
+func (c *Config) Validate() error {
+	if c.Genesis == nil {
+		return errors.New("node: config has no genesis")
+	}
+	if err := c.Genesis.Validate(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if len(c.Key) != ed25519.PrivateKeySize {
+		return errors.New("node: config has no valid node key")
+	}
+	if c.DBPath == "" {
+		return errors.New("node: config has no database path")
+	}
+	if c.AttestWorkers == 0 {
+		c.AttestWorkers = DefaultAttestWorkers
+	}
+	if c.AttestWorkers < 0 || c.AttestWorkers > 256 {
+		return fmt.Errorf("node: attest workers %d: want 1 to 256", c.AttestWorkers)
+	}
+	if c.FetchTimeout == 0 {
+		c.FetchTimeout = DefaultFetchTimeout
+	}
+	if c.MaxBlockRecords == 0 {
+		c.MaxBlockRecords = DefaultMaxBlockRecords
+	}
+	if c.MaxBlockRecords < 0 || c.MaxBlockRecords > ledger.MaxBlockRecords {
+		return fmt.Errorf("node: max block records %d: want 1 to %d", c.MaxBlockRecords, ledger.MaxBlockRecords)
+	}
+	if len(c.P2PListen) == 0 {
+		c.P2PListen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/vcsledger/vcsledger/consensus"
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/p2p"
+)
+
+// Gossip topics (DESIGN §5); p2p scopes them to the chain.
+const (
+	topicMempool   = p2p.TopicMempool
+	topicAttest    = p2p.TopicAttest
+	topicConsensus = p2p.TopicConsensus
+	topicBlocks    = p2p.TopicBlocks
+)
+
+// A pendingMsg announces pending records on the mempool topic.
+type pendingMsg struct {
+	Records []pendingItem `json:"records"`
+}
+
+type pendingItem struct {
+	Key    string `json:"key"`
+	Commit string `json:"commit,omitempty"`
+	Tree   string `json:"tree,omitempty"`
+}
+
+func (n *Node) openP2P(ctx context.Context) error {
+	h, err := p2p.New(ctx, p2p.Config{
+		Chain:     n.g.Chain,
+		Genesis:   n.g.Hash(),
+		Key:       n.cfg.Key,
+		Listen:    n.cfg.P2PListen,
+		Bootstrap: n.cfg.Bootstrap,
+		MDNS:      n.cfg.MDNS,
+		Logger:    n.log,
+		Version:   "vcsledger/" + Version,
+		Source:    n.store,
+		Handler:   gossip{n},
+	})
+	if err != nil {
+		return fmt.Errorf("node: p2p: %w", err)
+	}
+	n.host = h
+	n.syncer, err = p2p.NewSyncer(h, p2p.SyncConfig{
+		Store:  n.store,
+		Seal:   n.seal,
+		Lock:   &n.appendMu,
+		Logger: n.log,
+		OnAppend: func(ctx context.Context, b *ledger.Block) {
+			n.appended(ctx, b)
+			n.kickEngine()
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("node: p2p sync: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.syncer.Run(ctx)
+	}()
+	return nil
+}
+
+func (n *Node) publish(ctx context.Context, topic string, data []byte) {
+	if n.host == nil {
+		return
+	}
+	if err := n.host.Publish(ctx, topic, data); err != nil && ctx.Err() == nil {
+		n.log.Warn("publish", "topic", topic, "err", err)
+	}
+}
+
+// gossip validates and delivers messages from peers.
+type gossip struct{ n *Node }
+
+// Validate runs before a message is forwarded: only well-formed, correctly
+// signed messages travel on.
+func (g gossip) Validate(topic string, from string, data []byte) error {
+	n := g.n
+	switch topic {
+	case topicMempool:
+		_, err := parsePending(data)
+		return err
+	case topicAttest:
+		a, err := ledger.ParseAttestation(data)
+		if err != nil {
+			return err
+		}
+		if a.Chain != n.g.Chain {
+			return fmt.Errorf("attestation for chain %q", a.Chain)
+		}
+		if !n.vals.Contains(a.Validator) {
+			return fmt.Errorf("attestation by non-validator %s", a.Validator)
+		}
+		return a.Verify()
+	case topicConsensus:
+		m, err := consensus.ParseMessage(data)
+		if err != nil {
+			return err
+		}
+		return m.Verify(n.vals)
+	case topicBlocks:
+		b, err := ledger.ParseBlock(data)
+		if err != nil {
+			return err
+		}
+		if b.Header.Chain != n.g.Chain {
+			return fmt.Errorf("block for chain %q", b.Header.Chain)
+		}
+		if b.Certificate == nil {
+			return fmt.Errorf("block %d without certificate", b.Header.Height)
+		}
+		return b.Certificate.Verify(n.vals, n.g.Chain, b.Header.Height, b.Hash())
+	}
+	return fmt.Errorf("unknown topic %q", topic)
+}
+
+// Deliver hands a validated message to its consumer.
+func (g gossip) Deliver(topic string, from string, data []byte) {
+	n := g.n
+	ctx := context.Background()
+	switch topic {
+	case topicMempool:
+		items, err := parsePending(data)
+		if err != nil {
+			return
+		}
+		for _, it := range items {
+			k, _ := ledger.ParseKey(it.Key)
+			// Relayed records carry no submitter: the rate limit is applied
+			// where a client submitted them.
+			n.pool.Add(ctx, k, claimOf(it.Commit, it.Tree), "")
+		}
+	case topicAttest:
+		a, err := ledger.ParseAttestation(data)
+		if err == nil {
+			if err := n.pool.AddAttestation(ctx, *a); err != nil {
+				n.noteAttestConflict(ctx, err)
+			}
+		}
+	case topicConsensus:
+		m, err := consensus.ParseMessage(data)
+		if err == nil {
+			select {
+			case n.inbox <- m:
+			default:
+				n.log.Warn("consensus inbox full; message dropped")
+			}
+		}
+	case topicBlocks:
+		b, err := ledger.ParseBlock(data)
+		if err != nil {
+			return
+		}
+		head, err := n.store.Head(ctx)
+		if err != nil {
+			return
+		}
+		switch {
+		case b.Header.Height == head.Height+1:
+			if err := n.gossipedBlock(ctx, b); err != nil {
+				n.log.Debug("gossiped block not appended", "height", b.Header.Height, "err", err)
+			}
+		case b.Header.Height > head.Height+1 && n.syncer != nil:
+			n.syncer.Kick()
+		}
+	}
+}
+
+func parsePending(data []byte) ([]pendingItem, error) {
+	var m pendingMsg
+	if err := strictJSON(data, &m); err != nil {
+		return nil, fmt.Errorf("pending message: %w", err)
+	}
+	if len(m.Records) == 0 || len(m.Records) > 10_000 {
+		return nil, fmt.Errorf("pending message with %d records", len(m.Records))
+	}
+	for _, it := range m.Records {
+		if _, err := ledger.ParseKey(it.Key); err != nil {
+			return nil, err
+		}
+		if it.Commit != "" {
+			if err := ledger.CheckCommit(it.Commit); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m.Records, nil
+}
+
+func (n *Node) announcePending(ctx context.Context, items ...pendingItem) {
+	data, err := json.Marshal(pendingMsg{Records: items})
+	if err != nil {
+		return
+	}
+	n.publish(ctx, topicMempool, data)
+}

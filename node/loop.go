@@ -1,0 +1,259 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vcsledger/vcsledger/consensus"
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+const signStateName = "consensus/poa/signstate"
+
+// maxClockDrift is how far in the future of a validator's clock a proposed
+// block's time may be.
+const maxClockDrift = 10 * time.Second
+
+func (n *Node) openEngine(ctx context.Context) error {
+	head, err := n.store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	var st *consensus.SignState
+	switch data, err := n.store.GetState(ctx, signStateName); {
+	case err == nil:
+		if st, err = consensus.ParseSignState(data); err != nil {
+			return fmt.Errorf("node: stored signing state: %w", err)
+		}
+	case !errors.Is(err, ledger.ErrNotFound):
+		return err
+	}
+	cfg := consensus.Config{
+		Chain:         n.g.Chain,
+		Validators:    n.vals,
+		Signer:        n.signer,
+		BlockInterval: time.Duration(n.g.BlockInterval) * time.Millisecond,
+		App:           app{n},
+	}
+	n.engine, err = consensus.NewPoA(cfg, head, st)
+	return err
+}
+
+// loop owns the engine.
+func (n *Node) loop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	n.do(ctx, n.engine.Start(n.cfg.Now()), timer)
+	changed := n.pool.Changed()
+	for {
+		var acts consensus.Actions
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-n.inbox:
+			var err error
+			acts, err = n.engine.Receive(n.cfg.Now(), m)
+			if err != nil {
+				n.log.Debug("consensus message refused", "err", err)
+			}
+		case <-timer.C:
+			acts = n.engine.Tick(n.cfg.Now())
+		case <-changed:
+			changed = n.pool.Changed()
+			acts = n.engine.Tick(n.cfg.Now())
+		case <-n.synced:
+			head, err := n.store.Head(ctx)
+			if err != nil {
+				n.log.Error("read head", "err", err)
+				continue
+			}
+			acts = n.engine.Advance(n.cfg.Now(), head)
+		}
+		n.do(ctx, acts, timer)
+	}
+}
+
+// do carries out the engine's actions in order: persist, send, commit.
+func (n *Node) do(ctx context.Context, a consensus.Actions, timer *time.Timer) {
+	if a.Persist != nil {
+		if err := n.store.PutState(ctx, signStateName, a.Persist.Format()); err != nil {
+			// Never send what was not persisted: a restart could then sign
+			// a conflicting vote.
+			n.log.Error("persist signing state; not sending", "err", err)
+			a.Send = nil
+		}
+	}
+	for i := range a.Send {
+		n.publish(ctx, topicConsensus, a.Send[i].Format())
+	}
+	for _, ev := range a.Evidence {
+		n.addEvidence(ctx, ev.Kind(), ev.Format())
+	}
+	if a.Commit != nil {
+		if err := n.commit(ctx, a.Commit); err != nil {
+			n.log.Error("append committed block", "height", a.Commit.Header.Height, "err", err)
+		}
+	}
+	if a.Behind > 0 && n.syncer != nil {
+		n.syncer.Kick()
+	}
+	if !a.Wake.IsZero() {
+		d := max(a.Wake.Sub(n.cfg.Now()), 0)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(d)
+	}
+	n.mu.Lock()
+	n.status = n.engine.Status()
+	n.mu.Unlock()
+}
+
+// commit appends a block the network committed (by consensus, or gossiped
+// on the blocks topic): it is validated against the store and appended
+// durably, together with the removal of its records from the pending
+// journal, and only then are clients told.
+func (n *Node) commit(ctx context.Context, b *ledger.Block) error {
+	n.appendMu.Lock()
+	parent, err := n.store.Head(ctx)
+	if err != nil {
+		n.appendMu.Unlock()
+		return err
+	}
+	if b.Header.Height <= parent.Height {
+		n.appendMu.Unlock()
+		return nil // already have it (sync got there first)
+	}
+	stored, err := ledger.ValidateNext(ctx, n.store, parent, b, n.seal)
+	if err != nil {
+		n.appendMu.Unlock()
+		return err
+	}
+	ids := make([]string, len(b.Records))
+	for i := range b.Records {
+		ids[i] = b.Records[i].Key.String()
+	}
+	err = n.store.AppendWithPending(ctx, b, stored, ids)
+	n.appendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	n.appended(ctx, b)
+	n.publish(ctx, topicBlocks, b.Format())
+	return nil
+}
+
+// appended runs after a block is durably stored, however it arrived: its
+// records leave the mempool and waiting clients are told.
+func (n *Node) appended(ctx context.Context, b *ledger.Block) {
+	keys := make([]ledger.Key, len(b.Records))
+	for i := range b.Records {
+		keys[i] = b.Records[i].Key
+	}
+	if err := n.pool.Remove(ctx, keys...); err != nil {
+		n.log.Error("remove committed records from the mempool", "err", err)
+	}
+	n.mu.Lock()
+	n.counters.committedRecs += uint64(len(b.Records))
+	for _, k := range keys {
+		for _, ch := range n.waiters[k] {
+			close(ch)
+		}
+		delete(n.waiters, k)
+	}
+	n.mu.Unlock()
+	n.log.Info("block committed", "height", b.Header.Height, "records", len(b.Records), "hash", b.Hash().String())
+}
+
+// gossipedBlock appends a block heard on the blocks topic and tells the
+// engine, which may still be deciding that height.
+func (n *Node) gossipedBlock(ctx context.Context, b *ledger.Block) error {
+	if err := n.commit(ctx, b); err != nil {
+		return err
+	}
+	n.kickEngine()
+	return nil
+}
+
+// kickEngine tells the consensus loop that the store's head moved.
+func (n *Node) kickEngine() {
+	select {
+	case n.synced <- struct{}{}:
+	default:
+	}
+}
+
+// app is what the engine asks of the node.
+type app struct{ n *Node }
+
+func (a app) Ready() bool {
+	return len(a.n.pool.Ready(a.n.g.AttestationsNeeded(), 1)) > 0
+}
+
+func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledger.Block, error) {
+	n := a.n
+	ready := n.pool.Ready(n.g.AttestationsNeeded(), n.cfg.MaxBlockRecords)
+	if len(ready) == 0 {
+		return nil, nil
+	}
+	ctx := context.Background()
+	b := &ledger.Block{}
+	leaves := make([]ledger.Hash, 0, len(ready))
+	for _, r := range ready {
+		// A record committed meanwhile (the pool has not heard yet) is skipped.
+		if _, err := n.store.Lookup(ctx, r.Record.Key); err == nil {
+			continue
+		}
+		b.Records = append(b.Records, r.Record)
+		// Only the attestations the chain needs go into the block.
+		atts := r.Attestations
+		if need := n.g.AttestationsNeeded(); need > 0 && len(atts) > need {
+			atts = atts[:need]
+		}
+		b.Attestations = append(b.Attestations, atts...)
+		leaves = append(leaves, r.Record.LeafHash())
+	}
+	if len(b.Records) == 0 {
+		return nil, nil
+	}
+	_, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, n.store), int64(parent.LogSize), leaves)
+	if err != nil {
+		return nil, err
+	}
+	t := now.UnixMilli()
+	if t < parent.Time {
+		t = parent.Time
+	}
+	b.Header = ledger.Header{
+		Chain:    n.g.Chain,
+		Height:   height,
+		Prev:     parent.Hash(),
+		Time:     t,
+		Engine:   ledger.EnginePoA,
+		Proposer: n.signer.Public(),
+		Records:  uint64(len(b.Records)),
+		LogSize:  parent.LogSize + uint64(len(b.Records)),
+		LogRoot:  root,
+	}
+	return b, nil
+}
+
+func (a app) Check(parent *ledger.Header, b *ledger.Block, now time.Time) error {
+	n := a.n
+	if b.Header.Time > now.Add(maxClockDrift).UnixMilli() {
+		return fmt.Errorf("block time %d is more than %s ahead of this node's clock", b.Header.Time, maxClockDrift)
+	}
+	if !n.vals.Contains(b.Header.Proposer) {
+		return fmt.Errorf("proposer %s is not a validator", b.Header.Proposer)
+	}
+	if err := ledger.CheckAttestations(b, n.vals, n.g.AttestationsNeeded()); err != nil {
+		return err
+	}
+	_, err := ledger.ValidateNext(context.Background(), n.store, parent, b, nil)
+	return err
+}

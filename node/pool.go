@@ -1,0 +1,128 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/mempool"
+	"github.com/vcsledger/vcsledger/vcs"
+)
+
+// journal adapts the store's pending table to the mempool's Journal.
+type journal struct{ n *Node }
+
+func (j journal) PutPending(ctx context.Context, id string, data []byte) error {
+	return j.n.store.PutPending(ctx, id, data)
+}
+
+func (j journal) DeletePending(ctx context.Context, ids ...string) error {
+	return j.n.store.DeletePending(ctx, ids...)
+}
+
+func (j journal) LoadPending(ctx context.Context, fn func(id string, data []byte) error) error {
+	items, err := j.n.store.LoadPending(ctx)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		if err := fn(it.ID, it.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) openPool(ctx context.Context) error {
+	mc := mempool.Config{
+		Chain:      n.g.Chain,
+		Validators: n.vals.Contains,
+		Now:        n.cfg.Now,
+		Logger:     n.log,
+	}
+	if n.signer != nil {
+		mc.Self = n.signer.Public()
+	}
+	p, err := mempool.New(ctx, mc, journal{n}, n.store)
+	if err != nil {
+		return fmt.Errorf("node: mempool: %w", err)
+	}
+	n.pool = p
+	return nil
+}
+
+func (n *Node) openAttester(ctx context.Context) error {
+	cache := n.cfg.CacheDir
+	if cache == "" {
+		cache = filepath.Join(filepath.Dir(n.cfg.DBPath), "cache")
+	}
+	hash := func(ctx context.Context, key ledger.Key) (ledger.Record, error) {
+		res, err := vcs.Hash(ctx, key.FetchURL(), key.Tag, vcs.Options{CacheDir: cache, Timeout: n.cfg.FetchTimeout})
+		if err != nil {
+			n.mu.Lock()
+			n.counters.fetchErrors++
+			n.mu.Unlock()
+			return ledger.Record{}, err
+		}
+		r := ledger.Record{Key: key, Commit: res.Commit, Tree: res.Tree, H1: res.H1}
+		return r, r.Check()
+	}
+	a, err := mempool.NewAttester(mempool.AttesterConfig{
+		Pool:    n.pool,
+		Hash:    hash,
+		Signer:  n.signer,
+		Chain:   n.g.Chain,
+		Workers: n.cfg.AttestWorkers,
+		Timeout: n.cfg.FetchTimeout,
+		Logger:  n.log,
+		OnAttest: func(a ledger.Attestation) {
+			n.publish(context.Background(), topicAttest, a.Format())
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("node: attester: %w", err)
+	}
+	if err := a.Open(ctx); err != nil {
+		return err
+	}
+	n.attester = a
+	return nil
+}
+
+func claimOf(commit, tree string) mempool.Claim {
+	return mempool.Claim{Commit: commit, Tree: tree}
+}
+
+// noteAttestConflict keeps a validator's two different attestations for one
+// key as evidence.
+func (n *Node) noteAttestConflict(ctx context.Context, err error) {
+	var ce *mempool.ConflictError
+	if errors.As(err, &ce) {
+		n.addEvidence(ctx, "attestation", append(ce.A.Format(), ce.B.Format()...))
+	}
+}
+
+func (n *Node) addEvidence(ctx context.Context, kind string, data []byte) {
+	if err := n.store.AddEvidence(ctx, kind, data, n.cfg.Now()); err != nil {
+		n.log.Error("store evidence", "kind", kind, "err", err)
+		return
+	}
+	n.log.Warn("evidence of misbehaviour recorded", "kind", kind)
+}
+
+// strictJSON decodes exactly one JSON value with no unknown fields.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
