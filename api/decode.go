@@ -141,6 +141,13 @@ func parseSubmit(data []byte) (ledger.Key, *Claim, error) {
 
 // parse checks a submission and returns its key and claim (nil for none).
 func (req *SubmitRequest) parse() (ledger.Key, *Claim, error) {
+	for _, v := range []string{req.Key, req.Repo, req.Tag, req.Commit, req.Tree} {
+		// encoding/json turns a lone surrogate escape ("\ud800") into
+		// U+FFFD; no key or hash has one.
+		if strings.ContainsRune(v, utf8.RuneError) {
+			return ledger.Key{}, nil, badRequest("request body holds U+FFFD or an invalid \\u escape")
+		}
+	}
 	var (
 		key ledger.Key
 		err error
