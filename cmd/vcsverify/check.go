@@ -300,6 +300,7 @@ func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim
 
 func newLookupCmd(stdout, stderr io.Writer) *cobra.Command {
 	var lf ledgerFlags
+	var proofOut string
 	cmd := &cobra.Command{
 		Use:   "lookup <key>",
 		Short: "Look a key up in the ledger (proof verified, no clone)",
@@ -334,11 +335,18 @@ fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
 				return &exitError{code: exitNotFound, err: fmt.Errorf("%s is not in the ledger", key)}
 			}
 			rep.Result, rep.Ledger, rep.Node = "found", newLedgerRecord(res), res.node
+			if proofOut != "" {
+				if err := writeProofBundle(proofOut, lc.g, res.resp); err != nil {
+					return err
+				}
+				lc.progress("wrote proof bundle %s (check it offline with 'vcsverify verify-proof %s')", proofOut, proofOut)
+			}
 			rep.print(stdout, asJSON)
 			return nil
 		},
 	}
 	lf.register(cmd)
+	cmd.Flags().StringVar(&proofOut, "proof-out", "", "also write an offline proof bundle (record, inclusion proof, signed checkpoint, genesis) to this file")
 	return cmd
 }
 

@@ -174,7 +174,8 @@ func (lc *ledgerClient) checkCheckpoint(ctx context.Context, cn conn, cp *api.Ch
 // lookupResult is what the nodes said about a key.
 type lookupResult struct {
 	entry   *ledger.Entry
-	header  *ledger.Header // checkpoint the entry is proven against
+	resp    *api.RecordResponse // the verified answer: record, proof, checkpoint
+	header  *ledger.Header      // checkpoint the entry is proven against
 	node    string
 	pending *api.PendingInfo
 }
@@ -207,7 +208,7 @@ func (lc *ledgerClient) lookup(ctx context.Context, key ledger.Key) (*lookupResu
 					key, found.node, found.entry.Record.Commit, found.entry.Record.Tree, found.entry.Index,
 					cn.url, e.Record.Commit, e.Record.Tree, e.Index)
 			}
-			found = &lookupResult{entry: e, header: h, node: cn.url}
+			found = &lookupResult{entry: e, resp: resp, header: h, node: cn.url}
 			continue
 		}
 		// Not committed on this node: trust that only if the node is not

@@ -5,6 +5,7 @@
 //	vcsverify append <repo> <tag>
 //	vcsverify lookup <key>
 //	vcsverify audit  [--from N] [--mirror DIR]
+//	vcsverify verify-proof FILE
 //
 // Exit codes: 0 verified; 1 mismatch or any other SECURITY ERROR; 3 not in
 // the ledger; 2 anything else.
@@ -87,6 +88,7 @@ HTTPS; never printed).`,
 		newAppendCmd(stdout, stderr),
 		newLookupCmd(stdout, stderr),
 		newAuditCmd(stdout, stderr),
+		newVerifyProofCmd(stdout, stderr),
 	)
 	return root
 }
