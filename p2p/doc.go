@@ -1,0 +1,2 @@
+// Package p2p is a vcsledger node's network layer.
+package p2p
