@@ -71,9 +71,9 @@ func (g *gater) list() []peer.ID {
 	return out
 }
 
-func (g *gater) InterceptPeerDial(p peer.ID) bool              { return !g.blocked(p) }
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return !g.blocked(p) }
 func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !g.blocked(p) }
-func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool   { return true }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
 func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
 	return !g.blocked(p)
 }

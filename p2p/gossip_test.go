@@ -121,7 +121,6 @@ func TestPublishLimits(t *testing.T) {
 	}
 }
 
-
 func TestOtherGenesisRefused(t *testing.T) {
 	ra := newRecorder()
 	a := startHost(t, testConfig(testGenesis, ra, nil))

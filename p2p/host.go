@@ -442,4 +442,3 @@ func (h *Host) syncKick() {
 		f()
 	}
 }
-
