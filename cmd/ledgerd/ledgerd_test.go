@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/sqlitestore"
+)
+
+func ledgerd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestAuditExitCodes(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "ledger.db")
+	c := ledgertest.NewChain(t, 4)
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := 0; i < 5; i++ {
+		c.Next(ledgertest.Records(rng, i*10, 10))
+	}
+	s, err := sqlitestore.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, b := range c.Blocks() {
+		var stored = c.Stored(uint64(h))
+		if err := s.Append(ctx, b, stored); err != nil {
+			t.Fatalf("append %d: %v", h, err)
+		}
+	}
+	s.Close()
+	gpath := filepath.Join(dir, "genesis.txt")
+	os.WriteFile(gpath, c.Genesis.Format(), 0o644)
+
+	if code, out, stderr := ledgerd("audit", "--db", db, "--genesis", gpath); code != 0 || !strings.HasPrefix(out, "ok: 6 blocks, 50 records") {
+		t.Fatalf("audit of a sound store: exit %d\n%s%s", code, out, stderr)
+	}
+	// Flip a byte of a record in block 3 (records 20..29).
+	sdb, err := sql.Open("sqlite3", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sdb.Exec("UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 25"); err != nil {
+		t.Fatal(err)
+	}
+	sdb.Close()
+	code, _, stderr := ledgerd("audit", "--db", db, "--genesis", gpath)
+	if code != 1 || !strings.Contains(stderr, "height 3") {
+		t.Fatalf("audit of a tampered store: exit %d, want 1 naming height 3\n%s", code, stderr)
+	}
+	if code, _, _ := ledgerd("audit"); code != 2 {
+		t.Errorf("audit without --db: exit %d, want 2", code)
+	}
+}
+
+func TestInitAndTestnet(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, stderr := ledgerd("testnet", "--nodes", "4", "--dir", filepath.Join(dir, "net"), "--base-port", "30000"); code != 0 || !strings.Contains(out, "wrote 4 homes") {
+		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
+	}
+	for i := 0; i < 4; i++ {
+		home := filepath.Join(dir, "net", "node"+string(rune('0'+i)))
+		g, err := readGenesis(filepath.Join(home, genesisFile))
+		if err != nil || len(g.Validators) != 4 {
+			t.Fatalf("node%d genesis: %v", i, err)
+		}
+		fc, err := readFileConfig(filepath.Join(home, configFile))
+		if err != nil || len(fc.Bootstrap) != 3 {
+			t.Fatalf("node%d config: %+v, %v", i, fc, err)
+		}
+	}
+	// testnet never overwrites homes.
+	if code, _, _ := ledgerd("testnet", "--nodes", "4", "--dir", filepath.Join(dir, "net")); code != 2 {
+		t.Errorf("testnet into a used directory: exit %d, want 2", code)
+	}
+	// init refuses bad validators with a usage error.
+	if code, _, stderr := ledgerd("init", "--chain", "x", "--validator", "nothex"); code != 2 || !strings.Contains(stderr, "--validator") {
+		t.Errorf("init with a bad key: exit %d (%s)", code, stderr)
+	}
+	if code, out, _ := ledgerd("keygen", "--out", filepath.Join(dir, "k", "node.key")); code != 0 || !strings.Contains(out, "public key") {
+		t.Errorf("keygen: exit %d", code)
+	}
+	if code, _, _ := ledgerd("keygen", "--out", filepath.Join(dir, "k", "node.key")); code != 2 {
+		t.Errorf("keygen over an existing key: exit %d, want 2", code)
+	}
+}
