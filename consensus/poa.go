@@ -63,9 +63,9 @@ type PoA struct {
 	heights map[ledger.PublicKey]uint64 // highest height of each validator's messages
 	behind  uint64                      // highest Behind reported
 
-	signed *SignState // last message signed (persisted before it is sent)
-	dirty  bool       // signed changed: persist it
-	resend bool       // Start sends the restored last message again
+	signed   *SignState // last message signed (persisted before it is sent)
+	dirty    bool       // signed changed: persist it
+	restored bool       // Start sends the restored last message again
 
 	now  time.Time
 	acts Actions
@@ -125,7 +125,7 @@ func (e *PoA) restore(st *SignState) {
 	}
 	e.proposed = st.Step == StepPropose
 	e.roundState(e.round)
-	e.resend = true
+	e.restored = true
 }
 
 // Start starts the engine at time now: it sends again the last message it
@@ -133,8 +133,8 @@ func (e *PoA) restore(st *SignState) {
 func (e *PoA) Start(now time.Time) Actions {
 	e.begin(now)
 	e.rebroadcastAt = now.Add(e.cfg.Rebroadcast)
-	if e.resend {
-		e.resend = false
+	if e.restored {
+		e.restored = false
 		e.resendSigned()
 	}
 	e.tick()
@@ -792,11 +792,13 @@ func (e *PoA) tryPropose() bool {
 // sendProposal sends p and, for a re-proposal, the prevotes of its POL round
 // for its block, which the other validators need to accept it (line 28).
 func (e *PoA) sendProposal(p *Proposal) {
-	e.send(Message{Proposal: p})
+	e.resend(Message{Proposal: p})
 	if p.POLRound >= 0 {
 		if rs := e.rounds[uint32(p.POLRound)]; rs != nil {
-			for _, v := range rs.prevotes.forBlock(p.Block.Hash()) {
-				e.send(Message{Vote: &v})
+			for _, v := range rs.prevotes.votes {
+				if v != nil && v.Block == p.Block.Hash() {
+					e.resend(Message{Vote: v})
+				}
 			}
 		}
 	}
@@ -899,6 +901,16 @@ func (e *PoA) resendSigned() {
 
 func (e *PoA) send(m Message) { e.acts.Send = append(e.acts.Send, m) }
 
+// resend sends m again unless it is already being sent in this call.
+func (e *PoA) resend(m Message) {
+	for _, s := range e.acts.Send {
+		if s.Vote == m.Vote && s.Proposal == m.Proposal {
+			return
+		}
+	}
+	e.send(m)
+}
+
 // rebroadcast runs every Rebroadcast: it sends the engine's own messages of
 // the current round again; relays the votes that justify its round when a
 // validator seems to be in an earlier round (its messages were lost, or it
@@ -916,7 +928,7 @@ func (e *PoA) rebroadcast() {
 		}
 		for _, v := range e.ownVotes {
 			if v != nil && v.Round == e.round {
-				e.send(Message{Vote: v})
+				e.resend(Message{Vote: v})
 			}
 		}
 		if e.someoneBehind() {
@@ -924,7 +936,7 @@ func (e *PoA) rebroadcast() {
 		}
 	}
 	if v := e.lastCommit; v != nil && v.Height+1 == e.h && e.canSign() {
-		e.send(Message{Vote: v})
+		e.resend(Message{Vote: v})
 	}
 	behind := uint64(0)
 	if t := e.networkHeight(); t > e.h {
@@ -957,7 +969,7 @@ func (e *PoA) relay() {
 	send := func(s *voteSet) {
 		for i, v := range s.votes {
 			if v != nil && i != e.selfIdx {
-				e.send(Message{Vote: v})
+				e.resend(Message{Vote: v})
 			}
 		}
 	}
