@@ -137,14 +137,14 @@ func badRequest(format string, args ...any) *Error {
 }
 
 // toError maps an error from a handler, the store or the Backend to the
-// Error the client sees, and reports whether it is the server's fault
-// (worth logging).
+// Error the client sees, and reports whether it is the server's fault (a
+// 500, logged with the error's full text, which the client does not see).
 func toError(err error) (e *Error, serverFault bool) {
 	var ae *Error
 	var rl *RateLimitError
 	switch {
 	case errors.As(err, &ae):
-		return ae, ae.Status >= 500
+		return ae, ae.Status == http.StatusInternalServerError
 	case errors.Is(err, ledger.ErrInvalidKey):
 		return errf(http.StatusBadRequest, CodeInvalidKey, "%v", err), false
 	case errors.Is(err, ErrInvalidClaim):
@@ -160,7 +160,7 @@ func toError(err error) (e *Error, serverFault bool) {
 	case errors.Is(err, ErrFull):
 		return errf(http.StatusServiceUnavailable, CodeMempoolFull, "%v", err), false
 	case errors.Is(err, ErrUnavailable):
-		return errf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err), true
+		return errf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err), false
 	case errors.Is(err, ledger.ErrCorrupt):
 		// A corrupt store is reported, never served.
 		return errf(http.StatusInternalServerError, CodeInternal, "store corrupt; this node cannot serve the request"), true
