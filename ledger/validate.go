@@ -120,6 +120,9 @@ func AppendNext(ctx context.Context, s Store, b *Block, seal SealChecker) error 
 // InitStore appends the genesis block to an empty store, or checks that a
 // non-empty store's block 0 is g's.
 func InitStore(ctx context.Context, s Store, g *Genesis) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
 	want := g.Block()
 	switch h0, err := s.Header(ctx, 0); {
 	case err == nil:
@@ -134,10 +137,14 @@ func InitStore(ctx context.Context, s Store, g *Genesis) error {
 	}
 }
 
+// ErrBadAttestation is wrapped by every CheckAttestations failure.
+var ErrBadAttestation = errors.New("ledger: invalid attestation")
+
 // CheckAttestations checks that every record of b carries valid
 // attestations, matching the record exactly, from at least need distinct
 // members of vals (any signer when vals is nil, as on pow chains).
-// Attestations that are not needed are still verified.
+// Attestations that are not needed are still verified. Every error wraps
+// ErrBadAttestation (and ErrBadSignature when a signature fails).
 func CheckAttestations(b *Block, vals *ValidatorSet, need int) error {
 	byKey := make(map[Key]*Record, len(b.Records))
 	for i := range b.Records {
@@ -150,30 +157,30 @@ func CheckAttestations(b *Block, vals *ValidatorSet, need int) error {
 		r := byKey[a.Record.Key]
 		switch {
 		case a.Chain != b.Header.Chain:
-			return fmt.Errorf("attestation %d: chain %q", i, a.Chain)
+			return fmt.Errorf("%w %d: chain %q", ErrBadAttestation, i, a.Chain)
 		case r == nil:
-			return fmt.Errorf("attestation %d: key %s is not in the block", i, a.Record.Key)
+			return fmt.Errorf("%w %d: key %s is not in the block", ErrBadAttestation, i, a.Record.Key)
 		case a.Record != *r:
-			return fmt.Errorf("attestation %d by %s: attests another hash for %s", i, a.Validator, r.Key)
+			return fmt.Errorf("%w %d by %s: attests another record for %s", ErrBadAttestation, i, a.Validator, r.Key)
 		case vals != nil && !vals.Contains(a.Validator):
-			return fmt.Errorf("attestation %d: signer %s is not a validator", i, a.Validator)
+			return fmt.Errorf("%w %d: signer %s is not a validator", ErrBadAttestation, i, a.Validator)
 		}
 		if count[r.Key] == nil {
 			count[r.Key] = make(map[PublicKey]bool)
 		}
 		if count[r.Key][a.Validator] {
-			return fmt.Errorf("attestation %d: %s attests %s twice", i, a.Validator, r.Key)
+			return fmt.Errorf("%w %d: %s attests %s twice", ErrBadAttestation, i, a.Validator, r.Key)
 		}
 		count[r.Key][a.Validator] = true
 		items = append(items, SignedItem{Key: a.Validator, Msg: a.Message(), Sig: a.Sig})
 	}
 	for i := range b.Records {
 		if n := len(count[b.Records[i].Key]); n < need {
-			return fmt.Errorf("record %s has %d attestations, needs %d", b.Records[i].Key, n, need)
+			return fmt.Errorf("%w: record %s has %d attestations, needs %d", ErrBadAttestation, b.Records[i].Key, n, need)
 		}
 	}
 	if err := VerifyBatch(items); err != nil {
-		return fmt.Errorf("attestations: %w", err)
+		return fmt.Errorf("%w: %w", ErrBadAttestation, err)
 	}
 	return nil
 }

@@ -184,6 +184,11 @@ func TestAppendNextAndInitStore(t *testing.T) {
 	if err := ledger.InitStore(ctx, s, c.Genesis); err != nil {
 		t.Fatalf("InitStore(again) = %v", err)
 	}
+	bad := *c.Genesis
+	bad.Validators = nil
+	if err := ledger.InitStore(ctx, ledgertest.NewMemStore(), &bad); err == nil {
+		t.Errorf("InitStore(genesis without validators) = nil; want error")
+	}
 	other := *c.Genesis
 	other.Time++
 	if err := ledger.InitStore(ctx, s, &other); !errors.Is(err, ledger.ErrCorrupt) {
@@ -253,7 +258,7 @@ func TestCheckAttestations(t *testing.T) {
 		x.Attestations = append([]ledger.Attestation(nil), b.Attestations...)
 		tc.change(&x)
 		err := ledger.CheckAttestations(&x, c.Vals, tc.need)
-		if err == nil || errors.Is(err, ledger.ErrBadSignature) != tc.sig {
+		if !errors.Is(err, ledger.ErrBadAttestation) || errors.Is(err, ledger.ErrBadSignature) != tc.sig {
 			t.Errorf("CheckAttestations(%s) = %v; want an error (bad signature: %v)", tc.name, err, tc.sig)
 		}
 	}
