@@ -6,11 +6,15 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/bits"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
@@ -108,6 +112,7 @@ func (h *Host) startGossip() error {
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(h.inspectScores, time.Second),
+		pubsub.WithRawTracer(tracer{h}),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -238,28 +243,28 @@ func (h *Host) Publish(ctx context.Context, topic string, data []byte) error {
 	return nil
 }
 
-// TopicPeers returns the peers that passed the hello and are subscribed to
-// topic.
+// TopicPeers returns the peers that passed the hello and are in our mesh
+// for topic: those we forward its messages to.
 func (h *Host) TopicPeers(topic string) []peer.ID {
 	t := h.topics[topic]
 	if t == nil {
 		return nil
 	}
+	h.mu.Lock()
 	var out []peer.ID
-	for _, p := range t.t.ListPeers() {
-		h.mu.Lock()
-		s := h.peers[p]
-		h.mu.Unlock()
-		if s != nil && s.verified() {
+	for p := range h.mesh[t.full] {
+		if s := h.peers[p]; s != nil && s.verified() {
 			out = append(out, p)
 		}
 	}
+	h.mu.Unlock()
+	slices.Sort(out)
 	return out
 }
 
-// WaitTopicPeers waits until at least n peers that passed the hello are
-// subscribed to topic, so that what is published next reaches them (the
-// first messages on a fresh topic are otherwise lost).
+// WaitTopicPeers waits until at least n peers that passed the hello are in
+// our mesh for topic. Until a peer is grafted, messages we forward do not
+// reach it: the first messages on a fresh topic are otherwise lost.
 func (h *Host) WaitTopicPeers(ctx context.Context, topic string, n int) error {
 	if h.topics[topic] == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
@@ -301,3 +306,76 @@ func (h *Host) inspectScores(scores map[peer.ID]float64) {
 		}
 	}
 }
+
+// DropStats counts gossip messages lost to full queues: pubsub drops them
+// without telling the sender, so the host counts them (and log each time a count
+// passes a power of two).
+type DropStats struct {
+	Outbound   uint64 // messages not sent because a peer's outbound queue was full
+	Validation uint64 // incoming messages dropped because validation was saturated
+	Delivery   uint64 // accepted messages dropped because Deliver fell behind
+}
+
+type dropCounters struct{ outbound, validation, delivery atomic.Uint64 }
+
+// Drops returns the gossip messages dropped so far.
+func (h *Host) Drops() DropStats {
+	return DropStats{
+		Outbound:   h.drops.outbound.Load(),
+		Validation: h.drops.validation.Load(),
+		Delivery:   h.drops.delivery.Load(),
+	}
+}
+
+func (h *Host) countDrop(c *atomic.Uint64, kind string, n uint64) {
+	if n == 0 {
+		return
+	}
+	v := c.Add(n)
+	if bits.Len64(v) != bits.Len64(v-n) { // crossed a power of two
+		h.log.Warn("gossip messages dropped", "kind", kind, "total", v)
+	}
+}
+
+// A tracer follows the mesh (Graft, Prune) and counts drops.
+type tracer struct{ h *Host }
+
+func (t tracer) Graft(p peer.ID, topic string) {
+	t.h.mu.Lock()
+	defer t.h.mu.Unlock()
+	if t.h.mesh[topic] == nil {
+		t.h.mesh[topic] = make(map[peer.ID]bool)
+	}
+	t.h.mesh[topic][p] = true
+}
+
+func (t tracer) Prune(p peer.ID, topic string) {
+	t.h.mu.Lock()
+	defer t.h.mu.Unlock()
+	delete(t.h.mesh[topic], p)
+}
+
+func (t tracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
+	t.h.countDrop(&t.h.drops.outbound, "outbound queue full", uint64(len(rpc.GetPublish())))
+}
+
+func (t tracer) RejectMessage(m *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		t.h.countDrop(&t.h.drops.validation, reason, 1)
+	}
+}
+
+func (t tracer) UndeliverableMessage(m *pubsub.Message) {
+	t.h.countDrop(&t.h.drops.delivery, "subscriber too slow", 1)
+}
+
+func (tracer) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (tracer) OnClosedOutboundStream(peer.ID)           {}
+func (tracer) Join(string)                              {}
+func (tracer) Leave(string)                             {}
+func (tracer) ValidateMessage(*pubsub.Message)          {}
+func (tracer) DeliverMessage(*pubsub.Message)           {}
+func (tracer) DuplicateMessage(*pubsub.Message)         {}
+func (tracer) ThrottlePeer(peer.ID)                     {}
+func (tracer) RecvRPC(*pubsub.RPC)                      {}
+func (tracer) SendRPC(*pubsub.RPC, peer.ID)             {}

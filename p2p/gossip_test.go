@@ -93,6 +93,12 @@ func TestGossipBurst(t *testing.T) {
 	if got := rb.count(TopicMempool); got != n {
 		t.Errorf("received %d messages, want exactly %d", got, n)
 	}
+	if d := a.Drops(); d != (DropStats{}) {
+		t.Errorf("a dropped %+v", d)
+	}
+	if d := b.Drops(); d != (DropStats{}) {
+		t.Errorf("b dropped %+v", d)
+	}
 }
 
 func TestPublishLimits(t *testing.T) {

@@ -83,7 +83,9 @@ type Host struct {
 	closed  bool
 	peers   map[peer.ID]*peerState
 	scores  map[peer.ID]float64
+	mesh    map[string]map[peer.ID]bool // full topic name -> grafted peers
 	kickers []func()
+	drops   dropCounters
 }
 
 // New starts a host: it listens on cfg.Listen, joins the chain's topics,
@@ -114,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		redial:  make(chan peer.ID, 64),
 		peers:   make(map[peer.ID]*peerState),
 		scores:  make(map[peer.ID]float64),
+		mesh:    make(map[string]map[peer.ID]bool),
 	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(&cfg, h.helloID, h.syncID)), rcmgr.WithMetricsDisabled())
 	if err != nil {
@@ -334,6 +337,11 @@ func (h *Host) watchPeers(sub event.Subscription) {
 				h.startHello(ev.Peer)
 			case network.NotConnected:
 				h.dropPeerState(ev.Peer)
+				h.mu.Lock()
+				for _, m := range h.mesh {
+					delete(m, ev.Peer)
+				}
+				h.mu.Unlock()
 				select {
 				case h.redial <- ev.Peer:
 				default:
