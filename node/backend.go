@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -14,7 +13,7 @@ import (
 	"github.com/vcsledger/vcsledger/mempool"
 )
 
-func (n *Node) openAPI() error {
+func (n *Node) openAPI(ctx context.Context) error {
 	if n.cfg.HTTPAddr == "" || n.cfg.HTTPAddr == "off" {
 		return nil
 	}
@@ -27,34 +26,16 @@ func (n *Node) openAPI() error {
 		return fmt.Errorf("node: http listen: %w", err)
 	}
 	n.server, n.ln = srv, ln
-	ctx, cancel := context.WithCancel(context.Background())
-	n.wg.Add(2)
+	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		// ctx is the node's run context: Close cancels it, and Serve then
+		// shuts down gracefully.
 		if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 			n.log.Error("http server", "err", err)
 		}
 	}()
-	// Stop serving when the node closes.
-	go func() {
-		defer n.wg.Done()
-		n.waitClosed()
-		cancel()
-	}()
 	return nil
-}
-
-// waitClosed blocks until Close has been called.
-func (n *Node) waitClosed() {
-	for {
-		n.mu.Lock()
-		closed := n.closed
-		n.mu.Unlock()
-		if closed {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // backend implements api.Backend.
@@ -86,7 +67,10 @@ func (b backend) Submit(ctx context.Context, key ledger.Key, claim *api.Claim, s
 	}
 	e, added, err := n.pool.Add(ctx, key, c, submitter)
 	var ce *mempool.CommittedError
+	var rl *mempool.RateLimitError
 	switch {
+	case errors.As(err, &rl):
+		return nil, &api.RateLimitError{RetryAfter: rl.RetryAfter}
 	case errors.As(err, &ce):
 		entry := ce.Entry
 		return &api.SubmitResult{Committed: &entry}, nil

@@ -152,8 +152,12 @@ func (n *Node) commit(ctx context.Context, b *ledger.Block) error {
 // records leave the mempool and waiting clients are told.
 func (n *Node) appended(ctx context.Context, b *ledger.Block) {
 	keys := make([]ledger.Key, len(b.Records))
+	now := n.cfg.Now()
 	for i := range b.Records {
 		keys[i] = b.Records[i].Key
+		if e, ok := n.pool.Get(keys[i]); ok && n.server != nil && e.Submitter != "" {
+			n.server.ObserveAppend(now.Sub(e.Added))
+		}
 	}
 	if err := n.pool.Remove(ctx, keys...); err != nil {
 		n.log.Error("remove committed records from the mempool", "err", err)

@@ -161,7 +161,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if err := n.openAPI(); err != nil {
+	if err := n.openAPI(rctx); err != nil {
 		return err
 	}
 	n.wg.Add(1)
