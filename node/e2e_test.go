@@ -340,4 +340,3 @@ func mustKey(t *testing.T, repo, tag string) ledger.Key {
 	}
 	return k
 }
-
