@@ -202,6 +202,7 @@ type walker struct {
 	count   int
 	bytes   int64
 	entries []entry
+	sizes   map[plumbing.Hash]int64 // blob sizes read from the store
 }
 
 // walk lists every non-directory entry below tree, with sizes, and checks
@@ -213,7 +214,7 @@ func (w *walker) walk(tree plumbing.Hash) error {
 	slices.SortFunc(w.entries, func(a, b entry) int { return strings.Compare(a.path, b.path) })
 	for i := 1; i < len(w.entries); i++ {
 		if w.entries[i].path == w.entries[i-1].path {
-			return hostilef("path %q appears twice", w.entries[i].path)
+			return hostilef("path %q appears twice", clip(w.entries[i].path))
 		}
 	}
 	return nil
@@ -228,7 +229,7 @@ func (w *walker) tree(id plumbing.Hash, prefix string, depth int) error {
 		return err
 	}
 	if len(data) > 0 && depth+1 > w.lim.MaxDepth {
-		return limitf("tree %q is nested deeper than %d", strings.TrimSuffix(prefix, "/"), w.lim.MaxDepth)
+		return limitf("tree %q is nested deeper than %d", clip(strings.TrimSuffix(prefix, "/")), w.lim.MaxDepth)
 	}
 	seen := make(map[string]bool)
 	type sub struct {
@@ -239,13 +240,13 @@ func (w *walker) tree(id plumbing.Hash, prefix string, depth int) error {
 	err = parseTree(data, func(mode uint32, name []byte, eid plumbing.Hash) error {
 		p := prefix + string(name)
 		if bytes.IndexByte(name, '\n') >= 0 {
-			return hostilef("path %q contains a newline", p)
+			return hostilef("path %q contains a newline", clip(p))
 		}
 		if len(p) > w.lim.MaxPathLen {
-			return limitf("path of %d bytes under %q is longer than %d bytes", len(p), strings.TrimSuffix(prefix, "/"), w.lim.MaxPathLen)
+			return limitf("path %q of %d bytes is longer than %d bytes", clip(p), len(p), w.lim.MaxPathLen)
 		}
 		if seen[string(name)] {
-			return hostilef("path %q appears twice", p)
+			return hostilef("path %q appears twice", clip(p))
 		}
 		seen[string(name)] = true
 		if w.count++; w.count > w.lim.MaxFiles {
@@ -253,7 +254,7 @@ func (w *walker) tree(id plumbing.Hash, prefix string, depth int) error {
 		}
 		m, err := canonMode(mode)
 		if err != nil {
-			return fmt.Errorf("%w (path %q)", err, p)
+			return fmt.Errorf("%w (path %q)", err, clip(p))
 		}
 		switch m {
 		case modeTree:
@@ -291,6 +292,9 @@ func (w *walker) tree(id plumbing.Hash, prefix string, depth int) error {
 }
 
 func (w *walker) blobSize(id plumbing.Hash) (int64, error) {
+	if n, ok := w.sizes[id]; ok {
+		return n, nil
+	}
 	obj, err := w.objs.s.EncodedObject(plumbing.AnyObject, id)
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
 		return 0, integrityf("blob %s missing", id)
@@ -301,6 +305,10 @@ func (w *walker) blobSize(id plumbing.Hash) (int64, error) {
 	if obj.Type() != plumbing.BlobObject {
 		return 0, hostilef("object %s is a %s, not a blob", id, obj.Type())
 	}
+	if w.sizes == nil {
+		w.sizes = make(map[plumbing.Hash]int64)
+	}
+	w.sizes[id] = obj.Size()
 	return obj.Size(), nil
 }
 
@@ -360,4 +368,12 @@ func TreeHash(ctx context.Context, s storer.EncodedObjectStorer, tree plumbing.H
 		return "", err
 	}
 	return t1(w.entries), nil
+}
+
+// clip shortens a path for an error message.
+func clip(p string) string {
+	if len(p) <= 120 {
+		return p
+	}
+	return p[:60] + "..." + p[len(p)-57:]
 }
