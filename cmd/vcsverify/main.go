@@ -71,12 +71,16 @@ Exit codes: 0 verified, 1 SECURITY ERROR, 3 not in the ledger, 2 anything else.
 
 Environment: VCSVERIFY_NODE (ledger URLs, comma-separated), VCSVERIFY_HOME
 (pinned genesis and checkpoints), VCSVERIFY_CACHE (fetched objects),
-VCSVERIFY_TOKEN (bearer token for appends), VCSVERIFY_HTTP_USER and
-VCSVERIFY_HTTP_TOKEN (credentials for fetching private repositories over
-HTTPS; never printed).`,
+VCSVERIFY_TOKEN (bearer token for appends), VCSVERIFY_HTTP_TOKEN,
+VCSVERIFY_HTTP_USER and VCSVERIFY_HTTP_HOSTS (credentials for fetching
+private repositories over HTTPS, and the hosts they are sent to; never
+printed).`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return checkHTTPEnv()
+		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
