@@ -1,31 +1,71 @@
 // Package sqlitestore implements ledger.Store on SQLite (mattn/go-sqlite3),
-// plus the node's other durable state in the same file: the mempool's
-// pending journal, small named state values (the consensus engine's
-// last-signed state) and evidence.
+// and keeps the node's other durable state in the same file: the mempool's
+// pending journal, small named state values (such as the consensus engine's
+// last-signed state) and evidence of misbehaviour. It imports only ledger.
 //
-// Schema (user_version 1):
+// # Schema
 //
-//	blocks(height INTEGER PRIMARY KEY, hash BLOB UNIQUE, header BLOB, cert BLOB, first_index INTEGER)
-//	records(idx INTEGER PRIMARY KEY, key TEXT UNIQUE, height INTEGER, data BLOB)
-//	attestations(height INTEGER, seq INTEGER, data BLOB, PRIMARY KEY(height, seq))
-//	hashes(idx INTEGER PRIMARY KEY, h BLOB)         -- tlog stored hashes
-//	pending(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, data BLOB)
-//	state(name TEXT PRIMARY KEY, data BLOB)
-//	evidence(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, data BLOB, added INTEGER, UNIQUE(kind, data))
+// The file is marked with PRAGMA application_id 0x76636c67 ("vclg") and
+// PRAGMA user_version 1:
 //
-// Every value is stored in its canonical encoding (ledger's Format) and
-// parsed on read, so a read returns exactly what was appended.
+//	blocks(height INTEGER PRIMARY KEY,      -- 0 is the genesis block
+//	       hash BLOB NOT NULL,              -- SHA-256 of header, checked at Open
+//	       header BLOB NOT NULL,            -- canonical header bytes
+//	       first_index INTEGER NOT NULL,    -- log index of the block's first record
+//	       cert BLOB,                       -- canonical certificate bytes; NULL if none
+//	       attestations BLOB NOT NULL)      -- the block's attestations, see below
+//	records(idx INTEGER PRIMARY KEY,        -- log index, from 0
+//	        key TEXT NOT NULL UNIQUE,       -- <repo>@<tag>: Lookup, and no key twice
+//	        height INTEGER NOT NULL,        -- block that committed it
+//	        data BLOB NOT NULL,             -- canonical record bytes
+//	        hashes BLOB NOT NULL)           -- the tlog stored hashes this record adds
+//	pending(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, data BLOB NOT NULL)
+//	state(name TEXT PRIMARY KEY, data BLOB NOT NULL)
+//	evidence(seq INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL UNIQUE,
+//	         kind TEXT NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL)
 //
-// Durability: the database runs in WAL mode with synchronous=FULL. Append
-// writes a block, its records, attestations and stored log hashes in one
-// transaction: after a crash at any moment the block is there whole or not at
-// all, and once Append returns it is on disk. Writes go through one
-// connection; reads use a pool and see only committed transactions.
+// Headers, records and certificates are stored in their canonical encodings
+// (ledger's Format) and parsed on read, so reads return exactly what was
+// appended. Appending record i adds the tlog stored hashes
+// StoredHashCount(i) to StoredHashCount(i+1)-1: the hash of the record at
+// level 0 and then one for each complete subtree the record closes. They are
+// kept in record i's row, 32 bytes each in index order, so that a block's
+// append writes one row per record, and ReadHashes finds stored hash x (level
+// l, n) in the row of record (n+1)<<l - 1, at offset 32*l. Proofs read only
+// the rows holding the hashes they need.
 //
-// Open checks the file (PRAGMA quick_check) and the chain's tail (the head
-// parses, counts agree, the last blocks link, the log root recomputed from
-// the stored hashes matches the head); a store failing either is refused
-// with an error wrapping ledger.ErrCorrupt.
+// A block's attestations are one blob, a sequence of entries, each one of
+//
+//	0x00 uvarint(j) validator[32] signature[64]
+//	0x01 uvarint(len) canonical attestation bytes
+//
+// The first form is an attestation, on the block's chain, of the block's
+// record j exactly: its canonical bytes are those fields around record j's,
+// so storing them again would triple a record's size on disk. Any other
+// attestation is stored whole. Both read back as the Attestation appended.
+//
+// # Durability
+//
+// The database runs in WAL mode with synchronous=FULL. Append writes a
+// block, its records, certificate, attestations and stored log hashes in one
+// transaction: after a crash at any moment the block is there whole or not
+// at all, and when Append returns nil the block is on disk (fsynced).
+// AppendWithPending also deletes the block's mempool entries from the
+// pending journal in that transaction. PutPending, DeletePending, PutState
+// and AddEvidence are durable when they return. All writes go through one
+// connection, one at a time; reads use a pool of read-only connections and
+// see only committed transactions, so never part of a block.
+//
+// # Checks at Open
+//
+// Open refuses, with an error wrapping ledger.ErrCorrupt, a file that is not
+// a SQLite database, one that fails SQLite's integrity check (PRAGMA
+// integrity_check on files under 64 MiB, quick_check above), one of another
+// application, and one whose tail does not verify: the newest blocks'
+// headers parse, agree with their stored hashes and link to each other, the
+// record and stored-hash counts agree with the head, the head block's
+// records hash to the stored leaf hashes, and the log root recomputed from
+// the stored hashes is the head's. A full check of the chain is ledger.Audit.
 package sqlitestore
 
 import (
@@ -34,96 +74,154 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
-const schemaVersion = 1
+const (
+	applicationID = 0x76636c67 // "vclg"
+	schemaVersion = 1
+)
 
 const schema = `
-CREATE TABLE IF NOT EXISTS blocks (
+CREATE TABLE blocks (
 	height INTEGER PRIMARY KEY,
-	hash BLOB NOT NULL UNIQUE,
+	hash BLOB NOT NULL,
 	header BLOB NOT NULL,
+	first_index INTEGER NOT NULL,
 	cert BLOB,
-	first_index INTEGER NOT NULL
+	attestations BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS records (
+CREATE TABLE records (
 	idx INTEGER PRIMARY KEY,
 	key TEXT NOT NULL UNIQUE,
 	height INTEGER NOT NULL,
-	data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS attestations (
-	height INTEGER NOT NULL,
-	seq INTEGER NOT NULL,
 	data BLOB NOT NULL,
-	PRIMARY KEY (height, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hashes (
-	idx INTEGER PRIMARY KEY,
-	h BLOB NOT NULL
+	hashes BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS pending (
+CREATE TABLE pending (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	id TEXT NOT NULL UNIQUE,
 	data BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS state (
+CREATE TABLE state (
 	name TEXT PRIMARY KEY,
 	data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS evidence (
+) WITHOUT ROWID;
+CREATE TABLE evidence (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	digest BLOB NOT NULL UNIQUE,
 	kind TEXT NOT NULL,
 	data BLOB NOT NULL,
-	added INTEGER NOT NULL,
-	UNIQUE (kind, data)
+	added INTEGER NOT NULL
 );
 `
 
-// A Store is a ledger.Store in one SQLite file.
+// A Store is a ledger.Store in one SQLite file, with the node's pending
+// journal, state values and evidence. Its methods are safe for concurrent
+// use.
 type Store struct {
 	path string
-	w    *sql.DB // one connection: all writes
-	r    *sql.DB // readers
+	w    *sql.DB // one connection: every write
+	r    *sql.DB // read-only connections
 
-	mu   sync.Mutex     // serializes writes and guards head
-	head *ledger.Header // nil when empty
+	wmu  sync.Mutex                    // serializes Append and guards head changes
+	head atomic.Pointer[ledger.Header] // nil while the store is empty
 }
 
 var _ ledger.Store = (*Store)(nil)
 
+// An IntegrityCheck is the SQLite check Open runs over the whole file.
+type IntegrityCheck int
+
+const (
+	// CheckAuto runs integrity_check on files under 64 MiB and
+	// quick_check on larger ones.
+	CheckAuto IntegrityCheck = iota
+	// CheckQuick runs PRAGMA quick_check: every page and record is
+	// well formed (O(n), without comparing indexes to their tables).
+	CheckQuick
+	// CheckFull runs PRAGMA integrity_check: quick_check, and every index
+	// entry matches its table row.
+	CheckFull
+)
+
+// autoFullLimit is the file size up to which CheckAuto runs integrity_check.
+const autoFullLimit = 64 << 20
+
+type config struct {
+	readers int
+	check   IntegrityCheck
+}
+
+// An Option configures Open.
+type Option func(*config)
+
+// WithReaders sets the number of read connections (default 4).
+func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
+
+// WithIntegrityCheck sets the check Open runs (default CheckAuto).
+func WithIntegrityCheck(c IntegrityCheck) Option { return func(cf *config) { cf.check = c } }
+
+func (c *config) validate() error {
+	if c.readers < 1 || c.readers > 64 {
+		return fmt.Errorf("sqlitestore: %d readers: want 1 to 64", c.readers)
+	}
+	if c.check < CheckAuto || c.check > CheckFull {
+		return fmt.Errorf("sqlitestore: unknown integrity check %d", c.check)
+	}
+	return nil
+}
+
+// dsn returns the go-sqlite3 data source name for path: a writer (BEGIN
+// IMMEDIATE, so a write transaction never has to upgrade its lock) or a
+// read-only reader.
 func dsn(path string, readOnly bool) string {
 	v := url.Values{}
 	v.Set("_journal_mode", "WAL")
 	v.Set("_synchronous", "FULL")
 	v.Set("_busy_timeout", "10000")
-	v.Set("_foreign_keys", "0")
+	v.Set("_stmt_cache_size", "32")
+	v.Set("_cache_size", "-16384") // KiB: 16 MiB per connection
 	if readOnly {
 		v.Set("mode", "ro")
 	} else {
 		v.Set("_txlock", "immediate")
 	}
-	return "file:" + url.PathEscape(path) + "?" + v.Encode()
+	// A file: URI, so that ?, # and % in the path stay part of it.
+	return "file:" + strings.ReplaceAll(url.PathEscape(path), "%2F", "/") + "?" + v.Encode()
 }
 
-// Open opens (creating if needed) the store at path and verifies it.
-func Open(ctx context.Context, path string) (*Store, error) {
+// Open opens the store at path, creating it if it does not exist, and
+// verifies it (see the package comment). A store that fails verification is
+// refused with an error wrapping ledger.ErrCorrupt.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	cfg := config{readers: 4, check: CheckAuto}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if path == "" {
-		return nil, errors.New("sqlitestore: empty path")
+		return nil, errors.New("sqlitestore: open: empty path")
 	}
 	w, err := sql.Open("sqlite3", dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, cfg); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -132,8 +230,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	r.SetMaxOpenConns(8)
-	r.SetMaxIdleConns(8)
+	r.SetMaxOpenConns(cfg.readers)
+	r.SetMaxIdleConns(cfg.readers)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
 	s.r = r
 	if err := s.verifyTail(ctx); err != nil {
 		s.Close()
@@ -142,378 +242,215 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-func corrupt(path string, format string, args ...any) error {
-	return fmt.Errorf("sqlitestore: %s: %w: %s", path, ledger.ErrCorrupt, fmt.Sprintf(format, args...))
-}
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
 
-func (s *Store) init(ctx context.Context) error {
-	var check string
-	if err := s.w.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
-		var se sqlite3.Error
-		if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
-			return corrupt(s.path, "%v", err)
-		}
-		return fmt.Errorf("sqlitestore: %s: %w", s.path, err)
-	}
-	if check != "ok" {
-		return corrupt(s.path, "quick_check: %s", check)
-	}
-	var ver int
-	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&ver); err != nil {
-		return fmt.Errorf("sqlitestore: %s: %w", s.path, err)
-	}
-	switch ver {
-	case 0:
-		var n int
-		if err := s.w.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&n); err != nil {
-			return fmt.Errorf("sqlitestore: %s: %w", s.path, err)
-		}
-		if n != 0 {
-			return corrupt(s.path, "not a vcsledger store (tables without a schema version)")
-		}
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("sqlitestore: create schema: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-			return err
-		}
-		return tx.Commit()
-	case schemaVersion:
-		return nil
-	default:
-		return fmt.Errorf("sqlitestore: %s: schema version %d, this build knows %d", s.path, ver, schemaVersion)
-	}
-}
-
-// tailCheck is how many blocks at the tail Open re-links.
-const tailCheck = 16
-
-func (s *Store) verifyTail(ctx context.Context) error {
-	var height sql.NullInt64
-	if err := s.r.QueryRowContext(ctx, "SELECT max(height) FROM blocks").Scan(&height); err != nil {
-		return corrupt(s.path, "%v", err)
-	}
-	if !height.Valid {
-		var n int
-		if err := s.r.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM hashes)").Scan(&n); err != nil {
-			return corrupt(s.path, "%v", err)
-		}
-		if n != 0 {
-			return corrupt(s.path, "records or hashes without blocks")
-		}
-		return nil
-	}
-	top := uint64(height.Int64)
-	from := uint64(0)
-	if top >= tailCheck {
-		from = top - tailCheck + 1
-	}
-	var prev *ledger.Header
-	for h := from; h <= top; h++ {
-		hd, err := s.readHeader(ctx, s.r, h)
-		if err != nil {
-			return corrupt(s.path, "height %d: %v", h, err)
-		}
-		if prev != nil && (hd.Prev != prev.Hash() || hd.Height != prev.Height+1 || hd.LogSize != prev.LogSize+hd.Records) {
-			return corrupt(s.path, "height %d does not link to height %d", h, prev.Height)
-		}
-		prev = hd
-	}
-	head := prev
-	var nrec, nhash, maxrec int64
-	if err := s.r.QueryRowContext(ctx, "SELECT count(*), coalesce(max(idx)+1, 0) FROM records").Scan(&nrec, &maxrec); err != nil {
-		return corrupt(s.path, "%v", err)
-	}
-	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM hashes").Scan(&nhash); err != nil {
-		return corrupt(s.path, "%v", err)
-	}
-	if uint64(nrec) != head.LogSize || uint64(maxrec) != head.LogSize {
-		return corrupt(s.path, "head says %d records, table has %d", head.LogSize, nrec)
-	}
-	if want := ledger.StoredHashCount(int64(head.LogSize)); nhash != want {
-		return corrupt(s.path, "%d stored hashes, log of %d needs %d", nhash, head.LogSize, want)
-	}
-	root, err := ledger.LogRoot(ledger.HashReaderOf(ctx, s), int64(head.LogSize))
-	if err != nil {
-		return corrupt(s.path, "log root: %v", err)
-	}
-	if root != head.LogRoot {
-		return corrupt(s.path, "stored hashes give log root %s, head %d says %s", root, head.Height, head.LogRoot)
-	}
-	s.head = head
-	return nil
-}
-
-// Close closes the database.
+// Close closes the database. The store must not be used afterwards.
 func (s *Store) Close() error {
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
-	return errors.Join(errs...)
-}
-
-// Path returns the database file's path.
-func (s *Store) Path() string { return s.path }
-
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
-func notFound(err error, format string, args ...any) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlitestore: %s: %w", fmt.Sprintf(format, args...), ledger.ErrNotFound)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlitestore: close %s: %w", s.path, err)
 	}
-	return fmt.Errorf("sqlitestore: %s: %w", fmt.Sprintf(format, args...), err)
+	return nil
 }
 
-func (s *Store) readHeader(ctx context.Context, q queryer, height uint64) (*ledger.Header, error) {
-	var data []byte
-	if err := q.QueryRowContext(ctx, "SELECT header FROM blocks WHERE height = ?", int64(height)).Scan(&data); err != nil {
-		return nil, notFound(err, "header %d", height)
+func (s *Store) corrupt(format string, args ...any) error {
+	return fmt.Errorf("sqlitestore: %s: %w: %s", s.path, ledger.ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// fileErr classifies an error from opening or checking the file: SQLite's
+// "not a database" and "malformed" are corruption.
+func (s *Store) fileErr(what string, err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+		return s.corrupt("%s: %v", what, err)
 	}
-	h, err := ledger.ParseHeader(data)
+	return fmt.Errorf("sqlitestore: %s: %s: %w", s.path, what, err)
+}
+
+// init checks the file and creates the schema in a new one.
+func (s *Store) init(ctx context.Context, cfg config) error {
+	var appID, ver int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
+		return s.fileErr("open", err)
+	}
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&ver); err != nil {
+		return s.fileErr("open", err)
+	}
+	if appID == 0 && ver == 0 {
+		var n int
+		if err := s.w.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+			return s.fileErr("open", err)
+		}
+		if n != 0 {
+			return s.corrupt("not a vcsledger store: a SQLite database of another application")
+		}
+		return s.create(ctx)
+	}
+	switch {
+	case appID != applicationID:
+		return s.corrupt("not a vcsledger store: application_id %#x", appID)
+	case ver > schemaVersion:
+		return fmt.Errorf("sqlitestore: %s: schema version %d is newer than this build's %d", s.path, ver, schemaVersion)
+	case ver != schemaVersion:
+		return s.corrupt("schema version %d", ver)
+	}
+	return s.integrity(ctx, cfg.check)
+}
+
+func (s *Store) create(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: header %d: %w: %w", height, ledger.ErrCorrupt, err)
+		return s.fileErr("create schema", err)
 	}
-	if h.Height != height {
-		return nil, fmt.Errorf("sqlitestore: header %d: %w: row holds height %d", height, ledger.ErrCorrupt, h.Height)
+	defer tx.Rollback()
+	stmts := schema + fmt.Sprintf("PRAGMA application_id = %d; PRAGMA user_version = %d;", applicationID, schemaVersion)
+	if _, err := tx.ExecContext(ctx, stmts); err != nil {
+		return s.fileErr("create schema", err)
 	}
-	return h, nil
+	if err := tx.Commit(); err != nil {
+		return s.fileErr("create schema", err)
+	}
+	return nil
 }
 
-// Head returns the newest header.
-func (s *Store) Head(ctx context.Context) (*ledger.Header, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.head == nil {
-		return nil, fmt.Errorf("sqlitestore: head: %w", ledger.ErrNotFound)
+// integrity runs SQLite's own check of every page, row and index.
+func (s *Store) integrity(ctx context.Context, c IntegrityCheck) error {
+	pragma := "quick_check"
+	if c == CheckFull {
+		pragma = "integrity_check"
 	}
-	h := *s.head
-	return &h, nil
-}
-
-// Header returns the header at height.
-func (s *Store) Header(ctx context.Context, height uint64) (*ledger.Header, error) {
-	return s.readHeader(ctx, s.r, height)
-}
-
-// Headers returns up to limit headers from height from on.
-func (s *Store) Headers(ctx context.Context, from uint64, limit int) ([]ledger.Header, error) {
-	if limit <= 0 {
-		return nil, nil
+	if c == CheckAuto {
+		if fi, err := os.Stat(s.path); err == nil && fi.Size() < autoFullLimit {
+			pragma = "integrity_check"
+		}
 	}
-	rows, err := s.r.QueryContext(ctx, "SELECT header FROM blocks WHERE height >= ? ORDER BY height LIMIT ?", int64(from), limit)
+	rows, err := s.w.QueryContext(ctx, "PRAGMA "+pragma+"(20)")
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: headers: %w", err)
+		return s.fileErr(pragma, err)
 	}
 	defer rows.Close()
-	var out []ledger.Header
+	var msgs []string
 	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, fmt.Errorf("sqlitestore: headers: %w", err)
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return s.fileErr(pragma, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return s.fileErr(pragma, err)
+	}
+	if len(msgs) != 1 || msgs[0] != "ok" {
+		return s.corrupt("%s: %s", pragma, strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// tailBlocks is how many of the newest blocks Open re-links.
+const tailBlocks = 16
+
+// verifyTail checks the newest blocks and the log they end (see the package
+// comment), and loads the head.
+func (s *Store) verifyTail(ctx context.Context) error {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return s.fileErr("verify", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT height, hash, header, first_index FROM blocks ORDER BY height DESC LIMIT ?", tailBlocks)
+	if err != nil {
+		return s.fileErr("verify", err)
+	}
+	var tail []ledger.Header // newest first
+	for rows.Next() {
+		var height, first int64
+		var hash, data []byte
+		if err := rows.Scan(&height, &hash, &data, &first); err != nil {
+			rows.Close()
+			return s.fileErr("verify", err)
 		}
 		h, err := ledger.ParseHeader(data)
 		if err != nil {
-			return nil, fmt.Errorf("sqlitestore: headers: %w: %w", ledger.ErrCorrupt, err)
+			rows.Close()
+			return s.corrupt("block %d: header: %v", height, err)
 		}
-		out = append(out, *h)
-	}
-	return out, rows.Err()
-}
-
-// Block returns the whole block at height.
-func (s *Store) Block(ctx context.Context, height uint64) (*ledger.Block, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: block %d: %w", height, err)
-	}
-	defer tx.Rollback()
-	var hdr, cert []byte
-	var first int64
-	if err := tx.QueryRowContext(ctx, "SELECT header, cert, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &cert, &first); err != nil {
-		return nil, notFound(err, "block %d", height)
-	}
-	bad := func(err error) error {
-		return fmt.Errorf("sqlitestore: block %d: %w: %w", height, ledger.ErrCorrupt, err)
-	}
-	h, err := ledger.ParseHeader(hdr)
-	if err != nil {
-		return nil, bad(err)
-	}
-	b := &ledger.Block{Header: *h}
-	if cert != nil {
-		if b.Certificate, err = ledger.ParseCertificate(cert); err != nil {
-			return nil, bad(err)
+		switch hh := h.Hash(); {
+		case h.Height != uint64(height):
+			err = fmt.Errorf("row %d holds the header of height %d", height, h.Height)
+		case string(hash) != string(hh[:]):
+			err = fmt.Errorf("header hashes to %s, stored hash is %x", hh, hash)
+		case h.Records > h.LogSize || first != int64(h.LogSize-h.Records):
+			err = fmt.Errorf("first record index %d, header says %d records ending the log at %d", first, h.Records, h.LogSize)
+		case len(tail) > 0 && (tail[len(tail)-1].Height != h.Height+1 || tail[len(tail)-1].Prev != hh || tail[len(tail)-1].LogSize != h.LogSize+tail[len(tail)-1].Records):
+			err = fmt.Errorf("block %d does not link to it", tail[len(tail)-1].Height)
 		}
-	}
-	if h.Records > 0 {
-		b.Records = make([]ledger.Record, 0, h.Records)
-		rows, err := tx.QueryContext(ctx, "SELECT data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
 		if err != nil {
-			return nil, fmt.Errorf("sqlitestore: block %d: %w", height, err)
+			rows.Close()
+			return s.corrupt("block %d: %v", height, err)
 		}
-		for rows.Next() {
-			var data []byte
-			if err := rows.Scan(&data); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			r, err := ledger.ParseRecord(data)
-			if err != nil {
-				rows.Close()
-				return nil, bad(err)
-			}
-			b.Records = append(b.Records, *r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		if uint64(len(b.Records)) != h.Records {
-			return nil, bad(fmt.Errorf("header says %d records, %d stored", h.Records, len(b.Records)))
-		}
+		tail = append(tail, *h)
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT data FROM attestations WHERE height = ? ORDER BY seq", int64(height))
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s.fileErr("verify", err)
+	}
+
+	var nrec, nbytes int64
+	var maxIdx sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT count(*), max(idx), coalesce(sum(length(hashes)), 0) FROM records").Scan(&nrec, &maxIdx, &nbytes); err != nil {
+		return s.fileErr("verify", err)
+	}
+	if len(tail) == 0 {
+		if nrec != 0 {
+			return s.corrupt("%d records without blocks", nrec)
+		}
+		return nil
+	}
+	head := &tail[0]
+	if last := &tail[len(tail)-1]; last.Height == 0 && (!last.Prev.IsZero() || last.LogSize != 0) {
+		return s.corrupt("block 0 is not a genesis block")
+	}
+	size := int64(head.LogSize)
+	if nrec != size || (size > 0 && maxIdx.Int64 != size-1) {
+		return s.corrupt("head %d ends the log at %d records; %d stored, the last at index %d", head.Height, size, nrec, maxIdx.Int64)
+	}
+	if want := 32 * ledger.StoredHashCount(size); nbytes != want {
+		return s.corrupt("%d bytes of stored hashes; a log of %d records has %d", nbytes, size, want)
+	}
+	// The head block's records give the stored leaf hashes, and the stored
+	// hashes give the head's log root.
+	b, err := readBlock(ctx, tx, head.Height)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: block %d: %w", height, err)
+		return s.corrupt("head block %d: %v", head.Height, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			return nil, err
-		}
-		a, err := ledger.ParseAttestation(data)
-		if err != nil {
-			return nil, bad(err)
-		}
-		b.Attestations = append(b.Attestations, *a)
+	if b.Header != *head {
+		return s.corrupt("head block %d reads back another header", head.Height)
 	}
-	return b, rows.Err()
-}
-
-func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
-	r, err := ledger.ParseRecord(data)
+	leaves := make([]int64, len(b.Records))
+	for i := range leaves {
+		leaves[i] = ledger.StoredHashCount(size - int64(len(leaves)) + int64(i)) // record i's level-0 hash
+	}
+	got, err := readHashes(ctx, tx, leaves)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: record %d: %w: %w", idx, ledger.ErrCorrupt, err)
+		return s.corrupt("head block %d: stored hashes: %v", head.Height, err)
 	}
-	return &ledger.Entry{Record: *r, Index: idx, Height: uint64(height)}, nil
-}
-
-// Record returns the record at log index.
-func (s *Store) Record(ctx context.Context, index int64) (*ledger.Entry, error) {
-	var data []byte
-	var height int64
-	if err := s.r.QueryRowContext(ctx, "SELECT data, height FROM records WHERE idx = ?", index).Scan(&data, &height); err != nil {
-		return nil, notFound(err, "record %d", index)
+	for i := range b.Records {
+		if got[i] != b.Records[i].LeafHash() {
+			return s.corrupt("head block %d: record %d does not hash to its stored leaf hash", head.Height, size-int64(len(leaves))+int64(i))
+		}
 	}
-	return scanEntry(data, index, height)
-}
-
-// Records returns up to limit records from index from on.
-func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.Entry, error) {
-	if limit <= 0 {
-		return nil, nil
-	}
-	rows, err := s.r.QueryContext(ctx, "SELECT idx, data, height FROM records WHERE idx >= ? ORDER BY idx LIMIT ?", from, limit)
+	root, err := ledger.LogRoot(ledger.HashReaderFunc(func(idx []int64) ([]ledger.Hash, error) { return readHashes(ctx, tx, idx) }), size)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: records: %w", err)
+		return s.corrupt("log root: %v", err)
 	}
-	defer rows.Close()
-	var out []ledger.Entry
-	for rows.Next() {
-		var idx, height int64
-		var data []byte
-		if err := rows.Scan(&idx, &data, &height); err != nil {
-			return nil, err
-		}
-		e, err := scanEntry(data, idx, height)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *e)
+	if root != head.LogRoot {
+		return s.corrupt("stored hashes give log root %s; head %d says %s", root, head.Height, head.LogRoot)
 	}
-	return out, rows.Err()
-}
-
-// Lookup returns the record committed for key.
-func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
-	var data []byte
-	var idx, height int64
-	if err := s.r.QueryRowContext(ctx, "SELECT idx, data, height FROM records WHERE key = ?", key.String()).Scan(&idx, &data, &height); err != nil {
-		return nil, notFound(err, "key %s", key)
-	}
-	e, err := scanEntry(data, idx, height)
-	if err != nil {
-		return nil, err
-	}
-	if e.Record.Key != key {
-		return nil, fmt.Errorf("sqlitestore: key %s: %w: row holds %s", key, ledger.ErrCorrupt, e.Record.Key)
-	}
-	return e, nil
-}
-
-// ReadHashes returns the stored log hashes at indexes, in order.
-func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
-	out := make([]ledger.Hash, len(indexes))
-	if len(indexes) == 0 {
-		return out, nil
-	}
-	pos := make(map[int64][]int, len(indexes))
-	for i, x := range indexes {
-		pos[x] = append(pos[x], i)
-	}
-	const chunk = 500
-	uniq := make([]int64, 0, len(pos))
-	for x := range pos {
-		uniq = append(uniq, x)
-	}
-	found := 0
-	for len(uniq) > 0 {
-		n := min(chunk, len(uniq))
-		part := uniq[:n]
-		uniq = uniq[n:]
-		args := make([]any, n)
-		for i, x := range part {
-			args[i] = x
-		}
-		q := "SELECT idx, h FROM hashes WHERE idx IN (?" + strings.Repeat(",?", n-1) + ")"
-		rows, err := s.r.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlitestore: read hashes: %w", err)
-		}
-		for rows.Next() {
-			var idx int64
-			var h []byte
-			if err := rows.Scan(&idx, &h); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if len(h) != len(ledger.Hash{}) {
-				rows.Close()
-				return nil, fmt.Errorf("sqlitestore: stored hash %d: %w: %d bytes", idx, ledger.ErrCorrupt, len(h))
-			}
-			for _, i := range pos[idx] {
-				copy(out[i][:], h)
-				found++
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	if found != len(indexes) {
-		return nil, fmt.Errorf("sqlitestore: read hashes: %w: %d of %d indexes missing", ledger.ErrNotFound, len(indexes)-found, len(indexes))
-	}
-	return out, nil
+	s.head.Store(head)
+	return nil
 }

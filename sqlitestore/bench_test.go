@@ -1,0 +1,355 @@
+package sqlitestore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// The benchmarks work on a store of VCSLEDGER_BENCH_RECORDS records
+// (default 1,000,000) in blocks of 1,000, each record with one attestation
+// and each block certified, as a one-validator chain makes them. Run them
+// once each:
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./sqlitestore
+//
+// BenchmarkAppend1M builds the store the others read; run alone, each of
+// them builds it first, untimed.
+
+const benchPerBlock = 1000
+
+func benchRecords(tb testing.TB) int {
+	s := os.Getenv("VCSLEDGER_BENCH_RECORDS")
+	if s == "" {
+		return 1_000_000
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < benchPerBlock {
+		tb.Fatalf("VCSLEDGER_BENCH_RECORDS=%q: want a number of at least %d", s, benchPerBlock)
+	}
+	return n
+}
+
+// benchFixture is the store the read benchmarks share, in a directory
+// TestMain removes.
+var benchFixture struct {
+	mu    sync.Mutex
+	dir   string
+	path  string
+	n     int
+	chain *testChain
+}
+
+func benchDir(tb testing.TB) string {
+	benchFixture.mu.Lock()
+	defer benchFixture.mu.Unlock()
+	if benchFixture.dir == "" {
+		d, err := os.MkdirTemp("", "sqlitestore-bench-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		benchFixture.dir = d
+	}
+	return benchFixture.dir
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		helperMain()
+		return
+	}
+	code := m.Run()
+	if benchFixture.dir != "" {
+		os.RemoveAll(benchFixture.dir)
+	}
+	os.Exit(code)
+}
+
+// appendStats are the figures of one build of the benchmark store.
+type appendStats struct {
+	records  int
+	appendIn time.Duration // inside Append only
+	bytes    int64         // database and WAL files after Close
+}
+
+// buildBenchStore appends n records in blocks of benchPerBlock to a new
+// store at path, timing only the Append calls (and stopping b's timer
+// while blocks are built).
+func buildBenchStore(b *testing.B, path string, n int) (*testChain, appendStats) {
+	ctx := context.Background()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Remove(p)
+	}
+	c := newTestChain(1)
+	s, err := Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ledger.InitStore(ctx, s, c.gen); err != nil {
+		b.Fatal(err)
+	}
+	head := &c.gen.Block().Header
+	var mem memHashes
+	var st appendStats
+	for int(head.LogSize) < n {
+		b.StopTimer()
+		k := min(benchPerBlock, n-int(head.LogSize))
+		blk, stored, err := c.next(&mem, head, int(head.LogSize), k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if err := s.Append(ctx, blk, stored); err != nil {
+			b.Fatal(err)
+		}
+		st.appendIn += time.Since(t0)
+		mem = append(mem, stored...)
+		head = &blk.Header
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	st.records = int(head.LogSize)
+	st.bytes = diskSize(path)
+	return c, st
+}
+
+func diskSize(path string) int64 {
+	var n int64
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// rawInsert is the baseline: the same canonical record bytes inserted into
+// a plain table of the same pragmas, one transaction per block.
+func rawInsert(b *testing.B, path string, n int) appendStats {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Remove(p)
+	}
+	db, err := sql.Open("sqlite3", dsn(path, false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("CREATE TABLE raw (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"); err != nil {
+		b.Fatal(err)
+	}
+	var st appendStats
+	data := make([][]byte, benchPerBlock)
+	for i := 0; i < n; i += benchPerBlock {
+		k := min(benchPerBlock, n-i)
+		for j := 0; j < k; j++ {
+			r := testRecord(i + j)
+			data[j] = r.Format()
+		}
+		t0 := time.Now()
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		ins, err := tx.Prepare("INSERT INTO raw (id, data) VALUES (?, ?)")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < k; j++ {
+			if _, err := ins.Exec(i+j, data[j]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ins.Close()
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		st.appendIn += time.Since(t0)
+		st.records += k
+	}
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	st.bytes = diskSize(path)
+	return st
+}
+
+func BenchmarkAppend1M(b *testing.B) {
+	n := benchRecords(b)
+	dir := benchDir(b)
+	path := filepath.Join(dir, "ledger.db")
+	var st, raw appendStats
+	var c *testChain
+	for i := 0; i < b.N; i++ {
+		benchFixture.mu.Lock()
+		benchFixture.n = 0 // being rebuilt
+		benchFixture.mu.Unlock()
+		c, st = buildBenchStore(b, path, n)
+		b.StopTimer()
+		raw = rawInsert(b, filepath.Join(dir, "raw.db"), n)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	benchFixture.mu.Lock()
+	benchFixture.path, benchFixture.n, benchFixture.chain = path, n, c
+	benchFixture.mu.Unlock()
+	rate := float64(st.records) / st.appendIn.Seconds()
+	rawRate := float64(raw.records) / raw.appendIn.Seconds()
+	b.ReportMetric(float64(st.records), "records")
+	b.ReportMetric(rate, "records/s")
+	b.ReportMetric(float64(st.bytes)/float64(st.records), "disk-B/record")
+	b.ReportMetric(rawRate, "raw-records/s")
+	b.ReportMetric(float64(raw.bytes)/float64(raw.records), "raw-disk-B/record")
+	b.ReportMetric(rate/rawRate, "ratio-vs-raw")
+}
+
+// fixture returns the shared benchmark store, building it if needed.
+func fixture(b *testing.B) (*Store, *testChain, int) {
+	n := benchRecords(b)
+	benchFixture.mu.Lock()
+	ready := benchFixture.n == n
+	benchFixture.mu.Unlock()
+	if !ready {
+		path := filepath.Join(benchDir(b), "ledger.db")
+		c, _ := buildBenchStore(b, path, n)
+		benchFixture.mu.Lock()
+		benchFixture.path, benchFixture.n, benchFixture.chain = path, n, c
+		benchFixture.mu.Unlock()
+	}
+	s, err := Open(context.Background(), benchFixture.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s, benchFixture.chain, n
+}
+
+func BenchmarkLookup1M(b *testing.B) {
+	s, _, n := fixture(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 1))
+	keys := make([]ledger.Key, 4096)
+	for i := range keys {
+		keys[i] = testRecord(rng.IntN(n)).Key
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Lookup(ctx, keys[i%len(keys)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/lookup")
+}
+
+func BenchmarkProof1M(b *testing.B) {
+	s, _, n := fixture(b)
+	ctx := context.Background()
+	head, err := s.Head(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := int64(head.LogSize)
+	hr := ledger.HashReaderOf(ctx, s)
+	rng := rand.New(rand.NewPCG(2, 2))
+	// Older checkpoints to prove consistency from: block headers.
+	var proveIncl, proveCons, checkIncl, checkCons time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		idx := rng.Int64N(size)
+		old, err := s.Header(ctx, uint64(1+rng.IntN(int(head.Height))))
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := s.Record(ctx, idx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		p, err := ledger.ProveRecord(hr, size, idx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := ledger.CheckRecord(p, size, head.LogRoot, idx, e.Record.LeafHash()); err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		q, err := ledger.ProveTree(hr, size, int64(old.LogSize))
+		if err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		if err := ledger.CheckTree(q, size, head.LogRoot, int64(old.LogSize), old.LogRoot); err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		proveIncl += t1.Sub(t0)
+		checkIncl += t2.Sub(t1)
+		proveCons += t3.Sub(t2)
+		checkCons += t4.Sub(t3)
+	}
+	b.StopTimer()
+	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(b.N) }
+	b.ReportMetric(us(proveIncl), "µs/inclusion-proof")
+	b.ReportMetric(us(checkIncl), "µs/inclusion-check")
+	b.ReportMetric(us(proveCons), "µs/consistency-proof")
+	b.ReportMetric(us(checkCons), "µs/consistency-check")
+	_ = n
+}
+
+func BenchmarkAudit1M(b *testing.B) {
+	s, c, n := fixture(b)
+	ctx := context.Background()
+	var rep *ledger.AuditReport
+	var auditIn time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		var err error
+		if rep, err = ledger.Audit(ctx, s, c.gen, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+		auditIn += time.Since(t0)
+	}
+	b.StopTimer()
+	if rep.Records != int64(n) {
+		b.Fatalf("Audit checked %d records, want %d", rep.Records, n)
+	}
+	// Baseline: SHA-256 over the same canonical record bytes, in memory.
+	data := make([][]byte, n)
+	var total int64
+	for i := range data {
+		r := testRecord(i)
+		data[i] = r.Format()
+		total += int64(len(data[i]))
+	}
+	if total != rep.Bytes {
+		b.Fatalf("records hold %d bytes, Audit hashed %d", total, rep.Bytes)
+	}
+	t0 := time.Now()
+	var sink byte
+	for _, d := range data {
+		h := sha256.Sum256(d)
+		sink ^= h[0]
+	}
+	rawIn := time.Since(t0)
+	_ = sink
+	per := auditIn / time.Duration(b.N)
+	mbs := float64(rep.Bytes) / 1e6 / per.Seconds()
+	rawMBs := float64(total) / 1e6 / rawIn.Seconds()
+	b.ReportMetric(float64(rep.Records)/per.Seconds(), "records/s")
+	b.ReportMetric(mbs, "MB/s")
+	b.ReportMetric(float64(n)/rawIn.Seconds(), "raw-sha256-records/s")
+	b.ReportMetric(rawMBs, "raw-sha256-MB/s")
+	b.ReportMetric(mbs/rawMBs, "ratio-vs-sha256")
+}

@@ -1,0 +1,5 @@
+package sqlitestore
+
+const helperEnv = "SQLITESTORE_CRASH_HELPER"
+
+func helperMain() {}

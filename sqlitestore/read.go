@@ -1,0 +1,330 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// A queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// readErr wraps an error of reading what: sql.ErrNoRows becomes
+// ledger.ErrNotFound, so nothing above the store sees SQL.
+func readErr(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlitestore: %s: %w", what, ledger.ErrNotFound)
+	}
+	return fmt.Errorf("sqlitestore: %s: %w", what, err)
+}
+
+// corruptRow reports a stored value that does not parse or does not agree
+// with where it is stored.
+func corruptRow(err error, format string, args ...any) error {
+	return fmt.Errorf("sqlitestore: %s: %w: %w", fmt.Sprintf(format, args...), ledger.ErrCorrupt, err)
+}
+
+func parseHeaderAt(data []byte, height uint64) (*ledger.Header, error) {
+	h, err := ledger.ParseHeader(data)
+	if err != nil {
+		return nil, corruptRow(err, "header %d", height)
+	}
+	if h.Height != height {
+		return nil, corruptRow(fmt.Errorf("row holds height %d", h.Height), "header %d", height)
+	}
+	return h, nil
+}
+
+// Head returns the newest header, or an error wrapping ledger.ErrNotFound
+// when the store is empty.
+func (s *Store) Head(ctx context.Context) (*ledger.Header, error) {
+	h := s.head.Load()
+	if h == nil {
+		return nil, fmt.Errorf("sqlitestore: head: %w", ledger.ErrNotFound)
+	}
+	c := *h
+	return &c, nil
+}
+
+// Header returns the header at height.
+func (s *Store) Header(ctx context.Context, height uint64) (*ledger.Header, error) {
+	if height > math.MaxInt64 {
+		return nil, fmt.Errorf("sqlitestore: header %d: %w", height, ledger.ErrNotFound)
+	}
+	var data []byte
+	if err := s.r.QueryRowContext(ctx, "SELECT header FROM blocks WHERE height = ?", int64(height)).Scan(&data); err != nil {
+		return nil, readErr(err, "header %d", height)
+	}
+	return parseHeaderAt(data, height)
+}
+
+// Headers returns up to limit headers from height from on, in order.
+func (s *Store) Headers(ctx context.Context, from uint64, limit int) ([]ledger.Header, error) {
+	if limit <= 0 || from > math.MaxInt64 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT height, header FROM blocks WHERE height >= ? ORDER BY height LIMIT ?", int64(from), limit)
+	if err != nil {
+		return nil, readErr(err, "headers from %d", from)
+	}
+	defer rows.Close()
+	var out []ledger.Header
+	for rows.Next() {
+		var height int64
+		var data []byte
+		if err := rows.Scan(&height, &data); err != nil {
+			return nil, readErr(err, "headers from %d", from)
+		}
+		h, err := parseHeaderAt(data, uint64(height))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, readErr(err, "headers from %d", from)
+	}
+	return out, nil
+}
+
+// Block returns the whole block at height.
+func (s *Store) Block(ctx context.Context, height uint64) (*ledger.Block, error) {
+	if height > math.MaxInt64 {
+		return nil, fmt.Errorf("sqlitestore: block %d: %w", height, ledger.ErrNotFound)
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, readErr(err, "block %d", height)
+	}
+	defer tx.Rollback()
+	return readBlock(ctx, tx, height)
+}
+
+// readBlock reads the block at height; q must see one snapshot (a
+// transaction), so that the block is read whole.
+func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, error) {
+	var hdr, cert, atts []byte
+	var first int64
+	if err := q.QueryRowContext(ctx, "SELECT header, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &cert, &atts, &first); err != nil {
+		return nil, readErr(err, "block %d", height)
+	}
+	h, err := parseHeaderAt(hdr, height)
+	if err != nil {
+		return nil, err
+	}
+	b := &ledger.Block{Header: *h}
+	if cert != nil {
+		if b.Certificate, err = ledger.ParseCertificate(cert); err != nil {
+			return nil, corruptRow(err, "block %d: certificate", height)
+		}
+	}
+	if h.Records > ledger.MaxBlockRecords || h.Records > h.LogSize || first != int64(h.LogSize-h.Records) {
+		return nil, corruptRow(fmt.Errorf("first record %d, header says %d records ending the log at %d", first, h.Records, h.LogSize), "block %d", height)
+	}
+	b.Records = make([]ledger.Record, 0, h.Records)
+	if h.Records > 0 {
+		rows, err := q.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
+		if err != nil {
+			return nil, readErr(err, "block %d: records", height)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var idx, rh int64
+			var data []byte
+			if err := rows.Scan(&idx, &rh, &data); err != nil {
+				return nil, readErr(err, "block %d: records", height)
+			}
+			want := first + int64(len(b.Records))
+			if idx != want || rh != int64(height) {
+				return nil, corruptRow(fmt.Errorf("record %d of height %d where record %d belongs", idx, rh, want), "block %d", height)
+			}
+			r, err := ledger.ParseRecord(data)
+			if err != nil {
+				return nil, corruptRow(err, "block %d: record %d", height, idx)
+			}
+			b.Records = append(b.Records, *r)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, readErr(err, "block %d: records", height)
+		}
+		if uint64(len(b.Records)) != h.Records {
+			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(b.Records)), "block %d", height)
+		}
+	}
+	if b.Attestations, err = decodeAttestations(atts, &b.Header, b.Records); err != nil {
+		return nil, corruptRow(err, "block %d: attestations", height)
+	}
+	return b, nil
+}
+
+func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
+	r, err := ledger.ParseRecord(data)
+	if err != nil {
+		return nil, corruptRow(err, "record %d", idx)
+	}
+	return &ledger.Entry{Record: *r, Index: idx, Height: uint64(height)}, nil
+}
+
+// Record returns the record at log index.
+func (s *Store) Record(ctx context.Context, index int64) (*ledger.Entry, error) {
+	var data []byte
+	var height int64
+	if err := s.r.QueryRowContext(ctx, "SELECT height, data FROM records WHERE idx = ?", index).Scan(&height, &data); err != nil {
+		return nil, readErr(err, "record %d", index)
+	}
+	return scanEntry(data, index, height)
+}
+
+// Records returns up to limit records from log index from on, in order.
+func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.Entry, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? ORDER BY idx LIMIT ?", max(from, 0), limit)
+	if err != nil {
+		return nil, readErr(err, "records from %d", from)
+	}
+	defer rows.Close()
+	var out []ledger.Entry
+	for rows.Next() {
+		var idx, height int64
+		var data []byte
+		if err := rows.Scan(&idx, &height, &data); err != nil {
+			return nil, readErr(err, "records from %d", from)
+		}
+		e, err := scanEntry(data, idx, height)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, readErr(err, "records from %d", from)
+	}
+	return out, nil
+}
+
+// Lookup returns the record committed for key, through the unique index on
+// records.key.
+func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
+	var data []byte
+	var idx, height int64
+	if err := s.r.QueryRowContext(ctx, "SELECT idx, height, data FROM records WHERE key = ?", key.String()).Scan(&idx, &height, &data); err != nil {
+		return nil, readErr(err, "key %s", key)
+	}
+	e, err := scanEntry(data, idx, height)
+	if err != nil {
+		return nil, err
+	}
+	if e.Record.Key != key {
+		return nil, corruptRow(fmt.Errorf("row holds key %s", e.Record.Key), "key %s", key)
+	}
+	return e, nil
+}
+
+// ReadHashes returns the stored log hashes at the given tlog stored-hash
+// indexes, in order. It reads, in one transaction, only the record rows
+// that hold them: one range query when those rows are consecutive (as
+// when a block's new hashes are audited), else a query per row.
+func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
+	if len(indexes) == 0 {
+		return []ledger.Hash{}, nil
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, readErr(err, "read hashes")
+	}
+	defer tx.Rollback()
+	return readHashes(ctx, tx, indexes)
+}
+
+// hashSlot says where stored hash x is kept: in record rec's row at level.
+func hashSlot(x int64) (rec int64, level int) {
+	level, n := tlog.SplitStoredHashIndex(x)
+	return (n+1)<<uint(level) - 1, level
+}
+
+func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, error) {
+	out := make([]ledger.Hash, len(indexes))
+	lo, hi := int64(math.MaxInt64), int64(-1)
+	for _, x := range indexes {
+		if x < 0 {
+			return nil, fmt.Errorf("sqlitestore: stored hash %d: %w", x, ledger.ErrNotFound)
+		}
+		rec, _ := hashSlot(x)
+		lo, hi = min(lo, rec), max(hi, rec)
+	}
+	// rows[rec] is record rec's stored hashes, once read.
+	rows := make(map[int64][]byte, len(indexes))
+	scan := func(r *sql.Rows) error {
+		defer r.Close()
+		for r.Next() {
+			var idx int64
+			var hs []byte
+			if err := r.Scan(&idx, &hs); err != nil {
+				return err
+			}
+			if want := 32 * (ledger.StoredHashCount(idx+1) - ledger.StoredHashCount(idx)); int64(len(hs)) != want {
+				return corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), want), "record %d", idx)
+			}
+			rows[idx] = hs
+		}
+		return r.Err()
+	}
+	if hi-lo < int64(2*len(indexes)) {
+		r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx BETWEEN ? AND ?", lo, hi)
+		if err != nil {
+			return nil, readErr(err, "read hashes")
+		}
+		if err := scan(r); err != nil {
+			return nil, readErr(err, "read hashes")
+		}
+	} else {
+		// A proof's hashes lie in rows far apart: one indexed query each,
+		// at most len(indexes) of them.
+		for _, x := range indexes {
+			rec, _ := hashSlot(x)
+			if _, ok := rows[rec]; ok {
+				continue
+			}
+			var hs []byte
+			switch err := q.QueryRowContext(ctx, "SELECT hashes FROM records WHERE idx = ?", rec).Scan(&hs); {
+			case errors.Is(err, sql.ErrNoRows):
+				continue
+			case err != nil:
+				return nil, readErr(err, "read hashes")
+			}
+			if want := 32 * (ledger.StoredHashCount(rec+1) - ledger.StoredHashCount(rec)); int64(len(hs)) != want {
+				return nil, corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), want), "record %d", rec)
+			}
+			rows[rec] = hs
+		}
+	}
+	var missing []string
+	for i, x := range indexes {
+		rec, level := hashSlot(x)
+		hs, ok := rows[rec]
+		if !ok {
+			if len(missing) < 5 {
+				missing = append(missing, fmt.Sprint(x))
+			}
+			continue
+		}
+		copy(out[i][:], hs[32*level:])
+	}
+	if missing != nil {
+		return nil, fmt.Errorf("sqlitestore: stored hashes %s: %w", strings.Join(missing, ", "), ledger.ErrNotFound)
+	}
+	return out, nil
+}
