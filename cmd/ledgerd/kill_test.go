@@ -2,13 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,155 +24,341 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
-// buildLedgerd builds the ledgerd binary into a temporary directory.
-func buildLedgerd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ledgerd")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+// A ledgerdProc is a ledgerd process: this test binary run as ledgerd (see
+// TestMain).
+type ledgerdProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done
+	logs syncBuffer    // its stderr
 }
 
-func freePort(t *testing.T) int {
+// startLedgerd runs 'ledgerd args...' and waits until it prints that it
+// serves HTTP (ledgerd dev does).
+func startLedgerd(t *testing.T, args ...string) *ledgerdProc {
+	t.Helper()
+	p := &ledgerdProc{t: t, done: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], args...)
+	p.cmd.Env = append(os.Environ(), execAsLedgerd+"=1")
+	p.cmd.Stderr = &p.logs
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	serving := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if _, rest, ok := strings.Cut(sc.Text(), "serving http://"); ok {
+				serving <- "http://" + strings.Fields(rest)[0]
+			}
+		}
+		io.Copy(io.Discard, out)
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill() })
+	select {
+	case p.url = <-serving:
+	case <-p.done:
+		t.Fatalf("ledgerd %v exited before serving: %v\n%s", args, p.err, p.logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ledgerd %v did not serve within 60s\n%s", args, p.logs.String())
+	}
+	return p
+}
+
+// kill sends SIGKILL and waits for the process to die.
+func (p *ledgerdProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and checks that the process exits cleanly.
+func (p *ledgerdProc) stop() {
+	p.t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		p.t.Fatalf("ledgerd did not stop within 40s of SIGTERM\n%s", p.logs.String())
+	}
+	if p.err != nil {
+		p.t.Fatalf("ledgerd exited with %v after SIGTERM\n%s", p.err, p.logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// loopbackClient returns an API client of url whose connections come from
+// 127.0.0.<i>: the node's rate limit is per submitter address, and these
+// tests stand for several clients.
+func loopbackClient(t *testing.T, url string, i int) *api.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(i))}}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}
+	c, err := api.NewClient(url, &http.Client{Transport: tr, Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// killRepo builds a repository with n tags t0..t<n-1> and returns its path.
+func killRepo(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(stdin string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t",
+			"GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("", "init", "-q")
+	os.WriteFile(filepath.Join(dir, "f"), []byte("content\n"), 0o644)
+	git("", "add", "f")
+	git("", "commit", "-qm", "one")
+	head := git("", "rev-parse", "HEAD")
+	var refs strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&refs, "create refs/tags/t%d %s\n", i, head)
+	}
+	git(refs.String(), "update-ref", "--stdin")
+	return dir
+}
+
+// acks are what the node acknowledged: records it answered committed (with
+// the verified entry) and records it accepted as pending.
+type acks struct {
+	mu        sync.Mutex
+	committed map[ledger.Key]ledger.Entry
+	pending   map[ledger.Key]bool
+}
+
+// load submits keys from 4 clients (half with ?wait, half without) until
+// stop is set or the keys run out, recording every acknowledgement.
+func (a *acks) load(t *testing.T, g *ledger.Genesis, url string, keys []ledger.Key, next *atomic.Int64, stop *atomic.Bool) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		c := loopbackClient(t, url, 10+w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				i := next.Add(1) - 1
+				if int(i) >= len(keys) {
+					return
+				}
+				k := keys[i]
+				wait := time.Duration(0)
+				if i%2 == 0 {
+					wait = 10 * time.Second
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				resp, err := c.Submit(ctx, api.SubmitRequest{Key: k.String()}, wait)
+				cancel()
+				if err != nil {
+					continue // not acknowledged (the node was killed, or refused it)
+				}
+				a.mu.Lock()
+				if resp.Record != nil {
+					e, _, err := api.VerifyRecord(g, resp.Record)
+					if err != nil {
+						t.Errorf("acknowledged record %s does not verify: %v", k, err)
+					} else {
+						a.committed[k] = *e
+					}
+				} else {
+					a.pending[k] = true
+				}
+				a.mu.Unlock()
+			}
+		}()
+	}
+	return &wg
+}
+
+// check asks the node for every acknowledged record: committed ones must
+// be there unchanged, pending ones pending or committed.
+func (a *acks) check(t *testing.T, g *ledger.Genesis, c *api.Client, when string) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ctx := context.Background()
+	for k, want := range a.committed {
+		resp, _, err := c.Record(ctx, k)
+		if err != nil || resp == nil {
+			t.Fatalf("%s: acknowledged record %s is not committed: %v", when, k, err)
+		}
+		e, _, err := api.VerifyRecord(g, resp)
+		if err != nil || *e != want {
+			t.Fatalf("%s: record %s = %+v, %v; acknowledged %+v", when, k, e, err, want)
+		}
+	}
+	for k := range a.pending {
+		resp, p, err := c.Record(ctx, k)
+		if err != nil || (resp == nil && p == nil) {
+			t.Fatalf("%s: accepted record %s was lost: %v", when, k, err)
+		}
+	}
+}
+
+// TestKill9KeepsAcknowledged runs 'ledgerd dev' as a process, streams
+// submissions at it from four clients and kills it with SIGKILL at a
+// random moment, three times. After every restart on the same home each
+// record it acknowledged as committed is there unchanged, and each it
+// accepted as pending is pending or committed; in the end every accepted
+// record commits, and 'ledgerd audit' passes on the store and fails, naming
+// the height, once a record row is tampered with.
+func TestKill9KeepsAcknowledged(t *testing.T) {
+	repo := killRepo(t, 400)
+	var keys []ledger.Key
+	for i := 0; i < 400; i++ {
+		k, err := ledger.NewKey(repo, fmt.Sprintf("t%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	home := filepath.Join(t.TempDir(), "node")
+	addr := freeAddr(t)
+	dev := func() *ledgerdProc {
+		return startLedgerd(t, "dev", "--home", home, "--http", addr, "--log-level", "warn")
+	}
+	a := &acks{committed: map[ledger.Key]ledger.Entry{}, pending: map[ledger.Key]bool{}}
+	var next atomic.Int64
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	var g *ledger.Genesis
+	for round := 0; round < 3; round++ {
+		p := dev()
+		if g == nil {
+			var err error
+			if g, err = readGenesis(filepath.Join(home, genesisFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.check(t, g, loopbackClient(t, p.url, 2), fmt.Sprintf("after restart %d", round))
+		var stop atomic.Bool
+		wg := a.load(t, g, p.url, keys, &next, &stop)
+		delay := time.Duration(300+rng.IntN(1200)) * time.Millisecond
+		time.Sleep(delay)
+		stop.Store(true)
+		p.kill() // while submissions and their waits are in flight
+		wg.Wait()
+		t.Logf("round %d: SIGKILL after %v; %d submitted so far, %d acknowledged committed, %d pending",
+			round, delay, next.Load(), len(a.committed), len(a.pending))
+	}
+	if len(a.committed) == 0 || len(a.pending) == 0 {
+		t.Fatalf("the load got %d committed and %d pending acknowledgements; want some of each", len(a.committed), len(a.pending))
+	}
+
+	p := dev()
+	c := loopbackClient(t, p.url, 2)
+	a.check(t, g, c, "after the last restart")
+	// Nothing accepted is lost: the journal kept every pending record (and
+	// its attestation), and each commits.
+	deadline := time.Now().Add(45 * time.Second)
+	for k := range a.pending {
+		for {
+			resp, pend, err := c.Record(context.Background(), k)
+			if resp != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("accepted record %s not committed 45s after restart: pending %+v, %v", k, pend, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	p.stop()
+
+	db, gpath := filepath.Join(home, dbFile), filepath.Join(home, genesisFile)
+	code, out, stderr := ledgerd("audit", "--db", db, "--genesis", gpath)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("audit after three SIGKILLs: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("audit: %s", strings.TrimSpace(out))
+	auditTampered(t, db, gpath)
+}
+
+// auditTampered flips bytes of a record row of the store at db and checks
+// that 'ledgerd audit' exits 1 naming the record's block, and passes again
+// once the row is restored.
+func auditTampered(t *testing.T, db, gpath string) {
+	t.Helper()
+	sdb, err := sql.Open("sqlite3", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	var n int64
+	if err := sdb.QueryRow("SELECT count(*) FROM records").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("records in the store: %d, %v", n, err)
+	}
+	idx := n / 2
+	var orig []byte
+	var height uint64
+	if err := sdb.QueryRow("SELECT data, height FROM records WHERE idx = ?", idx).Scan(&orig, &height); err != nil {
+		t.Fatal(err)
+	}
+	set := func(data []byte) {
+		if _, err := sdb.Exec("UPDATE records SET data = ? WHERE idx = ?", data, idx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One hex digit of the commit (the row still parses), then a byte
+	// anywhere.
+	i := bytes.Index(orig, []byte("\ncommit ")) + len("\ncommit ") + 7
+	digit := bytes.Clone(orig)
+	digit[i] = "10"[min(1, int(digit[i]-'0'))]
+	anywhere := bytes.Clone(orig)
+	anywhere[rand.IntN(len(anywhere))] ^= 0x20
+	for name, data := range map[string][]byte{"a commit digit": digit, "any byte": anywhere} {
+		set(data)
+		code, _, stderr := ledgerd("audit", "--db", db, "--genesis", gpath)
+		if code != 1 || !strings.Contains(stderr, fmt.Sprintf("height %d", height)) {
+			t.Errorf("audit of a store with %s of record %d flipped: exit %d, want 1 naming height %d\n%s", name, idx, code, height, stderr)
+		}
+		set(orig)
+	}
+	if code, out, stderr := ledgerd("audit", "--db", db, "--genesis", gpath); code != 0 {
+		t.Errorf("audit of the restored store: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// freeAddr returns a free 127.0.0.1 address.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startDev starts 'ledgerd dev' on home and waits until it serves.
-func startDev(t *testing.T, bin, home string, port int) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(bin, "dev", "--home", home, "--http", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "warn")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "serving http://") {
-				ready <- true
-			}
-		}
-		ready <- false
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("ledgerd dev exited before serving")
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("ledgerd dev did not start")
-	}
-	return cmd
-}
-
-// TestKill9KeepsAcknowledged runs a dev node as a process, appends records
-// while killing it with SIGKILL, and checks after a restart that every
-// record the node acknowledged as committed is there, and every record it
-// accepted as pending is still pending or committed.
-func TestKill9KeepsAcknowledged(t *testing.T) {
-	bin := buildLedgerd(t)
-	repo := t.TempDir()
-	gitc := func(args ...string) {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e", "GIT_CONFIG_GLOBAL=/dev/null")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-	}
-	gitc("init", "-q")
-	const tags = 40
-	for i := 0; i < tags; i++ {
-		os.WriteFile(filepath.Join(repo, "f"), fmt.Appendf(nil, "%d\n", i), 0o644)
-		gitc("add", "f")
-		gitc("commit", "-qm", fmt.Sprint(i))
-		gitc("tag", fmt.Sprintf("v0.0.%d", i))
-	}
-	home := filepath.Join(t.TempDir(), "node")
-	port := freePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	c, err := api.NewClient(url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	committed := map[ledger.Key]ledger.Record{}
-	pending := map[ledger.Key]bool{}
-	next := 0
-	for round := 0; round < 3; round++ {
-		proc := startDev(t, bin, home, port)
-		// Submit for a while, then SIGKILL in the middle of it.
-		deadline := time.Now().Add(time.Duration(300+round*200) * time.Millisecond)
-		for next < tags && time.Now().Before(deadline) {
-			k, _ := ledger.NewKey(repo, fmt.Sprintf("v0.0.%d", next))
-			next++
-			wait := time.Duration(0)
-			if next%2 == 0 {
-				wait = 5 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			resp, err := c.Submit(ctx, api.SubmitRequest{Key: k.String()}, wait)
-			cancel()
-			switch {
-			case err != nil:
-				t.Logf("submit %s: %v", k, err)
-			case resp.Record != nil:
-				e, err := resp.Record.Entry()
-				if err != nil {
-					t.Fatal(err)
-				}
-				committed[k] = e.Record
-			default:
-				pending[k] = true
-			}
-		}
-		proc.Process.Signal(syscall.SIGKILL)
-		proc.Wait()
-	}
-	if len(committed) == 0 || len(pending) == 0 {
-		t.Fatalf("the load acknowledged %d committed and %d pending records; want some of each", len(committed), len(pending))
-	}
-	// Restart: every acknowledged record is there; accepted ones are not lost.
-	proc := startDev(t, bin, home, port)
-	defer func() { proc.Process.Signal(syscall.SIGTERM); proc.Wait() }()
-	g, err := readGenesis(filepath.Join(home, genesisFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for k, want := range committed {
-		resp, _, err := c.Record(ctx, k)
-		if err != nil || resp == nil {
-			t.Fatalf("acknowledged record %s missing after SIGKILL: %v", k, err)
-		}
-		e, _, err := api.VerifyRecord(g, resp)
-		if err != nil || e.Record != want {
-			t.Fatalf("record %s after restart = %+v, %v; want %+v", k, e, err, want)
-		}
-	}
-	for k := range pending {
-		resp, p, err := c.Record(ctx, k)
-		if err != nil || (resp == nil && p == nil) {
-			t.Errorf("accepted record %s lost after SIGKILL: %v", k, err)
-		}
-	}
-	t.Logf("%d committed and %d pending acknowledgements survived 3 SIGKILLs", len(committed), len(pending))
-	proc.Process.Signal(syscall.SIGTERM)
-	proc.Wait()
-	if code, out, stderr := ledgerd("audit", "--db", filepath.Join(home, dbFile), "--genesis", filepath.Join(home, genesisFile)); code != 0 {
-		t.Fatalf("audit after SIGKILLs: exit %d\n%s%s", code, out, stderr)
-	}
+	return ln.Addr().String()
 }
