@@ -63,10 +63,6 @@ func benchDir(tb testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
-		helperMain()
-		return
-	}
 	code := m.Run()
 	if benchFixture.dir != "" {
 		os.RemoveAll(benchFixture.dir)

@@ -127,3 +127,22 @@ func (c *testChain) appendBlocks(ctx context.Context, s ledger.Store, records, p
 	}
 	return head, nil
 }
+
+// testSeal checks a testChain block's seal as a poa engine would: the
+// certificate by a quorum of the validators and every record's
+// attestations.
+type testSeal struct{ c *testChain }
+
+func (s testSeal) CheckSeal(ctx context.Context, parent *ledger.Header, b *ledger.Block) error {
+	vs, err := s.c.gen.ValidatorSet()
+	if err != nil {
+		return err
+	}
+	if b.Certificate == nil {
+		return fmt.Errorf("no certificate")
+	}
+	if err := b.Certificate.Verify(vs, b.Header.Chain, b.Header.Height, b.Hash()); err != nil {
+		return err
+	}
+	return ledger.CheckAttestations(b, vs, s.c.attest)
+}

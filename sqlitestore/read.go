@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -132,8 +134,8 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	if h.Records > ledger.MaxBlockRecords || h.Records > h.LogSize || first != int64(h.LogSize-h.Records) {
 		return nil, corruptRow(fmt.Errorf("first record %d, header says %d records ending the log at %d", first, h.Records, h.LogSize), "block %d", height)
 	}
-	b.Records = make([]ledger.Record, 0, h.Records)
 	if h.Records > 0 {
+		data := make([][]byte, 0, h.Records)
 		rows, err := q.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
 		if err != nil {
 			return nil, readErr(err, "block %d: records", height)
@@ -141,31 +143,77 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 		defer rows.Close()
 		for rows.Next() {
 			var idx, rh int64
-			var data []byte
-			if err := rows.Scan(&idx, &rh, &data); err != nil {
+			var d []byte
+			if err := rows.Scan(&idx, &rh, &d); err != nil {
 				return nil, readErr(err, "block %d: records", height)
 			}
-			want := first + int64(len(b.Records))
+			want := first + int64(len(data))
 			if idx != want || rh != int64(height) {
 				return nil, corruptRow(fmt.Errorf("record %d of height %d where record %d belongs", idx, rh, want), "block %d", height)
 			}
-			r, err := ledger.ParseRecord(data)
-			if err != nil {
-				return nil, corruptRow(err, "block %d: record %d", height, idx)
-			}
-			b.Records = append(b.Records, *r)
+			data = append(data, d)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, readErr(err, "block %d: records", height)
 		}
-		if uint64(len(b.Records)) != h.Records {
-			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(b.Records)), "block %d", height)
+		if uint64(len(data)) != h.Records {
+			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(data)), "block %d", height)
+		}
+		if b.Records, err = parseRecords(data); err != nil {
+			var pe *parseError
+			errors.As(err, &pe)
+			return nil, corruptRow(pe.err, "block %d: record %d", height, first+int64(pe.i))
 		}
 	}
 	if b.Attestations, err = decodeAttestations(atts, &b.Header, b.Records); err != nil {
 		return nil, corruptRow(err, "block %d: attestations", height)
 	}
 	return b, nil
+}
+
+// parallelParse is the number of records from which parseRecords uses
+// every CPU: parsing a record (its key canonicalized twice over) costs
+// several times reading its row.
+const parallelParse = 256
+
+type parseError struct {
+	i   int
+	err error
+}
+
+func (e *parseError) Error() string { return fmt.Sprintf("record %d: %v", e.i, e.err) }
+
+// parseRecords parses canonical record bytes, large batches on every CPU.
+// It returns the first record's error, as a *parseError.
+func parseRecords(data [][]byte) ([]ledger.Record, error) {
+	out := make([]ledger.Record, len(data))
+	parse := func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			r, err := ledger.ParseRecord(data[i])
+			if err != nil {
+				return &parseError{i, err}
+			}
+			out[i] = *r
+		}
+		return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(data)/parallelParse)
+	if workers <= 1 {
+		return out, parse(0, len(data))
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		lo, hi := w*len(data)/workers, (w+1)*len(data)/workers
+		wg.Go(func() { errs[w] = parse(lo, hi) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {

@@ -31,7 +31,7 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 	defer s.wmu.Unlock()
 	h := &b.Header
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("sqlitestore: append height %d: %s", h.Height, fmt.Errorf(format, args...))
+		return fmt.Errorf("sqlitestore: append height %d: %w", h.Height, fmt.Errorf(format, args...))
 	}
 	head := s.head.Load()
 	var size uint64
