@@ -25,7 +25,16 @@ import (
 // copy them first).
 var fixtures string
 
+// benchHelper, when set (by bench_test.go), runs a benchmark helper process.
+var benchHelper func(mode string) int
+
+// cleanups run after all tests and benchmarks.
+var cleanups []func()
+
 func TestMain(m *testing.M) {
+	if mode := os.Getenv("VCS_BENCH_HELPER"); mode != "" && benchHelper != nil {
+		os.Exit(benchHelper(mode))
+	}
 	dir, err := os.MkdirTemp("", "vcs-fixtures-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -38,6 +47,11 @@ func TestMain(m *testing.M) {
 			return 2
 		}
 		fixtures = dir
+		defer func() {
+			for _, f := range cleanups {
+				f()
+			}
+		}()
 		return m.Run()
 	}()
 	os.Exit(code)
