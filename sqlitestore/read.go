@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -37,7 +38,11 @@ func corruptRow(err error, format string, args ...any) error {
 	return fmt.Errorf("sqlitestore: %s: %w: %w", fmt.Sprintf(format, args...), ledger.ErrCorrupt, err)
 }
 
-func parseHeaderAt(data []byte, height uint64) (*ledger.Header, error) {
+// parseHeaderAt parses the header stored at height with its stored hash.
+func parseHeaderAt(data, hash []byte, height uint64) (*ledger.Header, error) {
+	if sum := ledger.SumSHA256(data); !bytes.Equal(sum[:], hash) {
+		return nil, corruptRow(fmt.Errorf("header hashes to %s, stored hash is %x", sum, hash), "header %d", height)
+	}
 	h, err := ledger.ParseHeader(data)
 	if err != nil {
 		return nil, corruptRow(err, "header %d", height)
@@ -64,11 +69,11 @@ func (s *Store) Header(ctx context.Context, height uint64) (*ledger.Header, erro
 	if height > math.MaxInt64 {
 		return nil, fmt.Errorf("sqlitestore: header %d: %w", height, ledger.ErrNotFound)
 	}
-	var data []byte
-	if err := s.r.QueryRowContext(ctx, "SELECT header FROM blocks WHERE height = ?", int64(height)).Scan(&data); err != nil {
+	var data, hash []byte
+	if err := s.r.QueryRowContext(ctx, "SELECT header, hash FROM blocks WHERE height = ?", int64(height)).Scan(&data, &hash); err != nil {
 		return nil, readErr(err, "header %d", height)
 	}
-	return parseHeaderAt(data, height)
+	return parseHeaderAt(data, hash, height)
 }
 
 // Headers returns up to limit headers from height from on, in order.
@@ -76,7 +81,7 @@ func (s *Store) Headers(ctx context.Context, from uint64, limit int) ([]ledger.H
 	if limit <= 0 || from > math.MaxInt64 {
 		return nil, nil
 	}
-	rows, err := s.r.QueryContext(ctx, "SELECT height, header FROM blocks WHERE height >= ? ORDER BY height LIMIT ?", int64(from), limit)
+	rows, err := s.r.QueryContext(ctx, "SELECT height, header, hash FROM blocks WHERE height >= ? ORDER BY height LIMIT ?", int64(from), limit)
 	if err != nil {
 		return nil, readErr(err, "headers from %d", from)
 	}
@@ -84,11 +89,11 @@ func (s *Store) Headers(ctx context.Context, from uint64, limit int) ([]ledger.H
 	var out []ledger.Header
 	for rows.Next() {
 		var height int64
-		var data []byte
-		if err := rows.Scan(&height, &data); err != nil {
+		var data, hash []byte
+		if err := rows.Scan(&height, &data, &hash); err != nil {
 			return nil, readErr(err, "headers from %d", from)
 		}
-		h, err := parseHeaderAt(data, uint64(height))
+		h, err := parseHeaderAt(data, hash, uint64(height))
 		if err != nil {
 			return nil, err
 		}
@@ -116,12 +121,12 @@ func (s *Store) Block(ctx context.Context, height uint64) (*ledger.Block, error)
 // readBlock reads the block at height; q must see one snapshot (a
 // transaction), so that the block is read whole.
 func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, error) {
-	var hdr, cert, atts []byte
+	var hdr, hash, cert, atts []byte
 	var first int64
-	if err := q.QueryRowContext(ctx, "SELECT header, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &cert, &atts, &first); err != nil {
+	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &hash, &cert, &atts, &first); err != nil {
 		return nil, readErr(err, "block %d", height)
 	}
-	h, err := parseHeaderAt(hdr, height)
+	h, err := parseHeaderAt(hdr, hash, height)
 	if err != nil {
 		return nil, err
 	}

@@ -272,6 +272,21 @@ func (s *Store) fileErr(what string, err error) error {
 	return fmt.Errorf("sqlitestore: %s: %s: %w", s.path, what, err)
 }
 
+// tailErr classifies an error of reading the tail: a missing or malformed
+// row is corruption, a canceled context or an I/O error is not.
+func (s *Store) tailErr(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("sqlitestore: %s: %s: %w", s.path, what, err)
+	case errors.Is(err, ledger.ErrCorrupt):
+		return fmt.Errorf("sqlitestore: %s: %s: %w", s.path, what, err)
+	case errors.Is(err, ledger.ErrNotFound):
+		return s.corrupt("%s: %v", what, err)
+	}
+	return s.fileErr(what, err)
+}
+
 // init checks the file and creates the schema in a new one.
 func (s *Store) init(ctx context.Context, cfg config) error {
 	var appID, ver int
@@ -329,7 +344,7 @@ func (s *Store) integrity(ctx context.Context, c IntegrityCheck) error {
 			pragma = "integrity_check"
 		}
 	}
-	rows, err := s.w.QueryContext(ctx, "PRAGMA "+pragma+"(20)")
+	rows, err := s.w.QueryContext(ctx, "PRAGMA "+pragma+"(5)")
 	if err != nil {
 		return s.fileErr(pragma, err)
 	}
@@ -340,7 +355,7 @@ func (s *Store) integrity(ctx context.Context, c IntegrityCheck) error {
 		if err := rows.Scan(&m); err != nil {
 			return s.fileErr(pragma, err)
 		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, strings.ReplaceAll(m, "\n", "; "))
 	}
 	if err := rows.Err(); err != nil {
 		return s.fileErr(pragma, err)
@@ -426,7 +441,7 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	// hashes give the head's log root.
 	b, err := readBlock(ctx, tx, head.Height)
 	if err != nil {
-		return s.corrupt("head block %d: %v", head.Height, err)
+		return s.tailErr(err, "head block %d", head.Height)
 	}
 	if b.Header != *head {
 		return s.corrupt("head block %d reads back another header", head.Height)
@@ -437,7 +452,7 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	}
 	got, err := readHashes(ctx, tx, leaves)
 	if err != nil {
-		return s.corrupt("head block %d: stored hashes: %v", head.Height, err)
+		return s.tailErr(err, "head block %d: stored hashes", head.Height)
 	}
 	for i := range b.Records {
 		if got[i] != b.Records[i].LeafHash() {
@@ -446,7 +461,7 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	}
 	root, err := ledger.LogRoot(ledger.HashReaderFunc(func(idx []int64) ([]ledger.Hash, error) { return readHashes(ctx, tx, idx) }), size)
 	if err != nil {
-		return s.corrupt("log root: %v", err)
+		return s.tailErr(err, "log root")
 	}
 	if root != head.LogRoot {
 		return s.corrupt("stored hashes give log root %s; head %d says %s", root, head.Height, head.LogRoot)
