@@ -47,7 +47,9 @@ type PoA struct {
 
 	rounds   map[uint32]*roundState
 	blocks   map[ledger.Hash]*blockInfo
-	maxRound []int64 // per validator index: highest round of its messages at h; -1: none
+	maxRound []int64              // per validator index: highest round of its messages at h; -1: none
+	maxVote  []*ledger.SignedVote // per validator index: its vote of the highest round
+	just     []*ledger.SignedVote // the votes that justify the current round (persisted, relayed)
 	commits  []slot  // rounds with a precommit quorum for a block (line 49 candidates)
 	evSeen   map[evKey]bool
 
@@ -58,6 +60,8 @@ type PoA struct {
 
 	proposeAt, prevoteAt, precommitAt time.Time // zero: not scheduled
 	rebroadcastAt                     time.Time
+	relayAt                           time.Time     // next relay to validators that seem behind
+	relayEvery                        time.Duration // doubles after each relay in a round
 
 	future  future
 	heights map[ledger.PublicKey]uint64 // highest height of each validator's messages
@@ -236,6 +240,8 @@ func (e *PoA) enterHeight(hdr ledger.Header) {
 	e.rounds = make(map[uint32]*roundState)
 	e.blocks = make(map[ledger.Hash]*blockInfo)
 	e.maxRound = make([]int64, e.vals.Len())
+	e.maxVote = make([]*ledger.SignedVote, e.vals.Len())
+	e.just = nil
 	for i := range e.maxRound {
 		e.maxRound[i] = -1
 	}
@@ -270,10 +276,13 @@ func (e *PoA) roundState(r uint32) *roundState {
 // startRound is StartRound(round) of Algorithm 1. The proposal itself is
 // made by run (tryPropose), which also retries while the proposer waits for
 // the block interval or for work.
-func (e *PoA) startRound(r uint32) {
+func (e *PoA) startRound(r uint32, just []*ledger.SignedVote) {
 	e.round, e.step, e.started = r, StepPropose, true
+	e.just = just
 	e.proposed, e.ownProposal, e.ownVotes = false, nil, [2]*ledger.SignedVote{}
 	e.prevoteAt, e.precommitAt = time.Time{}, time.Time{}
+	e.relayEvery = e.cfg.Rebroadcast
+	e.relayAt = e.now.Add(e.relayEvery)
 	// Every node, the proposer too, times out on a proposal that does not
 	// come: the proposer may have nothing to propose.
 	e.proposeAt = later(e.now, e.intervalEnd()).Add(e.timeout(e.cfg.TimeoutPropose))
@@ -290,7 +299,7 @@ func later(a, b time.Time) time.Time {
 // tick is Tick's body.
 func (e *PoA) tick() {
 	if !e.started && e.canSign() && e.cfg.App.Ready() {
-		e.startRound(0)
+		e.startRound(0, nil)
 	}
 	e.run()
 	due := func(t time.Time) bool { return !t.IsZero() && !e.now.Before(t) }
@@ -308,7 +317,7 @@ func (e *PoA) tick() {
 			// OnTimeoutPrecommit (line 65).
 			e.precommitAt = time.Time{}
 			if e.round < MaxRound {
-				e.startRound(e.round + 1)
+				e.startRound(e.round+1, e.rounds[e.round].precommits.all())
 			}
 		default:
 			e.rebroadcast()
@@ -362,18 +371,23 @@ func (e *PoA) receive(m *Message) error {
 		return fmt.Errorf("%w: proposal without block", ErrInvalid)
 	}
 	h := m.height()
-	switch {
-	case h < e.h:
+	if h < e.h {
 		return nil // stale
+	}
+	var hash ledger.Hash // of a proposed block
+	if p := m.Proposal; p != nil {
+		hash = p.Block.Hash()
+	}
+	switch {
 	case h == e.h:
 		if p := m.Proposal; p != nil && p.Block.Header.Prev != e.headHash {
 			return fmt.Errorf("%w: proposal at height %d after block %s, not %s", ErrInvalid, h, p.Block.Header.Prev, e.headHash)
 		}
-		if e.known(m) {
+		if e.known(m, hash) {
 			return nil
 		}
 	case h == e.h+1:
-		if e.future.known(m) {
+		if e.future.known(m, hash) {
 			return nil
 		}
 	}
@@ -383,25 +397,28 @@ func (e *PoA) receive(m *Message) error {
 	e.noteHeight(m.signer(), h)
 	switch {
 	case h == e.h:
-		e.deliver(m)
+		e.deliver(m, hash)
 	case h == e.h+1:
-		e.bufferFuture(m)
+		e.bufferFuture(m, hash)
 	}
 	return nil
 }
 
 // known reports whether m, of the current height, is already recorded
 // exactly (same content and signature), so that resent messages cost no
-// signature check.
-func (e *PoA) known(m *Message) bool {
+// signature check. A proposal whose block was found invalid is not known: the
+// same header may come again with other attestations (which the proposer
+// does not sign), from a peer that did not strip them.
+func (e *PoA) known(m *Message, hash ledger.Hash) bool {
 	if p := m.Proposal; p != nil {
 		rs := e.rounds[p.Round]
 		if rs == nil {
 			return false
 		}
 		for _, q := range rs.proposals {
-			if q.Sig == p.Sig && q.Proposer == p.Proposer && q.POLRound == p.POLRound && q.Block.Hash() == p.Block.Hash() {
-				return true
+			if q.same(p, hash) {
+				bi := e.blocks[hash]
+				return bi == nil || bi.b == p.Block || !bi.checked || bi.err == nil
 			}
 		}
 		return false
@@ -411,18 +428,17 @@ func (e *PoA) known(m *Message) bool {
 	if rs == nil || (v.Type != ledger.Prevote && v.Type != ledger.Precommit) {
 		return false
 	}
-	old := rs.set(v.Type).get(e.vals.Index(v.Validator))
-	return old != nil && *old == *v
+	return rs.set(v.Type).has(e.vals.Index(v.Validator), v)
 }
 
 // deliver records a verified message of the current height. A message for
 // the height starts round 0 if it has not started.
-func (e *PoA) deliver(m *Message) {
+func (e *PoA) deliver(m *Message, hash ledger.Hash) {
 	if !e.started {
-		e.startRound(0)
+		e.startRound(0, nil)
 	}
 	if m.Proposal != nil {
-		e.addProposal(m.Proposal)
+		e.addProposal(m.Proposal, hash)
 	} else {
 		e.addVote(m.Vote)
 	}
@@ -434,15 +450,15 @@ func (e *PoA) noteRound(idx int, r uint32) {
 	}
 }
 
-func (e *PoA) addProposal(p *Proposal) {
+func (e *PoA) addProposal(p *Proposal, hash ledger.Hash) {
 	e.noteRound(e.vals.Index(p.Proposer), p.Round)
 	if p.Round > e.round+roundWindow {
 		return
 	}
 	rs := e.roundState(p.Round)
-	hash := p.Block.Hash()
 	for _, q := range rs.proposals {
-		if q.POLRound == p.POLRound && q.Block.Hash() == hash {
+		if q.POLRound == p.POLRound && q.hash == hash {
+			e.addBlock(hash, p.Block) // replaces an invalid copy
 			return
 		}
 	}
@@ -453,7 +469,7 @@ func (e *PoA) addProposal(p *Proposal) {
 			return
 		}
 	}
-	rs.proposals = append(rs.proposals, p)
+	rs.proposals = append(rs.proposals, proposed{p, hash})
 	e.addBlock(hash, p.Block)
 }
 
@@ -461,7 +477,7 @@ func (e *PoA) addProposal(p *Proposal) {
 // invalid is replaced: the same header may come with other attestations.
 func (e *PoA) addBlock(hash ledger.Hash, b *ledger.Block) {
 	if bi := e.blocks[hash]; bi != nil {
-		if bi.checked && bi.err != nil {
+		if bi.checked && bi.err != nil && bi.b != b {
 			*bi = blockInfo{b: b}
 		}
 		return
@@ -472,21 +488,38 @@ func (e *PoA) addBlock(hash ledger.Hash, b *ledger.Block) {
 func (e *PoA) addVote(v *ledger.SignedVote) {
 	idx := e.vals.Index(v.Validator)
 	e.noteRound(idx, v.Round)
+	if idx >= 0 && (e.maxVote[idx] == nil || v.Round > e.maxVote[idx].Round) {
+		e.maxVote[idx] = v
+	}
 	if v.Round > e.round+roundWindow {
 		return
 	}
 	rs := e.roundState(v.Round)
-	prev, reached := rs.set(v.Type).add(idx, e.vals.Len(), v, e.vals.Quorum())
-	if prev != nil {
-		if prev.Block != v.Block {
-			k := evKey{k: v.Validator, height: v.Height, round: v.Round, kind: voteKind(v.Type)}
-			e.evidence(k, newDuplicateVote(*prev, *v))
-		}
-		return
+	first, added, reached := rs.set(v.Type).add(idx, e.vals.Len(), v, e.vals.Quorum(), e.keepVote)
+	if first != nil {
+		k := evKey{k: v.Validator, height: v.Height, round: v.Round, kind: voteKind(v.Type)}
+		e.evidence(k, newDuplicateVote(*first, *v))
 	}
-	if reached && v.Type == ledger.Precommit && !v.Block.IsZero() {
+	if added && reached && v.Type == ledger.Precommit && !v.Block.IsZero() {
 		e.commits = append(e.commits, slot{v.Round, v.Block})
 	}
+}
+
+// keepVote reports whether a conflicting vote for block deserves room in a
+// full slot: it is for nil or for a proposed block.
+func (e *PoA) keepVote(block ledger.Hash) bool { return block.IsZero() || e.blocks[block] != nil }
+
+// polka returns the block of a polka in rs that line 36 applies to.
+func (e *PoA) polka(rs *roundState) (ledger.Hash, bool) {
+	if e.step < StepPrevote || rs.polka {
+		return ledger.Hash{}, false
+	}
+	for _, v := range rs.prevotes.quorums {
+		if !v.IsZero() && e.valid(v) {
+			return v, true
+		}
+	}
+	return ledger.Hash{}, false
 }
 
 func (e *PoA) evidence(k evKey, ev Evidence) {
@@ -498,7 +531,7 @@ func (e *PoA) evidence(k evKey, ev Evidence) {
 }
 
 // bufferFuture keeps a verified message of the next height.
-func (e *PoA) bufferFuture(m *Message) {
+func (e *PoA) bufferFuture(m *Message, hash ledger.Hash) {
 	f := &e.future
 	if f.height != e.h+1 {
 		f.reset(e.h + 1)
@@ -507,14 +540,14 @@ func (e *PoA) bufferFuture(m *Message) {
 		if p.Round >= roundWindow {
 			return
 		}
-		if q := f.props[p.Round]; q != nil {
-			if q.POLRound != p.POLRound || q.Block.Hash() != p.Block.Hash() {
+		if q, ok := f.props[p.Round]; ok {
+			if q.POLRound != p.POLRound || q.hash != hash {
 				k := evKey{k: p.Proposer, height: p.Height, round: p.Round, kind: 'p'}
 				e.evidence(k, newDuplicateProposal(q.Signed(), p.Signed()))
 			}
 			return
 		}
-		f.props[p.Round] = p
+		f.props[p.Round] = proposed{p, hash}
 		return
 	}
 	v := m.Vote
@@ -532,10 +565,10 @@ func (e *PoA) bufferFuture(m *Message) {
 }
 
 // known reports whether m is buffered exactly.
-func (f *future) known(m *Message) bool {
+func (f *future) known(m *Message, hash ledger.Hash) bool {
 	if p := m.Proposal; p != nil {
-		q := f.props[p.Round]
-		return f.height == p.Height && q != nil && q.Sig == p.Sig && q.Proposer == p.Proposer && q.POLRound == p.POLRound && q.Block.Hash() == p.Block.Hash()
+		q, ok := f.props[p.Round]
+		return ok && f.height == p.Height && q.same(p, hash)
 	}
 	v := m.Vote
 	q := f.votes[evKey{k: v.Validator, height: v.Height, round: v.Round, kind: voteKind(v.Type)}]
@@ -545,10 +578,14 @@ func (f *future) known(m *Message) bool {
 // replayFuture delivers the buffered messages of the height just entered.
 func (e *PoA) replayFuture() {
 	for _, m := range e.future.take(e.h) {
-		if p := m.Proposal; p != nil && p.Block.Header.Prev != e.headHash {
-			continue // proposed after another parent: not of this chain
+		var hash ledger.Hash
+		if p := m.Proposal; p != nil {
+			if p.Block.Header.Prev != e.headHash {
+				continue // proposed after another parent: not of this chain
+			}
+			hash = p.Block.Hash()
 		}
-		e.deliver(m)
+		e.deliver(m, hash)
 	}
 	e.run()
 }
@@ -598,7 +635,13 @@ func (e *PoA) apply() bool {
 	}
 	// Line 55: f+1 validators at a higher round: go there.
 	if r, ok := e.skipRound(); ok {
-		e.startRound(r)
+		var just []*ledger.SignedVote
+		for _, v := range e.maxVote {
+			if v != nil && v.Round >= r {
+				just = append(just, v)
+			}
+		}
+		e.startRound(r, just)
 		return true
 	}
 	rs := e.roundState(e.round)
@@ -609,7 +652,7 @@ func (e *PoA) apply() bool {
 		}
 		if len(rs.proposals) > 0 {
 			p := rs.proposals[0]
-			hash := p.Block.Hash()
+			hash := p.hash
 			if p.POLRound == -1 {
 				// Line 22.
 				if e.valid(hash) && (e.lockedRound == -1 || e.lockedBlock == hash) {
@@ -620,7 +663,7 @@ func (e *PoA) apply() bool {
 				return true
 			}
 			vr := p.POLRound
-			if pol := e.rounds[uint32(vr)]; uint32(vr) < e.round && pol != nil && pol.prevotes.quorum && pol.prevotes.maj == hash {
+			if pol := e.rounds[uint32(vr)]; uint32(vr) < e.round && pol != nil && pol.prevotes.hasQuorum(hash) {
 				// Line 28.
 				if e.valid(hash) && (e.lockedRound <= vr || e.lockedBlock == hash) {
 					e.prevote(hash)
@@ -637,10 +680,9 @@ func (e *PoA) apply() bool {
 		e.prevoteAt = e.now.Add(e.timeout(e.cfg.TimeoutPrevote))
 		return true
 	}
-	if e.step >= StepPrevote && !rs.polka && rs.prevotes.quorum && !rs.prevotes.maj.IsZero() && e.valid(rs.prevotes.maj) {
+	if v, ok := e.polka(rs); ok {
 		// Line 36.
 		rs.polka = true
-		v := rs.prevotes.maj
 		if e.step == StepPrevote {
 			e.lockedRound, e.lockedBlock = int32(e.round), v
 			e.validRound, e.validBlock = int32(e.round), v
@@ -649,7 +691,7 @@ func (e *PoA) apply() bool {
 		e.validRound, e.validBlock = int32(e.round), v
 		return true
 	}
-	if e.step == StepPrevote && rs.prevotes.quorum && rs.prevotes.maj.IsZero() {
+	if e.step == StepPrevote && rs.prevotes.hasQuorum(ledger.Hash{}) {
 		// Line 44.
 		e.precommit(ledger.Hash{})
 		return true
@@ -712,7 +754,11 @@ func (e *PoA) tryCommit() bool {
 
 func (e *PoA) commit(c slot) {
 	rs := e.rounds[c.round]
-	cert, err := ledger.NewCertificate(rs.precommits.forBlock(c.block))
+	var votes []ledger.SignedVote
+	for _, v := range rs.precommits.forBlock(c.block) {
+		votes = append(votes, *v)
+	}
+	cert, err := ledger.NewCertificate(votes)
 	if err != nil {
 		panic("consensus: certificate of a precommit quorum: " + err.Error())
 	}
@@ -720,7 +766,7 @@ func (e *PoA) commit(c slot) {
 	b.Certificate = cert
 	e.acts.Commit = &b
 	e.lastCommit = nil
-	if own := rs.precommits.get(e.selfIdx); own != nil && own.Block == c.block {
+	if own := rs.precommits.first(e.selfIdx); own != nil && own.Block == c.block {
 		e.lastCommit = own
 	}
 	e.enterHeight(b.Header)
@@ -784,7 +830,7 @@ func (e *PoA) tryPropose() bool {
 	}
 	p.Sig = sig
 	e.ownProposal = p
-	e.addProposal(p)
+	e.addProposal(p, hash)
 	e.sendProposal(p)
 	return true
 }
@@ -795,10 +841,8 @@ func (e *PoA) sendProposal(p *Proposal) {
 	e.resend(Message{Proposal: p})
 	if p.POLRound >= 0 {
 		if rs := e.rounds[uint32(p.POLRound)]; rs != nil {
-			for _, v := range rs.prevotes.votes {
-				if v != nil && v.Block == p.Block.Hash() {
-					e.resend(Message{Vote: v})
-				}
+			for _, v := range rs.prevotes.forBlock(p.Block.Hash()) {
+				e.resend(Message{Vote: v})
 			}
 		}
 	}
@@ -855,6 +899,12 @@ func (e *PoA) signAt(step Step, block ledger.Hash, pol int32, msg []byte) (ledge
 		LockedRound: e.lockedRound, LockedBlock: e.lockedBlock,
 		ValidRound: e.validRound, ValidBlock: e.validBlock,
 	}
+	if p := e.ownVotes[0]; step == StepPrecommit && p != nil && p.Round == e.round {
+		s.Votes = append(s.Votes, *p)
+	}
+	for _, v := range e.just {
+		s.Votes = append(s.Votes, *v)
+	}
 	keep := []ledger.Hash{e.lockedBlock, e.validBlock}
 	if step == StepPropose {
 		keep = append(keep, block)
@@ -872,9 +922,22 @@ func (e *PoA) signAt(step Step, block ledger.Hash, pol int32, msg []byte) (ledge
 	return s.Sig, true
 }
 
-// resendSigned sends again the message of the restored signing state.
+// resendSigned sends again the messages of the restored signing state.
 func (e *PoA) resendSigned() {
 	s := e.signed
+	for i := range s.Votes {
+		v := &s.Votes[i]
+		if verifyVote(v, e.vals, e.verify) != nil {
+			continue // a damaged state: these votes only help liveness
+		}
+		e.addVote(v)
+		if v.Validator == e.self && v.Type == ledger.Prevote && v.Round == s.Round && s.Step == StepPrecommit {
+			e.ownVotes[0] = v
+			e.send(Message{Vote: v})
+		} else {
+			e.just = append(e.just, v)
+		}
+	}
 	switch s.Step {
 	case StepPropose:
 		e.proposeAt = later(e.now, e.intervalEnd()).Add(e.timeout(e.cfg.TimeoutPropose))
@@ -884,7 +947,7 @@ func (e *PoA) resendSigned() {
 		}
 		p := &Proposal{Chain: s.Chain, Height: s.Height, Round: s.Round, POLRound: s.POLRound, Block: bi.b, Proposer: e.self, Sig: s.Sig}
 		e.ownProposal = p
-		e.addProposal(p)
+		e.addProposal(p, s.Block)
 		e.sendProposal(p)
 	case StepPrevote, StepPrecommit:
 		typ := ledger.Prevote
@@ -914,7 +977,10 @@ func (e *PoA) resend(m Message) {
 // rebroadcast runs every Rebroadcast: it sends the engine's own messages of
 // the current round again; relays the votes that justify its round when a
 // validator seems to be in an earlier round (its messages were lost, or it
-// restarted), so that it can catch up by the timeout and f+1 rules; resends
+// restarted), so that it can catch up by the timeout and f+1 rules, backing
+// off (Rebroadcast, then twice that, ... up to 32 times) within a round, as
+// a validator that is down or silent would otherwise cost n relays per
+// period from every validator; resends
 // its precommit for the last block, for validators still deciding it; and
 // reports Behind while messages show the network ahead.
 func (e *PoA) rebroadcast() {
@@ -931,8 +997,10 @@ func (e *PoA) rebroadcast() {
 				e.resend(Message{Vote: v})
 			}
 		}
-		if e.someoneBehind() {
+		if !e.now.Before(e.relayAt) && e.someoneBehind() {
 			e.relay()
+			e.relayEvery = min(2*e.relayEvery, 32*e.cfg.Rebroadcast)
+			e.relayAt = e.now.Add(e.relayEvery)
 		}
 	}
 	if v := e.lastCommit; v != nil && v.Height+1 == e.h && e.canSign() {
@@ -962,20 +1030,20 @@ func (e *PoA) someoneBehind() bool {
 	return false
 }
 
-// relay sends the others' votes of the current round, and the previous
-// round's precommits when they are a quorum (they are why this node moved
-// on).
+// relay sends the votes of the current round, and the previous round's
+// precommits when they are a quorum (they are why this node moved on).
 func (e *PoA) relay() {
 	send := func(s *voteSet) {
-		for i, v := range s.votes {
-			if v != nil && i != e.selfIdx {
-				e.resend(Message{Vote: v})
-			}
+		for _, v := range s.all() {
+			e.resend(Message{Vote: v}) // own ones too: the previous round's are not rebroadcast
 		}
 	}
 	rs := e.rounds[e.round]
 	send(&rs.prevotes)
 	send(&rs.precommits)
+	for _, v := range e.just {
+		e.resend(Message{Vote: v})
+	}
 	if e.round > 0 {
 		if prev := e.rounds[e.round-1]; prev != nil && prev.precommits.total >= e.vals.Quorum() {
 			send(&prev.precommits)

@@ -57,6 +57,13 @@ const signStateMagic = "vcsledger-signstate/1"
 // last message is a proposal, are kept whole in Blocks, so that a restarted
 // validator can still propose the block it is locked on; a lock whose block
 // is lost would stop a one-validator chain for good.
+//
+// For liveness it also keeps Votes: the validator's own prevote of the
+// round when the last message is its precommit, and the votes that justify
+// its being in that round (the previous round's precommit quorum, or the
+// f+1 votes of higher rounds it skipped on). Other validators may be
+// waiting in a step that has no timeout for exactly these votes; without
+// them a restart could stall the chain.
 type SignState struct {
 	Chain     string
 	Validator ledger.PublicKey
@@ -71,6 +78,9 @@ type SignState struct {
 	LockedBlock ledger.Hash // zero when not locked
 	ValidRound  int32       // -1: no valid value
 	ValidBlock  ledger.Hash // zero when none
+
+	// Votes are votes of this height to send again after a restart.
+	Votes []ledger.SignedVote
 
 	// Blocks holds, of Block (for a proposal), LockedBlock and ValidBlock,
 	// those the engine had, each once, without certificate.
@@ -100,6 +110,7 @@ func (s *SignState) block(h ledger.Hash) *ledger.Block {
 //	sig <hex signature>
 //	locked <round or -1> <hex hash or nil>
 //	valid <round or -1> <hex hash or nil>
+//	vote <length>\n<ledger.SignedVote.Format()>  (once per kept vote)
 //	block <length>\n<ledger.Block.Format()>      (once per kept block)
 func (s *SignState) Format() []byte {
 	var b textBuf
@@ -114,6 +125,9 @@ func (s *SignState) Format() []byte {
 	b.line("sig", s.Sig.String())
 	b.line("locked", strconv.Itoa(int(s.LockedRound)), hashOrNil(s.LockedBlock))
 	b.line("valid", strconv.Itoa(int(s.ValidRound)), hashOrNil(s.ValidBlock))
+	for i := range s.Votes {
+		b.section("vote", s.Votes[i].Format())
+	}
 	for _, blk := range s.Blocks {
 		b.section("block", blk.Format())
 	}
@@ -145,6 +159,17 @@ func ParseSignState(data []byte) (*SignState, error) {
 	s.Sig = l.sig("sig")
 	s.LockedRound, s.LockedBlock = l.roundHash("locked")
 	s.ValidRound, s.ValidBlock = l.roundHash("valid")
+	for l.peek("vote") {
+		vb := l.section("vote", 4096)
+		if l.err != nil {
+			break
+		}
+		v, err := ledger.ParseSignedVote(vb)
+		if err != nil {
+			return nil, fmt.Errorf("consensus: malformed signstate: %w", err)
+		}
+		s.Votes = append(s.Votes, *v)
+	}
 	for l.err == nil && len(l.rest) > 0 {
 		bb := l.section("block", ledger.MaxBlockBytes)
 		if l.err != nil {
@@ -202,6 +227,11 @@ func (s *SignState) check() error {
 		return fmt.Errorf("valid round %d with block %s", s.ValidRound, hashOrNil(s.ValidBlock))
 	case s.LockedRound > int32(s.Round) || s.ValidRound > int32(s.Round):
 		return fmt.Errorf("locked or valid round after round %d", s.Round)
+	}
+	for _, v := range s.Votes {
+		if v.Chain != s.Chain || v.Height != s.Height || v.Round > MaxRound {
+			return fmt.Errorf("vote of chain %q height %d round %d", v.Chain, v.Height, v.Round)
+		}
 	}
 	seen := make(map[ledger.Hash]bool)
 	for _, b := range s.Blocks {

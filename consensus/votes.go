@@ -7,53 +7,111 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
-// A voteSet is the prevotes or the precommits of one round, at most one per
-// validator: the first one received counts, a conflicting second one is
-// evidence and does not count.
+// maxVotesPerSlot bounds the votes kept of one validator for one round and
+// type: its first vote and up to two conflicting ones.
+const maxVotesPerSlot = 3
+
+// A voteSet is the prevotes or the precommits of one round. As in
+// Algorithm 1, "2f+1 votes for v" counts distinct validators with a vote for
+// v: a validator that equivocated counts for each value it voted for (it is
+// one of the f faulty ones, and the safety argument allows for that). Were
+// only its first vote counted, it could show each correct validator a
+// different vote and leave one locked on a polka the others never see,
+// which stops the chain. Memory stays bounded: a validator's first vote is
+// always kept, then at most maxVotesPerSlot-1 conflicting ones, preferring
+// votes for nil or for a known proposed block.
 type voteSet struct {
-	votes  []*ledger.SignedVote // by validator index
-	count  map[ledger.Hash]int  // by block; the zero hash is nil
-	total  int
-	quorum bool        // some value has a quorum (at most one can)
-	maj    ledger.Hash // that value; zero for nil
+	votes   [][]*ledger.SignedVote // by validator index: first vote, then conflicting ones
+	count   map[ledger.Hash]int    // distinct validators with a vote for the block; zero hash: nil
+	total   int                    // distinct validators with a vote
+	quorums []ledger.Hash          // values that reached quorum, in order
 }
 
-// add records v from the validator at idx. It returns the vote already
-// recorded for idx, if any (v is then ignored), and whether v made a value
-// reach quorum q.
-func (s *voteSet) add(idx, n int, v *ledger.SignedVote, q int) (prev *ledger.SignedVote, reached bool) {
+// add records v from the validator at idx, for a set of n validators with
+// quorum q. keep reports whether a value deserves room (nil or a known
+// block). It returns the validator's first vote when v conflicts with it
+// (evidence), whether v was recorded, and whether v made its value reach
+// quorum.
+func (s *voteSet) add(idx, n int, v *ledger.SignedVote, q int, keep func(ledger.Hash) bool) (first *ledger.SignedVote, added, reached bool) {
 	if s.votes == nil {
-		s.votes = make([]*ledger.SignedVote, n)
+		s.votes = make([][]*ledger.SignedVote, n)
 		s.count = make(map[ledger.Hash]int, 2)
 	}
-	if p := s.votes[idx]; p != nil {
-		return p, false
+	mine := s.votes[idx]
+	for _, o := range mine {
+		if o.Block == v.Block {
+			return nil, false, false // a duplicate, perhaps with another signature
+		}
 	}
-	s.votes[idx] = v
-	s.total++
+	switch {
+	case len(mine) == 0:
+		s.total++
+	case len(mine) < maxVotesPerSlot:
+		first = mine[0]
+	default:
+		first = mine[0]
+		if !keep(v.Block) {
+			return first, false, false
+		}
+		i := slices.IndexFunc(mine[1:], func(o *ledger.SignedVote) bool { return !keep(o.Block) })
+		if i < 0 {
+			return first, false, false
+		}
+		s.count[mine[1+i].Block]--
+		mine = slices.Delete(mine, 1+i, 2+i)
+	}
+	s.votes[idx] = append(mine, v)
 	s.count[v.Block]++
-	if !s.quorum && s.count[v.Block] >= q {
-		s.quorum, s.maj = true, v.Block
-		return nil, true
+	if s.count[v.Block] == q {
+		s.quorums = append(s.quorums, v.Block)
+		reached = true
 	}
-	return nil, false
+	return first, true, reached
 }
 
-// get returns the vote of the validator at idx, or nil.
-func (s *voteSet) get(idx int) *ledger.SignedVote {
+// has reports whether the set holds exactly v.
+func (s *voteSet) has(idx int, v *ledger.SignedVote) bool {
 	if s.votes == nil || idx < 0 {
+		return false
+	}
+	for _, o := range s.votes[idx] {
+		if *o == *v {
+			return true
+		}
+	}
+	return false
+}
+
+// first returns the first vote of the validator at idx, or nil.
+func (s *voteSet) first(idx int) *ledger.SignedVote {
+	if s.votes == nil || idx < 0 || len(s.votes[idx]) == 0 {
 		return nil
 	}
-	return s.votes[idx]
+	return s.votes[idx][0]
 }
 
-// forBlock returns the votes for block, in validator order.
-func (s *voteSet) forBlock(block ledger.Hash) []ledger.SignedVote {
-	var out []ledger.SignedVote
-	for _, v := range s.votes {
-		if v != nil && v.Block == block {
-			out = append(out, *v)
+// hasQuorum reports whether block (zero: nil) has a quorum.
+func (s *voteSet) hasQuorum(block ledger.Hash) bool { return slices.Contains(s.quorums, block) }
+
+// forBlock returns the votes for block, at most one per validator, in
+// validator order.
+func (s *voteSet) forBlock(block ledger.Hash) []*ledger.SignedVote {
+	var out []*ledger.SignedVote
+	for _, vs := range s.votes {
+		for _, v := range vs {
+			if v.Block == block {
+				out = append(out, v)
+			}
 		}
+	}
+	return out
+}
+
+// all returns every vote kept.
+func (s *voteSet) all() []*ledger.SignedVote {
+	var out []*ledger.SignedVote
+	for _, vs := range s.votes {
+		out = append(out, vs...)
 	}
 	return out
 }
@@ -64,7 +122,7 @@ type roundState struct {
 	// which the prevote rules use, and a conflicting second one, kept so
 	// that a quorum for its block can still be acted on. Further ones are
 	// dropped.
-	proposals  []*Proposal
+	proposals  []proposed
 	prevotes   voteSet
 	precommits voteSet
 	// "for the first time" guards of Algorithm 1.
@@ -78,6 +136,18 @@ func (rs *roundState) set(typ string) *voteSet {
 		return &rs.prevotes
 	}
 	return &rs.precommits
+}
+
+// A proposed is a proposal and its block's hash, computed once.
+type proposed struct {
+	*Proposal
+	hash ledger.Hash
+}
+
+// same reports whether p, whose block hashes to hash, is the same proposal
+// as x, signature included.
+func (x *proposed) same(p *Proposal, hash ledger.Hash) bool {
+	return x.Sig == p.Sig && x.Proposer == p.Proposer && x.Round == p.Round && x.POLRound == p.POLRound && x.hash == hash
 }
 
 // A blockInfo is a proposed block of the current height and whether it is
@@ -118,13 +188,13 @@ func voteKind(typ string) byte {
 type future struct {
 	height uint64
 	votes  map[evKey]*ledger.SignedVote
-	props  map[uint32]*Proposal
+	props  map[uint32]proposed
 }
 
 func (f *future) reset(height uint64) {
 	f.height = height
 	f.votes = make(map[evKey]*ledger.SignedVote)
-	f.props = make(map[uint32]*Proposal)
+	f.props = make(map[uint32]proposed)
 }
 
 // take returns the buffered messages for height, proposals first, and
@@ -135,8 +205,8 @@ func (f *future) take(height uint64) []*Message {
 	}
 	var out []*Message
 	for r := uint32(0); r < roundWindow; r++ {
-		if p := f.props[r]; p != nil {
-			out = append(out, &Message{Proposal: p})
+		if p, ok := f.props[r]; ok {
+			out = append(out, &Message{Proposal: p.Proposal})
 		}
 	}
 	votes := make([]*ledger.SignedVote, 0, len(f.votes))
