@@ -50,7 +50,7 @@ type PoA struct {
 	maxRound []int64              // per validator index: highest round of its messages at h; -1: none
 	maxVote  []*ledger.SignedVote // per validator index: its vote of the highest round
 	just     []*ledger.SignedVote // the votes that justify the current round (persisted, relayed)
-	commits  []slot  // rounds with a precommit quorum for a block (line 49 candidates)
+	commits  []slot               // rounds with a precommit quorum for a block (line 49 candidates)
 	evSeen   map[evKey]bool
 
 	proposed    bool // signed a proposal in the current round

@@ -161,7 +161,7 @@ type simNode struct {
 	gen       int
 	tick      uint64    // the live tick event
 	tickAt    time.Time // when it fires; zero: none pending
-	persisted []byte // the durable SignState
+	persisted []byte    // the durable SignState
 }
 
 type sim struct {
@@ -184,19 +184,19 @@ type sim struct {
 
 	// The network during chaos; after healAt there is no loss and no
 	// partition.
-	healAt           time.Time
-	loss, dup        float64
-	maxDelay         time.Duration
-	cutFrom, cutTo   time.Time
-	group            []int
-	crashP           float64 // chance of a crash per action during chaos
-	target           uint64  // height every correct node must reach after healing
-	deadline         time.Time
-	wire             float64 // share of messages sent through Format and ParseMessage
+	healAt         time.Time
+	loss, dup      float64
+	maxDelay       time.Duration
+	cutFrom, cutTo time.Time
+	group          []int
+	crashP         float64 // chance of a crash per action during chaos
+	target         uint64  // height every correct node must reach after healing
+	deadline       time.Time
+	wire           float64 // share of messages sent through Format and ParseMessage
 
-	committed map[uint64]ledger.Hash   // first committed block per height
-	signed    map[evKey]string         // what correct validators signed
-	certs     map[string]bool          // certificates already checked
+	committed map[uint64]ledger.Hash // first committed block per height
+	signed    map[evKey]string       // what correct validators signed
+	certs     map[string]bool        // certificates already checked
 	stats     simStats
 }
 
