@@ -288,8 +288,9 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 
 // ReadHashes returns the stored log hashes at the given tlog stored-hash
 // indexes, in order. It reads, in one transaction, only the record rows
-// that hold them: one range query when those rows are consecutive (as
-// when a block's new hashes are audited), else a query per row.
+// that hold them: one range query when those rows are close together (a
+// block's new hashes, as Audit reads them), else one IN query (a proof's,
+// spread over the log; faster than a query per row, measured).
 func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
 	if len(indexes) == 0 {
 		return []ledger.Hash{}, nil
@@ -344,24 +345,26 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 			return nil, readErr(err, "read hashes")
 		}
 	} else {
-		// A proof's hashes lie in rows far apart: one indexed query each,
-		// at most len(indexes) of them.
+		// A proof's hashes lie in rows far apart: one query for them all.
+		recs := make([]any, 0, len(indexes))
+		seen := make(map[int64]bool, len(indexes))
 		for _, x := range indexes {
-			rec, _ := hashSlot(x)
-			if _, ok := rows[rec]; ok {
-				continue
+			if rec, _ := hashSlot(x); !seen[rec] {
+				seen[rec] = true
+				recs = append(recs, rec)
 			}
-			var hs []byte
-			switch err := q.QueryRowContext(ctx, "SELECT hashes FROM records WHERE idx = ?", rec).Scan(&hs); {
-			case errors.Is(err, sql.ErrNoRows):
-				continue
-			case err != nil:
+		}
+		const chunk = 500 // well under SQLite's limit on bound parameters
+		for len(recs) > 0 {
+			part := recs[:min(chunk, len(recs))]
+			recs = recs[len(part):]
+			r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx IN (?"+strings.Repeat(",?", len(part)-1)+")", part...)
+			if err != nil {
 				return nil, readErr(err, "read hashes")
 			}
-			if want := 32 * (ledger.StoredHashCount(rec+1) - ledger.StoredHashCount(rec)); int64(len(hs)) != want {
-				return nil, corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), want), "record %d", rec)
+			if err := scan(r); err != nil {
+				return nil, readErr(err, "read hashes")
 			}
-			rows[rec] = hs
 		}
 	}
 	var missing []string

@@ -506,3 +506,47 @@ func FuzzDecodeAttestations(f *testing.F) {
 		}
 	})
 }
+
+func TestReadHashesSpread(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	defer s.Close()
+	c := newTestChain(1)
+	head, err := c.appendBlocks(ctx, s, 2100, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mem memHashes
+	for h := uint64(1); h <= head.Height; h++ {
+		b, _ := s.Block(ctx, h)
+		leaves := make([]ledger.Hash, len(b.Records))
+		for i := range b.Records {
+			leaves[i] = b.Records[i].LeafHash()
+		}
+		stored, _, err := ledger.AppendLog(&mem, int64(b.Header.LogSize-b.Header.Records), leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem = append(mem, stored...)
+	}
+	n := int64(len(mem))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []int{1, 2, 40, 700, 1500} {
+		idx := make([]int64, k)
+		for i := range idx {
+			idx[i] = rng.Int64N(n)
+		}
+		idx = append(idx, idx[0]) // a repeat
+		got, err := s.ReadHashes(ctx, idx)
+		want, _ := mem.ReadHashes(idx)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ReadHashes(%d spread indexes) = %v; differ from the log's", len(idx), err)
+		}
+		if _, err := s.ReadHashes(ctx, append(idx, n)); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("ReadHashes(%d spread indexes and %d) = %v; want ErrNotFound", len(idx), n, err)
+		}
+		if _, err := s.ReadHashes(ctx, append(idx, -1)); !errors.Is(err, ledger.ErrNotFound) {
+			t.Errorf("ReadHashes(%d spread indexes and -1) = %v; want ErrNotFound", len(idx), err)
+		}
+	}
+}
