@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
@@ -59,10 +59,14 @@ func (n *Node) openP2P(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: p2p sync: %w", err)
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.syncer.Run(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.reannounce(ctx)
 	}()
 	return nil
 }
@@ -70,6 +74,9 @@ func (n *Node) openP2P(ctx context.Context) error {
 func (n *Node) publish(ctx context.Context, topic string, data []byte) {
 	if n.host == nil {
 		return
+	}
+	if topic != topicBlocks {
+		data = n.sent.wrap(data, time.Now()) // resend.go
 	}
 	if err := n.host.Publish(ctx, topic, data); err != nil && ctx.Err() == nil {
 		n.log.Warn("publish", "topic", topic, "err", err)
@@ -83,6 +90,12 @@ type gossip struct{ n *Node }
 // signed messages travel on.
 func (g gossip) Validate(topic string, from string, data []byte) error {
 	n := g.n
+	if topic != topicBlocks {
+		var err error
+		if data, err = unwrapResend(data); err != nil {
+			return err
+		}
+	}
 	switch topic {
 	case topicMempool:
 		_, err := parsePending(data)
@@ -125,6 +138,12 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 func (g gossip) Deliver(topic string, from string, data []byte) {
 	n := g.n
 	ctx := context.Background()
+	if topic != topicBlocks {
+		var err error
+		if data, err = unwrapResend(data); err != nil {
+			return
+		}
+	}
 	switch topic {
 	case topicMempool:
 		items, err := parsePending(data)
@@ -192,12 +211,4 @@ func parsePending(data []byte) ([]pendingItem, error) {
 		}
 	}
 	return m.Records, nil
-}
-
-func (n *Node) announcePending(ctx context.Context, items ...pendingItem) {
-	data, err := json.Marshal(pendingMsg{Records: items})
-	if err != nil {
-		return
-	}
-	n.publish(ctx, topicMempool, data)
 }

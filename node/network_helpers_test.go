@@ -22,6 +22,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,11 +100,15 @@ type member struct {
 	key  ed25519.PrivateKey
 	id   peer.ID
 	addr string // p2p multiaddr with /p2p/<id>
+	url  string // API base URL, fixed at the first start (restarts keep it)
+	// running mirrors Node != nil for the load's goroutines, which must
+	// not touch testNode.
+	running atomic.Bool
 	*testNode
 }
 
 // up reports whether the member runs.
-func (m *member) up() bool { return m.testNode != nil && m.Node != nil }
+func (m *member) up() bool { return m.running.Load() }
 
 // A cluster is nodes of one PoA chain run in this process.
 type cluster struct {
@@ -217,9 +222,12 @@ func (c *cluster) start(i int) {
 			c.tb.Fatal(err)
 		}
 		m.testNode = startNode(c.tb, c.config(i, "ledger.db"))
+		m.url = m.URL()
+		m.running.Store(true)
 		return
 	}
 	m.open()
+	m.running.Store(true)
 }
 
 // startEmpty restarts member i on a new, empty database: it has to sync the
@@ -232,11 +240,13 @@ func (c *cluster) startEmpty(i int) {
 	}
 	m.Cfg.DBPath = filepath.Join(c.dir, fmt.Sprintf("node%d", i), fmt.Sprintf("ledger-%d.db", time.Now().UnixNano()))
 	m.open()
+	m.running.Store(true)
 }
 
 // stop closes member i cleanly.
 func (c *cluster) stop(i int) {
 	if m := c.members[i]; m.up() {
+		m.running.Store(false)
 		m.stop()
 	}
 }
@@ -249,6 +259,7 @@ func (c *cluster) kill(i int) {
 	if !m.up() {
 		return
 	}
+	m.running.Store(false)
 	if m.host != nil {
 		m.host.Close()
 	}
@@ -547,11 +558,7 @@ func (l *load) target() (int, string) {
 	}
 	i := ms[l.nextNode%len(ms)]
 	l.nextNode++
-	m := l.c.members[i]
-	if m.testNode == nil {
-		return -1, ""
-	}
-	return i, m.URL()
+	return i, l.c.members[i].url
 }
 
 func (l *load) work(every time.Duration) {
@@ -659,4 +666,122 @@ func keysOf(r *fixtureRepo, tags []string) []ledger.Key {
 		out[i] = r.key(t)
 	}
 	return out
+}
+
+// waitAcked waits until at least n records were acknowledged.
+func (l *load) waitAcked(n int, timeout time.Duration) {
+	l.c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for l.ackedCount() < n {
+		if time.Now().After(deadline) {
+			a, p, f, _, _ := l.stats()
+			l.c.tb.Fatalf("%d records acknowledged after %v, want %d (%d pending, %d failed)", a, timeout, n, p, f)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// without returns the members other than those given.
+func (c *cluster) without(skip ...int) []int {
+	var out []int
+	for i := range c.members {
+		if !slices.Contains(skip, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// name returns "n<i>" for the member whose key is k (the first, for twins).
+func (c *cluster) name(k ledger.PublicKey) string {
+	for i, m := range c.members {
+		if publicKeyOf(m.key) == k {
+			return fmt.Sprintf("n%d", i)
+		}
+	}
+	return k.String()[:8]
+}
+
+// maxGap returns the largest difference between the times of consecutive
+// blocks from height from to height to in member i's store.
+func (c *cluster) maxGap(i int, from, to uint64) time.Duration {
+	c.tb.Helper()
+	if from > 0 {
+		from--
+	}
+	hs, err := c.members[i].Store().Headers(context.Background(), from, int(to-from+1))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	var gap int64
+	for k := 1; k < len(hs); k++ {
+		gap = max(gap, hs[k].Time-hs[k-1].Time)
+	}
+	return time.Duration(gap) * time.Millisecond
+}
+
+// waitAllCommitted waits until every running member has committed every
+// key, and returns how long it took; on timeout it fails naming what is
+// missing where.
+func (c *cluster) waitAllCommitted(keys []ledger.Key, timeout time.Duration) time.Duration {
+	c.tb.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	for {
+		missing := map[int][]ledger.Key{}
+		for _, i := range c.live() {
+			for _, k := range keys {
+				if _, err := c.members[i].Store().Lookup(ctx, k); err != nil {
+					missing[i] = append(missing[i], k)
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			for i, ks := range missing {
+				pend := 0
+				for _, k := range ks {
+					if _, ok := c.members[i].pool.Get(k); ok {
+						pend++
+					}
+				}
+				c.tb.Errorf("node %d: %d of %d keys not committed after %v (%d of them in its mempool), e.g. %s", i, len(ks), len(keys), timeout, pend, ks[0])
+			}
+			c.tb.Logf("engines: %s", c.engines())
+			c.tb.FailNow()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// submitAll submits keys to member i without waiting, and fails unless
+// each is accepted as pending.
+func (c *cluster) submitAll(i int, keys []ledger.Key) {
+	c.tb.Helper()
+	cl := c.members[i].client()
+	for _, k := range keys {
+		resp, err := cl.Submit(context.Background(), api.SubmitRequest{Key: k.String()}, 0)
+		if err != nil {
+			c.tb.Fatalf("Submit(%s) via node %d = %v", k, i, err)
+		}
+		if resp.Status != api.StatusPending {
+			c.tb.Fatalf("Submit(%s) via node %d: status %q, want pending", k, i, resp.Status)
+		}
+	}
+}
+
+// engines describes the consensus state of the running members.
+func (c *cluster) engines() string {
+	s := ""
+	for _, i := range c.live() {
+		n := c.members[i].Node
+		n.mu.Lock()
+		st := n.status
+		n.mu.Unlock()
+		s += fmt.Sprintf("\n  n%d: height %d round %d step %s proposer %s locked %d valid %d peers %d",
+			i, st.Height, st.Round, st.Step, c.name(st.Proposer), st.LockedRound, st.ValidRound, len(n.host.Peers()))
+	}
+	return s
 }

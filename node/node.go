@@ -46,6 +46,7 @@ type Node struct {
 
 	inbox  chan *consensus.Message
 	synced chan struct{}
+	sent   sent // payloads published lately (resend.go)
 
 	appendMu sync.Mutex // serializes appends: consensus commits and sync
 
