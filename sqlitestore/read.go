@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"strings"
-	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -176,10 +174,19 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	return b, nil
 }
 
-// parallelParse is the number of records from which parseRecords uses
-// every CPU: parsing a record (its key canonicalized twice over) costs
-// several times reading its row.
-const parallelParse = 256
+// parseRecords parses canonical record bytes. It returns the first
+// record's error, as a *parseError.
+func parseRecords(data [][]byte) ([]ledger.Record, error) {
+	out := make([]ledger.Record, len(data))
+	for i := range data {
+		r, err := ledger.ParseRecord(data[i])
+		if err != nil {
+			return nil, &parseError{i, err}
+		}
+		out[i] = *r
+	}
+	return out, nil
+}
 
 type parseError struct {
 	i   int
@@ -187,39 +194,6 @@ type parseError struct {
 }
 
 func (e *parseError) Error() string { return fmt.Sprintf("record %d: %v", e.i, e.err) }
-
-// parseRecords parses canonical record bytes, large batches on every CPU.
-// It returns the first record's error, as a *parseError.
-func parseRecords(data [][]byte) ([]ledger.Record, error) {
-	out := make([]ledger.Record, len(data))
-	parse := func(lo, hi int) error {
-		for i := lo; i < hi; i++ {
-			r, err := ledger.ParseRecord(data[i])
-			if err != nil {
-				return &parseError{i, err}
-			}
-			out[i] = *r
-		}
-		return nil
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(data)/parallelParse)
-	if workers <= 1 {
-		return out, parse(0, len(data))
-	}
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		lo, hi := w*len(data)/workers, (w+1)*len(data)/workers
-		wg.Go(func() { errs[w] = parse(lo, hi) })
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
 
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 	r, err := ledger.ParseRecord(data)
