@@ -137,8 +137,8 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	if h.Records > ledger.MaxBlockRecords || h.Records > h.LogSize || first != int64(h.LogSize-h.Records) {
 		return nil, corruptRow(fmt.Errorf("first record %d, header says %d records ending the log at %d", first, h.Records, h.LogSize), "block %d", height)
 	}
+	b.Records = make([]ledger.Record, 0, h.Records)
 	if h.Records > 0 {
-		data := make([][]byte, 0, h.Records)
 		rows, err := q.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
 		if err != nil {
 			return nil, readErr(err, "block %d: records", height)
@@ -146,26 +146,25 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 		defer rows.Close()
 		for rows.Next() {
 			var idx, rh int64
-			var d []byte
-			if err := rows.Scan(&idx, &rh, &d); err != nil {
+			var data sql.RawBytes // parsed into strings before the next row
+			if err := rows.Scan(&idx, &rh, &data); err != nil {
 				return nil, readErr(err, "block %d: records", height)
 			}
-			want := first + int64(len(data))
+			want := first + int64(len(b.Records))
 			if idx != want || rh != int64(height) {
 				return nil, corruptRow(fmt.Errorf("record %d of height %d where record %d belongs", idx, rh, want), "block %d", height)
 			}
-			data = append(data, d)
+			r, err := ledger.ParseRecord(data)
+			if err != nil {
+				return nil, corruptRow(err, "block %d: record %d", height, idx)
+			}
+			b.Records = append(b.Records, *r)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, readErr(err, "block %d: records", height)
 		}
-		if uint64(len(data)) != h.Records {
-			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(data)), "block %d", height)
-		}
-		if b.Records, err = parseRecords(data); err != nil {
-			var pe *parseError
-			errors.As(err, &pe)
-			return nil, corruptRow(pe.err, "block %d: record %d", height, first+int64(pe.i))
+		if uint64(len(b.Records)) != h.Records {
+			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(b.Records)), "block %d", height)
 		}
 	}
 	if b.Attestations, err = decodeAttestations(atts, &b.Header, b.Records); err != nil {
@@ -173,27 +172,6 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	}
 	return b, nil
 }
-
-// parseRecords parses canonical record bytes. It returns the first
-// record's error, as a *parseError.
-func parseRecords(data [][]byte) ([]ledger.Record, error) {
-	out := make([]ledger.Record, len(data))
-	for i := range data {
-		r, err := ledger.ParseRecord(data[i])
-		if err != nil {
-			return nil, &parseError{i, err}
-		}
-		out[i] = *r
-	}
-	return out, nil
-}
-
-type parseError struct {
-	i   int
-	err error
-}
-
-func (e *parseError) Error() string { return fmt.Sprintf("record %d: %v", e.i, e.err) }
 
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 	r, err := ledger.ParseRecord(data)
