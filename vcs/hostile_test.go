@@ -115,7 +115,7 @@ func TestHostileLimits(t *testing.T) {
 		tag string
 		lim Limits
 	}{
-		{"bomb", Limits{}},
+		{"bomb", Limits{MaxFiles: 100_000}},
 		{"bomb", Limits{MaxBytes: 1 << 20}},
 		{"deep", Limits{}},
 		{"long", Limits{}},

@@ -8,7 +8,7 @@
 #
 #   DIR/basic   nested directories, an executable, symbolic links, a submodule
 #               (gitlink), empty files, non-UTF-8 and unicode names, names that
-#               differ only by case, a 5.6 MB file and a near copy of it (a large
+#               differ only by case, a 5.8 MB file and a near copy of it (a large
 #               delta), similar text files (small deltas).
 #               Tags: v1.0.0 (annotated), light (lightweight), nested (an
 #               annotated tag of the annotated tag v1.0.0), treetag (names a
@@ -49,6 +49,12 @@ lines() {
 	}'
 }
 
+# numbered N: N numbered lines of 65 bytes, a large file that is cheap to
+# compress and inflate.
+numbered() {
+	awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "%08d the quick brown fox jumps over the lazy dog, once more.\n", i }'
+}
+
 # ---------------------------------------------------------------- basic
 r="$dir/basic"
 g init -q "$r"
@@ -70,8 +76,8 @@ printf 'unicode\n' > "héllo wörld ✓.txt"
 printf 'name with spaces\n' > "a file with spaces"
 lines 400 1 > src/one/data.txt
 { lines 400 1; printf 'one more line\n'; } > src/two/data.txt
-lines 130000 7 > large.bin
-{ lines 130000 7; printf 'appended\n'; } > large-copy.bin
+numbered 90000 > large.bin
+{ numbered 90000; printf 'appended\n'; } > large-copy.bin
 g add -A
 # A submodule entry (gitlink) whose commit is not in this repository.
 g update-index --add --cacheinfo 160000,0123456789abcdef0123456789abcdef01234567,third_party/sub
