@@ -263,7 +263,18 @@ func sameChain(t testing.TB, a, b ledger.Store) {
 	if ha.Height != hb.Height {
 		t.Fatalf("heads %d and %d differ", ha.Height, hb.Height)
 	}
-	for h := uint64(0); h <= ha.Height; h++ {
+	samePrefix(t, a, b, ha.Height)
+}
+
+// samePrefix fails unless a's head is at height and a holds b's blocks up
+// to it, byte for byte.
+func samePrefix(t testing.TB, a, b ledger.Store, height uint64) {
+	t.Helper()
+	ctx := context.Background()
+	if ha, err := a.Head(ctx); err != nil || ha.Height != height {
+		t.Fatalf("head = %v, %v; want height %d", ha, err, height)
+	}
+	for h := uint64(0); h <= height; h++ {
 		ba, err := a.Block(ctx, h)
 		if err != nil {
 			t.Fatal(err)

@@ -167,8 +167,9 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		best, ok := s.best(ctx, local.Height, skip)
 		s.update(func(p *SyncProgress) {
 			p.Height = local.Height
+			p.Syncing, p.Peer = ok, best.ID
 			if ok {
-				p.Syncing, p.Peer, p.Target = true, best.ID, best.Height
+				p.Target = best.Height
 			}
 		})
 		if !ok {
