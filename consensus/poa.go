@@ -141,6 +141,13 @@ func (e *PoA) Start(now time.Time) Actions {
 		e.restored = false
 		e.resendSigned()
 	}
+	if s := e.signed; s != nil && s.Height > e.h {
+		// It signed at a height its store lacks (the node failed to
+		// append a commit): the chain is there at least. It signs
+		// nothing below that height, so it must sync.
+		e.behind = s.Height - 1
+		e.acts.Behind = s.Height - 1
+	}
 	e.tick()
 	return e.end()
 }
@@ -162,7 +169,9 @@ func (e *PoA) Tick(now time.Time) Actions {
 func (e *PoA) Receive(now time.Time, m *Message) (Actions, error) {
 	e.begin(now)
 	err := e.receive(m)
-	e.run()
+	if err == nil {
+		e.run()
+	}
 	return e.end(), err
 }
 
@@ -899,11 +908,21 @@ func (e *PoA) signAt(step Step, block ledger.Hash, pol int32, msg []byte) (ledge
 		LockedRound: e.lockedRound, LockedBlock: e.lockedBlock,
 		ValidRound: e.validRound, ValidBlock: e.validBlock,
 	}
+	// Votes others may need after a restart (see SignState): the own
+	// prevote of the round, the round's justification and the polka of the
+	// valid value, each once.
+	var votes []*ledger.SignedVote
 	if p := e.ownVotes[0]; step == StepPrecommit && p != nil && p.Round == e.round {
-		s.Votes = append(s.Votes, *p)
+		votes = append(votes, p)
 	}
-	for _, v := range e.just {
-		s.Votes = append(s.Votes, *v)
+	votes = append(votes, e.just...)
+	if rs := e.rounds[uint32(e.validRound)]; e.validRound >= 0 && rs != nil {
+		votes = append(votes, rs.prevotes.forBlock(e.validBlock)...)
+	}
+	for i, v := range votes {
+		if !slices.ContainsFunc(votes[:i], func(o *ledger.SignedVote) bool { return *o == *v }) {
+			s.Votes = append(s.Votes, *v)
+		}
 	}
 	keep := []ledger.Hash{e.lockedBlock, e.validBlock}
 	if step == StepPropose {
@@ -931,10 +950,13 @@ func (e *PoA) resendSigned() {
 			continue // a damaged state: these votes only help liveness
 		}
 		e.addVote(v)
-		if v.Validator == e.self && v.Type == ledger.Prevote && v.Round == s.Round && s.Step == StepPrecommit {
+		switch {
+		case v.Validator == e.self && v.Type == ledger.Prevote && v.Round == s.Round && s.Step == StepPrecommit:
 			e.ownVotes[0] = v
 			e.send(Message{Vote: v})
-		} else {
+		case v.Type == ledger.Prevote && int32(v.Round) == s.ValidRound && v.Block == s.ValidBlock:
+			// the valid value's polka: kept in its round, sent with a re-proposal
+		default:
 			e.just = append(e.just, v)
 		}
 	}
@@ -974,14 +996,14 @@ func (e *PoA) resend(m Message) {
 	e.send(m)
 }
 
-// rebroadcast runs every Rebroadcast: it sends the engine's own messages of
-// the current round again; relays the votes that justify its round when a
-// validator seems to be in an earlier round (its messages were lost, or it
-// restarted), so that it can catch up by the timeout and f+1 rules, backing
-// off (Rebroadcast, then twice that, ... up to 32 times) within a round, as
-// a validator that is down or silent would otherwise cost n relays per
-// period from every validator; resends
-// its precommit for the last block, for validators still deciding it; and
+// rebroadcast runs every Rebroadcast. It sends the engine's own messages of
+// the current round again. When a validator seems to be in an earlier round
+// (its messages were lost, or it restarted), it relays the votes of the
+// current round and those that justify it, so that the validator can catch
+// up by the timeout and f+1 rules; within a round it backs off (Rebroadcast,
+// twice that, ... up to 32 times), as a validator that is down or silent
+// would otherwise cost n relays per period from every validator. It resends
+// its precommit for the last block, for validators still deciding it, and
 // reports Behind while messages show the network ahead.
 func (e *PoA) rebroadcast() {
 	if e.now.Before(e.rebroadcastAt) {

@@ -212,3 +212,34 @@ func TestRestartStates(t *testing.T) {
 		t.Errorf("status %+v, want height 8 new-height", s)
 	}
 }
+
+// A validator restarted after locking still holds the polka of its valid
+// value: as proposer it proposes the value again with the POL prevotes and
+// prevotes it itself (line 28).
+func TestRestartKeepsPolka(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	head := f.genesis()
+	me := otherThan(4, f.proposerIdx(&head, 0))
+	var r uint32
+	for r = 1; f.proposerIdx(&head, r) != me; r++ {
+	}
+	env := newRuleEnvAs(t, f, me)
+	x := env.block()
+	env.lockOn(0, x)
+	env.restart(env.e.signed)
+	env.skipTo(r)
+	props := proposalsIn(env.acts.Send)
+	if len(props) != 1 || props[0].Block.Hash() != x.Hash() || props[0].POLRound != 0 {
+		t.Fatalf("after restart, proposer of round %d sent %v, want x with pol 0", r, props)
+	}
+	pol := 0
+	for _, v := range votesIn(env.acts.Send, ledger.Prevote) {
+		if v.Round == 0 && v.Block == x.Hash() {
+			pol++
+		}
+	}
+	if pol < 3 {
+		t.Errorf("re-proposal sent with %d POL prevotes, want at least 3", pol)
+	}
+	env.wantOwn(ledger.Prevote, r, x.Hash())
+}

@@ -59,11 +59,11 @@ const signStateMagic = "vcsledger-signstate/1"
 // is lost would stop a one-validator chain for good.
 //
 // For liveness it also keeps Votes: the validator's own prevote of the
-// round when the last message is its precommit, and the votes that justify
-// its being in that round (the previous round's precommit quorum, or the
-// f+1 votes of higher rounds it skipped on). Other validators may be
-// waiting in a step that has no timeout for exactly these votes; without
-// them a restart could stall the chain.
+// round when the last message is its precommit, the votes that justify its
+// being in that round (the previous round's precommit quorum, or the f+1
+// votes of higher rounds it skipped on), and the polka of its valid value
+// (which its re-proposal needs, line 28). Other validators may be waiting
+// for exactly these votes; without them a restart could stall the chain.
 type SignState struct {
 	Chain     string
 	Validator ledger.PublicKey

@@ -37,6 +37,7 @@ import (
 var (
 	simRuns  = flag.Int("sim.runs", 0, "schedules per network size (0: the default, sized for a -race run under a minute)")
 	simSeed  = flag.Int64("sim.seed", -1, "run only the schedule with this seed")
+	simFirst = flag.Int64("sim.first", 1, "seed of the first schedule")
 	simReal  = flag.Bool("sim.realcrypto", false, "sign and verify with ed25519 in every schedule (slow), not only in a few")
 	simTrace = flag.Bool("sim.trace", false, "print each schedule's event trace")
 )
@@ -57,12 +58,12 @@ func TestSimulation(t *testing.T) {
 				runs /= 10
 			}
 			var total simStats
-			first, last := int64(1), int64(runs)
+			first, last := *simFirst, *simFirst+int64(runs)-1
 			if *simSeed >= 0 {
 				first, last = *simSeed, *simSeed
 			}
 			for seed := first; seed <= last; seed++ {
-				real := *simReal || seed <= int64(c.realRuns)
+				real := *simReal || seed < *simFirst+int64(c.realRuns)
 				st := runSim(t, c.n, uint64(seed), real)
 				total.add(st)
 				if t.Failed() {
@@ -152,6 +153,8 @@ type simNode struct {
 	signer    *ledger.Signer // nil for the follower
 	seed      []byte         // ed25519 seed of signer
 	byz       bool
+	silent    float64   // Byzantine: share of its messages it withholds
+	workFrom  time.Time // its mempool has work from then on
 	skew      time.Duration
 	store     *ledgertest.MemStore
 	top       *ledger.Header // the store's head
@@ -290,6 +293,17 @@ func newSim(tb testing.TB, n int, seed uint64, real bool) *sim {
 		s.cutTo = s.cutFrom.Add(time.Duration(rng.Int64N(int64(chaos))))
 	}
 	s.crashP = []float64{0, 0.002, 0.01}[rng.IntN(3)]
+	if rng.IntN(3) == 0 {
+		// Mempools get work at different times, some only after healing.
+		for _, nd := range s.nodes {
+			nd.workFrom = s.now.Add(time.Duration(rng.Int64N(int64(chaos + time.Second))))
+		}
+	}
+	for _, nd := range s.nodes {
+		if nd.byz {
+			nd.silent = []float64{0, 0, 0.3, 0.9}[rng.IntN(4)]
+		}
+	}
 	s.tracef("schedule: %d validators (%d Byzantine) + follower, chaos %s, loss %.2f, dup %.2f, delay <= %s, partition %v %s-%s, crash chance %.3f, real crypto %v",
 		n, byz, chaos, s.loss, s.dup, s.maxDelay, s.group, s.cutFrom.Sub(genesisTime), s.cutTo.Sub(genesisTime), s.crashP, real)
 
@@ -687,6 +701,9 @@ func (s *sim) noteSigned(nd *simNode, m *Message) {
 // but it signs conflicting votes and proposals and sends one to some peers
 // and the other to the rest, and sends junk.
 func (s *sim) byzSend(nd *simNode, m *Message) {
+	if s.rng.Float64() < nd.silent {
+		return
+	}
 	peers := s.peers(nd)
 	s.rng.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	half := s.rng.IntN(len(peers) + 1)
@@ -708,6 +725,9 @@ func (s *sim) byzSend(nd *simNode, m *Message) {
 		parent := s.head(nd)
 		if parent.Height+1 == p.Height {
 			b, err := nd.app.Propose(parent, p.Height, nd.clock(s).Add(time.Millisecond))
+			if err == nil && b != nil && s.rng.IntN(3) == 0 {
+				b.Header.LogRoot[0] ^= 1 // an invalid block: correct validators must prevote nil
+			}
 			if err == nil && b != nil {
 				p.Block, p.POLRound = b, -1
 				p.Sig = s.signAs(nd, p.SignBytes())
@@ -757,6 +777,10 @@ func (s *sim) commit(nd *simNode, b *ledger.Block) {
 		return
 	}
 	s.committed[h] = b.Hash()
+	if len(b.Records) == 0 {
+		s.fail("%s committed an empty block at height %d", nd.name, h)
+		return
+	}
 	s.tracef("%s commits height %d %s round %d (%d sigs)", nd.name, h, b.Hash().String()[:8], b.Certificate.Round, len(b.Certificate.Sigs))
 	s.appendBlock(nd, b)
 }
@@ -807,9 +831,12 @@ type simApp struct {
 	recent []ledger.Hash
 }
 
-func (a *simApp) Ready() bool { return true }
+func (a *simApp) Ready() bool { return !a.s.now.Before(a.n.workFrom) }
 
 func (a *simApp) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledger.Block, error) {
+	if !a.Ready() {
+		return nil, nil
+	}
 	recs := ledgertest.Records(a.rng, a.next, 1+a.rng.IntN(3))
 	a.next += len(recs)
 	leaves := make([]ledger.Hash, len(recs))

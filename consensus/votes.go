@@ -18,8 +18,10 @@ const maxVotesPerSlot = 3
 // only its first vote counted, it could show each correct validator a
 // different vote and leave one locked on a polka the others never see,
 // which stops the chain. Memory stays bounded: a validator's first vote is
-// always kept, then at most maxVotesPerSlot-1 conflicting ones, preferring
-// votes for nil or for a known proposed block.
+// always kept, then at most maxVotesPerSlot-1 conflicting ones; when they are
+// too many, the vote for the value with the fewest votes gives way (so that
+// junk cannot crowd out the vote that completes a polka), votes for nil or
+// a known proposed block winning ties.
 type voteSet struct {
 	votes   [][]*ledger.SignedVote // by validator index: first vote, then conflicting ones
 	count   map[ledger.Hash]int    // distinct validators with a vote for the block; zero hash: nil
@@ -50,15 +52,24 @@ func (s *voteSet) add(idx, n int, v *ledger.SignedVote, q int, keep func(ledger.
 		first = mine[0]
 	default:
 		first = mine[0]
-		if !keep(v.Block) {
-			return first, false, false
+		score := func(b ledger.Hash) int {
+			sc := 2 * s.count[b]
+			if keep(b) {
+				sc++
+			}
+			return sc
 		}
-		i := slices.IndexFunc(mine[1:], func(o *ledger.SignedVote) bool { return !keep(o.Block) })
-		if i < 0 {
-			return first, false, false
+		worst := 1
+		for i := 2; i < len(mine); i++ {
+			if score(mine[i].Block) < score(mine[worst].Block) {
+				worst = i
+			}
 		}
-		s.count[mine[1+i].Block]--
-		mine = slices.Delete(mine, 1+i, 2+i)
+		if score(v.Block)+2 <= score(mine[worst].Block) {
+			return first, false, false // v would not outrank it even counted
+		}
+		s.count[mine[worst].Block]--
+		mine = slices.Delete(mine, worst, worst+1)
 	}
 	s.votes[idx] = append(mine, v)
 	s.count[v.Block]++
