@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os/exec"
 	"strings"
-	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
@@ -182,28 +179,17 @@ func classify(ctx context.Context, err error) error {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return ErrTimeout
 	}
+	// go-git's SSH transport and golang.org/x/crypto/ssh report failed
+	// authentication, unknown host keys and a missing agent only as text,
+	// so these are recognised by their messages.
 	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "ssh: handshake failed"),
-		strings.Contains(msg, "unable to authenticate"),
-		strings.Contains(msg, "knownhosts"),
-		strings.Contains(msg, "SSH agent"),
-		strings.Contains(msg, "SSH_AUTH_SOCK"),
-		strings.Contains(msg, "Permission denied (publickey"):
-		return ErrAuth
+	for _, s := range []string{"ssh: handshake failed", "ssh: unable to authenticate", "knownhosts:", "SSH agent", "SSH_AUTH_SOCK"} {
+		if strings.Contains(msg, s) {
+			return ErrAuth
+		}
 	}
-	var (
-		oe *net.OpError
-		de *net.DNSError
-		ue *url.Error
-		ee *exec.Error
-	)
-	switch {
-	case errors.As(err, &oe), errors.As(err, &de), errors.As(err, &ue), errors.As(err, &ee),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return ErrNetwork
-	}
+	// Everything else went wrong talking to the remote: refused or reset
+	// connections, DNS, a transfer cut short, a remote-side error.
 	return ErrNetwork
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -476,4 +477,65 @@ func FuzzIndexPack(f *testing.F) {
 			t.Fatalf("go-git reads %d objects, indexPack indexed %d", n, res.objects)
 		}
 	})
+}
+
+func TestEndpoint(t *testing.T) {
+	tests := []struct {
+		url, proto, host string
+		auth             bool
+	}{
+		{"https://GitHub.com/a/b", "https", "github.com", true},
+		{"http://example.com/a/b", "http", "example.com", false},
+		{"http://127.0.0.1:8080/a", "http", "127.0.0.1", true},
+		{"ssh://git@example.com:2222/a/b.git", "ssh", "example.com", false},
+		{"git@example.com:a/b.git", "ssh", "example.com", false},
+		{"git://example.com/a/b", "git", "example.com", false},
+		{"file:///srv/a.git", "file", "", false},
+		{"/srv/a.git", "file", "", false},
+	}
+	var asked []string
+	opts := &Options{HTTPAuth: func(host string) (string, string, bool) {
+		asked = append(asked, host)
+		return "u", "p", true
+	}}
+	for _, tt := range tests {
+		asked = nil
+		ep, _, auth, err := endpoint(tt.url, opts)
+		if err != nil {
+			t.Errorf("endpoint(%q) = %v", tt.url, err)
+			continue
+		}
+		if ep.Protocol != tt.proto || !strings.EqualFold(ep.Host, tt.host) {
+			t.Errorf("endpoint(%q) = %s %s, want %s %s", tt.url, ep.Protocol, ep.Host, tt.proto, tt.host)
+		}
+		if (auth != nil) != tt.auth || (tt.auth && (len(asked) != 1 || asked[0] != strings.ToLower(tt.host))) {
+			t.Errorf("endpoint(%q) auth = %v (asked %v), want auth %v", tt.url, auth, asked, tt.auth)
+		}
+	}
+	for _, bad := range []string{"", "-oProxyCommand=x", "ftp://h/x", "https://h/a\nb"} {
+		if _, _, _, err := endpoint(bad, opts); !errors.Is(err, ErrInvalid) {
+			t.Errorf("endpoint(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, "fetching x v1")
+	p.last = time.Time{} // print at once
+	p.objects(10)
+	p.received(3 << 20)
+	p.object()
+	p.deltas(4)
+	p.delta()
+	p.done()
+	out := buf.String()
+	for _, want := range []string{"\rfetching x v1: 3.0 MiB, 1/10 objects", "1/4 deltas", "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress output %q does not contain %q", out, want)
+		}
+	}
+	var nilp *progress
+	nilp.object() // a nil progress reports nothing
+	nilp.done()
 }

@@ -30,7 +30,9 @@ func newProgress(w io.Writer, label string) *progress {
 	if w == nil {
 		return nil
 	}
-	return &progress{w: w, label: label, every: 200 * time.Millisecond, started: time.Now()}
+	// The first line appears after a second: quick fetches print nothing.
+	now := time.Now()
+	return &progress{w: w, label: label, every: 200 * time.Millisecond, started: now, last: now.Add(800 * time.Millisecond)}
 }
 
 func (p *progress) received(n int64) {
