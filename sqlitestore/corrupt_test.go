@@ -49,8 +49,9 @@ func editSQL(t *testing.T, path string, stmts ...string) {
 	}
 }
 
-// editHashes changes the stored hashes in record idx's row.
-func editHashes(t *testing.T, path string, idx int, edit func([]byte)) {
+// editHashes changes the stored hashes in record idx's row, and cuts them
+// to size bytes unless size is 0.
+func editHashes(t *testing.T, path string, idx int, edit func([]byte), size int) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {
@@ -62,6 +63,9 @@ func editHashes(t *testing.T, path string, idx int, edit func([]byte)) {
 		t.Fatal(err)
 	}
 	edit(hs)
+	if size > 0 {
+		hs = hs[:size]
+	}
 	if _, err := db.Exec("UPDATE records SET hashes = ? WHERE idx = ?", hs, idx); err != nil {
 		t.Fatal(err)
 	}
@@ -131,19 +135,25 @@ func TestOpenCorrupt(t *testing.T) {
 		{name: "deleted record row", edit: func(p string) { editSQL(t, p, "DELETE FROM records WHERE idx = 77") }, want: "records"},
 		{name: "deleted head block", edit: func(p string) { editSQL(t, p, "DELETE FROM blocks WHERE height = 24") }, want: "ends the log"},
 		{name: "cut stored hashes", edit: func(p string) {
-			editSQL(t, p, "UPDATE records SET hashes = substr(hashes, 1, 32) WHERE idx = 127")
+			editHashes(t, p, 239, func(hs []byte) {}, 32)
 		}, want: "bytes of stored hashes"},
+		{name: "flipped head stored hash", edit: func(p string) {
+			editHashes(t, p, 239, func(hs []byte) { hs[32*2] ^= 1 }, 0)
+		}, want: "stored hash"},
 		{name: "changed head record", edit: func(p string) {
 			editSQL(t, p, "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 235")
 		}, want: "record 235"},
 		{name: "flipped stored hash on the root path", edit: func(p string) {
-			editHashes(t, p, 127, func(hs []byte) { hs[32*top] ^= 1 })
+			editHashes(t, p, 127, func(hs []byte) { hs[32*top] ^= 1 }, 0)
 		}, want: "log root"},
 		{name: "flipped old header", edit: func(p string) { flipInHeader(t, p, 2, false) },
 			audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 2) }},
 		{name: "flipped old stored hash", edit: func(p string) {
-			editHashes(t, p, 30, func(hs []byte) { hs[0] ^= 1 })
+			editHashes(t, p, 30, func(hs []byte) { hs[0] ^= 1 }, 0)
 		}, audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 4) }},
+		{name: "cut old stored hashes", edit: func(p string) {
+			editHashes(t, p, 63, func(hs []byte) {}, 32)
+		}, audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 7) }},
 		{name: "changed old record", edit: func(p string) {
 			editSQL(t, p, "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 25")
 		}, audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 3) }},

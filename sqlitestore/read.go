@@ -279,14 +279,17 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 			var idx int64
 			var hs []byte
 			if err := r.Scan(&idx, &hs); err != nil {
-				return err
+				return readErr(err, "read hashes")
 			}
 			if want := 32 * (ledger.StoredHashCount(idx+1) - ledger.StoredHashCount(idx)); int64(len(hs)) != want {
 				return corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), want), "record %d", idx)
 			}
 			rows[idx] = hs
 		}
-		return r.Err()
+		if err := r.Err(); err != nil {
+			return readErr(err, "read hashes")
+		}
+		return nil
 	}
 	if hi-lo < int64(2*len(indexes)) {
 		r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx BETWEEN ? AND ?", lo, hi)
@@ -294,7 +297,7 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 			return nil, readErr(err, "read hashes")
 		}
 		if err := scan(r); err != nil {
-			return nil, readErr(err, "read hashes")
+			return nil, err
 		}
 	} else {
 		// A proof's hashes lie in rows far apart: one query for them all.
@@ -315,7 +318,7 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 				return nil, readErr(err, "read hashes")
 			}
 			if err := scan(r); err != nil {
-				return nil, readErr(err, "read hashes")
+				return nil, err
 			}
 		}
 	}

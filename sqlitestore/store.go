@@ -63,9 +63,12 @@
 // integrity_check on files under 64 MiB, quick_check above), one of another
 // application, and one whose tail does not verify: the newest blocks'
 // headers parse, agree with their stored hashes and link to each other, the
-// record and stored-hash counts agree with the head, the head block's
-// records hash to the stored leaf hashes, and the log root recomputed from
-// the stored hashes is the head's. A full check of the chain is ledger.Audit.
+// record count agrees with the head, the head block parses, and its records
+// with the older stored hashes give exactly the stored hashes it added and
+// the head's log root. Damage further back is found when it is read (a read
+// of a row that fails to parse, or of a header that fails its stored hash,
+// returns an error wrapping ErrCorrupt), and by ledger.Audit, which checks
+// everything.
 package sqlitestore
 
 import (
@@ -415,9 +418,9 @@ func (s *Store) verifyTail(ctx context.Context) error {
 		return s.fileErr("verify", err)
 	}
 
-	var nrec, nbytes int64
+	var nrec int64
 	var maxIdx sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT count(*), max(idx), coalesce(sum(length(hashes)), 0) FROM records").Scan(&nrec, &maxIdx, &nbytes); err != nil {
+	if err := tx.QueryRowContext(ctx, "SELECT count(*), max(idx) FROM records").Scan(&nrec, &maxIdx); err != nil {
 		return s.fileErr("verify", err)
 	}
 	if len(tail) == 0 {
@@ -434,11 +437,8 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	if nrec != size || (size > 0 && maxIdx.Int64 != size-1) {
 		return s.corrupt("head %d ends the log at %d records; %d stored, the last at index %d", head.Height, size, nrec, maxIdx.Int64)
 	}
-	if want := 32 * ledger.StoredHashCount(size); nbytes != want {
-		return s.corrupt("%d bytes of stored hashes; a log of %d records has %d", nbytes, size, want)
-	}
-	// The head block's records give the stored leaf hashes, and the stored
-	// hashes give the head's log root.
+	// The head block parses, and its records with the older stored hashes
+	// give exactly the stored hashes it added and the head's log root.
 	b, err := readBlock(ctx, tx, head.Height)
 	if err != nil {
 		return s.tailErr(err, "head block %d", head.Height)
@@ -446,25 +446,31 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	if b.Header != *head {
 		return s.corrupt("head block %d reads back another header", head.Height)
 	}
-	leaves := make([]int64, len(b.Records))
-	for i := range leaves {
-		leaves[i] = ledger.StoredHashCount(size - int64(len(leaves)) + int64(i)) // record i's level-0 hash
+	old := size - int64(len(b.Records))
+	leaves := make([]ledger.Hash, len(b.Records))
+	for i := range b.Records {
+		leaves[i] = b.Records[i].LeafHash()
 	}
-	got, err := readHashes(ctx, tx, leaves)
+	hr := ledger.HashReaderFunc(func(idx []int64) ([]ledger.Hash, error) { return readHashes(ctx, tx, idx) })
+	want, root, err := ledger.AppendLog(hr, old, leaves)
+	if err != nil {
+		return s.tailErr(err, "log before head block %d", head.Height)
+	}
+	if root != head.LogRoot {
+		return s.corrupt("head %d says log root %s; its records and the stored hashes give %s", head.Height, head.LogRoot, root)
+	}
+	added := make([]int64, len(want))
+	for i := range added {
+		added[i] = ledger.StoredHashCount(old) + int64(i)
+	}
+	got, err := readHashes(ctx, tx, added)
 	if err != nil {
 		return s.tailErr(err, "head block %d: stored hashes", head.Height)
 	}
-	for i := range b.Records {
-		if got[i] != b.Records[i].LeafHash() {
-			return s.corrupt("head block %d: record %d does not hash to its stored leaf hash", head.Height, size-int64(len(leaves))+int64(i))
+	for i := range got {
+		if got[i] != want[i] {
+			return s.corrupt("head block %d: stored hash %d is %s; its records give %s", head.Height, added[i], got[i], want[i])
 		}
-	}
-	root, err := ledger.LogRoot(ledger.HashReaderFunc(func(idx []int64) ([]ledger.Hash, error) { return readHashes(ctx, tx, idx) }), size)
-	if err != nil {
-		return s.tailErr(err, "log root")
-	}
-	if root != head.LogRoot {
-		return s.corrupt("stored hashes give log root %s; head %d says %s", root, head.Height, head.LogRoot)
 	}
 	s.head.Store(head)
 	return nil
