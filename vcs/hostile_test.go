@@ -53,7 +53,7 @@ func (p *plumb) tag(name, tree string) {
 }
 
 func (p *plumb) hash(tag string, lim Limits) (*Result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	return Hash(ctx, "file://"+p.dir, tag, Options{Limits: lim})
 }
