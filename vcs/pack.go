@@ -66,13 +66,18 @@ type packResult struct {
 	blobs   int
 }
 
-// packReader is the reader under the pack parser. It counts, checksums and
-// writes to disk exactly the bytes the parser consumes, so the pack file on
-// disk is the pack, byte for byte, whatever the stream holds after it.
+// packReader is the buffered reader under the pack parser. It counts,
+// checksums and writes to disk exactly the bytes the parser consumes, so the
+// pack file on disk is the pack, byte for byte, whatever the stream holds
+// after it. Consumed bytes are passed on in spans of its buffer, not byte by
+// byte, so ReadByte (which inflating calls for every compressed byte) costs
+// what bufio's does.
 type packReader struct {
-	br      *bufio.Reader
-	pos     int64 // bytes consumed
-	pend    []byte
+	src     io.Reader
+	buf     []byte
+	r, w    int   // buf[r:w] is read but not consumed
+	done    int   // buf[:done] has been passed on
+	base    int64 // pack offset of buf[0]
 	crc     hash.Hash32
 	sum     hash.Hash
 	out     io.Writer
@@ -82,66 +87,80 @@ type packReader struct {
 
 func newPackReader(r io.Reader, out io.Writer, max int64) *packReader {
 	return &packReader{
-		br:   bufio.NewReaderSize(r, 256<<10),
-		pend: make([]byte, 0, 32<<10),
-		crc:  crc32.NewIEEE(),
-		sum:  sha1.New(), // the pack trailer is an integrity check, not an id
-		out:  out,
-		max:  max,
+		src: r,
+		buf: make([]byte, 256<<10),
+		crc: crc32.NewIEEE(),
+		sum: sha1.New(), // the pack trailer is an integrity check, not an id
+		out: out,
+		max: max,
 	}
 }
 
+// pos returns the number of bytes consumed.
+func (r *packReader) pos() int64 { return r.base + int64(r.r) }
+
 func (r *packReader) ReadByte() (byte, error) {
-	b, err := r.br.ReadByte()
-	if err != nil {
-		return 0, err
-	}
-	r.pend = append(r.pend, b)
-	r.pos++
-	if len(r.pend) == cap(r.pend) {
-		if err := r.flush(); err != nil {
+	if r.r == r.w {
+		if err := r.fill(); err != nil {
 			return 0, err
 		}
 	}
+	b := r.buf[r.r]
+	r.r++
 	return b, nil
 }
 
 func (r *packReader) Read(p []byte) (int, error) {
-	if err := r.flush(); err != nil {
-		return 0, err
-	}
-	n, err := r.br.Read(p)
-	if n > 0 {
-		r.pos += int64(n)
-		if werr := r.consume(p[:n]); werr != nil {
-			return n, werr
+	if r.r == r.w {
+		if err := r.fill(); err != nil {
+			return 0, err
 		}
 	}
-	return n, err
+	n := copy(p, r.buf[r.r:r.w])
+	r.r += n
+	return n, nil
 }
 
-func (r *packReader) consume(p []byte) error {
+// fill passes on what was consumed and reads more into the empty buffer.
+func (r *packReader) fill() error {
+	if err := r.flush(); err != nil {
+		return err
+	}
+	r.base += int64(r.w)
+	r.r, r.w, r.done = 0, 0, 0
+	for range 100 {
+		n, err := r.src.Read(r.buf)
+		r.w = n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// flush passes the bytes consumed since the last flush to the checksums
+// and the pack file.
+func (r *packReader) flush() error {
+	if r.done == r.r {
+		return nil
+	}
+	p := r.buf[r.done:r.r]
+	r.done = r.r
 	r.crc.Write(p)
 	r.sum.Write(p)
 	if _, err := r.out.Write(p); err != nil {
 		return errorf(ErrCache, "writing pack: %w", err)
 	}
-	if r.pos > r.max {
+	if r.pos() > r.max {
 		return limitf("pack is larger than %d bytes", r.max)
 	}
 	if r.onFlush != nil {
-		r.onFlush(r.pos)
+		r.onFlush(r.pos())
 	}
 	return nil
-}
-
-func (r *packReader) flush() error {
-	if len(r.pend) == 0 {
-		return nil
-	}
-	err := r.consume(r.pend)
-	r.pend = r.pend[:0]
-	return err
 }
 
 // Pack object types, as stored in entry headers.
@@ -492,7 +511,7 @@ func (ix *indexer) scan(ctx context.Context, r io.Reader, out io.Writer) (plumbi
 			return checksum, err
 		}
 		pr.crc.Reset()
-		off := pr.pos
+		off := pr.pos()
 		typ, size, dist, base, err := readEntryHeader(pr)
 		if err != nil {
 			return checksum, zerr(err)
@@ -536,14 +555,14 @@ func (ix *indexer) scan(ctx context.Context, r io.Reader, out io.Writer) (plumbi
 		return checksum, err
 	}
 	want := pr.sum.Sum(nil)
-	if _, err := io.ReadFull(pr.br, checksum[:]); err != nil {
+	if _, err := io.ReadFull(pr, checksum[:]); err != nil {
 		return checksum, zerr(err)
 	}
 	if !bytes.Equal(want, checksum[:]) {
 		return checksum, hostilef("malformed pack: checksum mismatch")
 	}
-	if _, err := out.Write(checksum[:]); err != nil {
-		return checksum, errorf(ErrCache, "writing pack: %w", err)
+	if err := pr.flush(); err != nil { // the trailer, to the file
+		return checksum, err
 	}
 	closed = true
 	for _, r := range h.close() {
