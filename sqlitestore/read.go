@@ -255,8 +255,17 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 	return readHashes(ctx, tx, indexes)
 }
 
+// maxStoredHash bounds the stored-hash indexes hashSlot maps (a log of
+// 2^55 records), well inside what tlog's index arithmetic handles without
+// overflowing.
+const maxStoredHash = 1 << 56
+
 // hashSlot says where stored hash x is kept: in record rec's row at level.
+// For x < 0, or so large that no log could have it, rec is -1.
 func hashSlot(x int64) (rec int64, level int) {
+	if x < 0 || x >= maxStoredHash {
+		return -1, 0
+	}
 	level, n := tlog.SplitStoredHashIndex(x)
 	return (n+1)<<uint(level) - 1, level
 }
@@ -265,10 +274,10 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 	out := make([]ledger.Hash, len(indexes))
 	lo, hi := int64(math.MaxInt64), int64(-1)
 	for _, x := range indexes {
-		if x < 0 {
+		rec, _ := hashSlot(x)
+		if rec < 0 {
 			return nil, fmt.Errorf("sqlitestore: stored hash %d: %w", x, ledger.ErrNotFound)
 		}
-		rec, _ := hashSlot(x)
 		lo, hi = min(lo, rec), max(hi, rec)
 	}
 	// rows[rec] is record rec's stored hashes, once read.

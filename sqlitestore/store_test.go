@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -545,8 +546,10 @@ func TestReadHashesSpread(t *testing.T) {
 		if _, err := s.ReadHashes(ctx, append(idx, n)); !errors.Is(err, ledger.ErrNotFound) {
 			t.Errorf("ReadHashes(%d spread indexes and %d) = %v; want ErrNotFound", len(idx), n, err)
 		}
-		if _, err := s.ReadHashes(ctx, append(idx, -1)); !errors.Is(err, ledger.ErrNotFound) {
-			t.Errorf("ReadHashes(%d spread indexes and -1) = %v; want ErrNotFound", len(idx), err)
+		for _, bad := range []int64{-1, math.MaxInt64, math.MaxInt64 / 3, 1 << 62} {
+			if _, err := s.ReadHashes(ctx, append(idx, bad)); !errors.Is(err, ledger.ErrNotFound) {
+				t.Errorf("ReadHashes(%d spread indexes and %d) = %v; want ErrNotFound", len(idx), bad, err)
+			}
 		}
 	}
 }
