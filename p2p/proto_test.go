@@ -131,8 +131,8 @@ func TestReadResponse(t *testing.T) {
 		{"item 3\nabcitem 0\nend\n", []string{"abc", ""}, nil},
 		{"item 10\n0123456789item 10\n0123456789item 5\n01234end\n", []string{"0123456789", "0123456789", "01234"}, nil},
 		{"item 10\n0123456789item 10\n0123456789item 6\n012345end\n", nil, ErrProtocol}, // total
-		{"item 11\n01234567890end\n", nil, ErrProtocol},                                   // item size
-		{"item 1\naitem 1\nbitem 1\ncitem 1\nd", nil, ErrProtocol},                       // items
+		{"item 11\n01234567890end\n", nil, ErrProtocol},                                 // item size
+		{"item 1\naitem 1\nbitem 1\ncitem 1\nd", nil, ErrProtocol},                      // items
 		{"item 3\nab", nil, ErrProtocol},
 		{"item 3\nabc", nil, ErrProtocol},
 		{"item 03\nabcend\n", nil, ErrProtocol},
