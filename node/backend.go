@@ -44,6 +44,13 @@ type backend struct{ n *Node }
 func (b backend) Genesis() *ledger.Genesis { return b.n.g }
 func (b backend) Store() ledger.Store      { return b.n.store }
 
+// A checkpoint is the head's header and certificate, kept so that record
+// answers do not read the head block (up to MaxBlockRecords records) each.
+type checkpoint struct {
+	hdr  ledger.Header
+	cert *ledger.Certificate
+}
+
 func (b backend) Checkpoint(ctx context.Context) (*ledger.Header, *ledger.Certificate, error) {
 	h, err := b.n.store.Head(ctx)
 	if err != nil {
@@ -52,10 +59,16 @@ func (b backend) Checkpoint(ctx context.Context) (*ledger.Header, *ledger.Certif
 	if h.Height == 0 {
 		return h, nil, nil
 	}
+	if cp := b.n.checkpoint.Load(); cp != nil && cp.hdr == *h {
+		hdr := cp.hdr
+		return &hdr, cp.cert, nil
+	}
 	blk, err := b.n.store.Block(ctx, h.Height)
 	if err != nil {
 		return nil, nil, err
 	}
+	// A certificate is never modified once parsed: callers share it.
+	b.n.checkpoint.Store(&checkpoint{hdr: blk.Header, cert: blk.Certificate})
 	return &blk.Header, blk.Certificate, nil
 }
 

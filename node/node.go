@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vcsledger/vcsledger/api"
@@ -49,6 +50,8 @@ type Node struct {
 	sent   sent // payloads published lately (resend.go)
 
 	appendMu sync.Mutex // serializes appends: consensus commits and sync
+
+	checkpoint atomic.Pointer[checkpoint] // the newest head's, see backend.Checkpoint
 
 	mu       sync.Mutex
 	waiters  map[ledger.Key][]chan struct{}
