@@ -1,0 +1,432 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vcsledger/vcsledger/api"
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/sqlitestore"
+	"github.com/vcsledger/vcsledger/vcs"
+)
+
+// Benchmarks of one node on 127.0.0.1, over HTTP, on a real SQLite file:
+//
+//	go test -run '^$' -bench . -benchtime 1x ./node/
+//
+// Environment:
+//
+//	VCSLEDGER_BENCH_SUBMIT   records submitted per iteration of BenchmarkSubmitCommit (default 300)
+//	VCSLEDGER_BENCH_RECORDS  records in the store BenchmarkLookupWithProof reads (default 1,000,000)
+
+func benchEnv(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		b.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return v
+}
+
+// benchClients are HTTP clients whose connections come from distinct
+// loopback addresses 127.0.1.<i+1>: the node limits each submitter address
+// (mempool default: bursts of 60, then 10 per second), and the benchmark
+// stands for many clients, not one bulk importer.
+func benchClients(b *testing.B, url string, n int) []*api.Client {
+	cs := make([]*api.Client, n)
+	for i := range cs {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}}
+		tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 2}
+		c, err := api.NewClient(url, &http.Client{Transport: tr, Timeout: 2 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs[i] = c
+	}
+	return cs
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type result struct {
+	rps float64
+	p99 time.Duration
+}
+
+// logLoad logs the machine's load average: figures from a shared machine
+// mean little without it.
+func logLoad(b *testing.B) {
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average %s (%d CPUs)", strings.TrimSpace(string(data)), runtime.NumCPU())
+	}
+}
+
+// BenchmarkSubmitCommit measures a single validator taking records from
+// clients over HTTP to committed blocks: each iteration submits
+// VCSLEDGER_BENCH_SUBMIT new keys (distinct tags of one local repository)
+// from 32 concurrent clients with POST /v1/records?wait=60s, and each
+// answer must be the committed record. The validator's attester really
+// fetches every key over file:// (git upload-pack) and hashes it.
+//
+// Reported: committed records/s (records of the iteration over its wall
+// time) and the submit-to-commit latency of each request, p50 and p99.
+//
+// attest_quorum=1 is the default for one validator; attest_quorum=0 ("the
+// proposer's word is enough") still needs the proposer's own attestation
+// (mempool.Pool.Ready: a client's claim never suffices), so it fetches
+// every key too: the two differ only in what blocks must carry.
+func BenchmarkSubmitCommit(b *testing.B) {
+	for _, quorum := range []int{1, 0} {
+		b.Run(fmt.Sprintf("attest_quorum=%d", quorum), func(b *testing.B) { benchSubmitCommit(b, quorum) })
+	}
+}
+
+func benchSubmitCommit(b *testing.B, quorum int) {
+	per := benchEnv(b, "VCSLEDGER_BENCH_SUBMIT", 300)
+	const clients = 32
+	_, key, _ := ed25519.GenerateKey(nil)
+	g := newGenesis(b, "bench", quorum, key)
+	g.BlockInterval = 200 // as 'ledgerd dev' and 'ledgerd testnet' make them
+	tn := startNode(b, Config{Genesis: g, Key: key})
+	repo := newFixtureRepo(b)
+	repo.release("v0")
+	cs := benchClients(b, tn.URL(), clients)
+
+	var lat []time.Duration
+	var records int
+	var elapsed time.Duration
+	for it := 0; it < b.N; it++ {
+		b.StopTimer()
+		tags := repo.tagMany(fmt.Sprintf("b%d.", it), per)
+		keys := make(chan ledger.Key, len(tags))
+		for _, tag := range tags {
+			keys <- repo.key(tag)
+		}
+		close(keys)
+		runtime.GC()
+		b.StartTimer()
+		start := time.Now()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range keys {
+					t0 := time.Now()
+					resp, err := c.Submit(context.Background(), api.SubmitRequest{Key: k.String()}, 60*time.Second)
+					d := time.Since(t0)
+					if err != nil {
+						b.Errorf("Submit(%s) = %v", k, err)
+						return
+					}
+					if resp.Status != api.StatusCommitted {
+						b.Errorf("Submit(%s, wait 60s) = %s; want committed", k, resp.Status)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed += time.Since(start)
+		records += per
+	}
+	b.StopTimer()
+	if b.Failed() {
+		return
+	}
+	logLoad(b)
+	slices.Sort(lat)
+	head := tn.head()
+	b.ReportMetric(float64(records)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(ms(percentile(lat, 0.50)), "p50_ms")
+	b.ReportMetric(ms(percentile(lat, 0.99)), "p99_ms")
+	b.ReportMetric(float64(head.LogSize)/float64(head.Height), "records/block")
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(records), "ns/op")
+}
+
+// BenchmarkAttestFetch measures what the attester does per record in
+// BenchmarkSubmitCommit: fetch a tag of the local fixture repository over
+// file:// into the node's cache and hash its tree. It bounds the submit
+// benchmark: the attester runs 4 of these at once.
+func BenchmarkAttestFetch(b *testing.B) {
+	repo := newFixtureRepo(b)
+	repo.release("v0")
+	tags := repo.tagMany("f", max(b.N, 1))
+	cache := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := vcs.Hash(context.Background(), "file://"+repo.Dir, tags[i], vcs.Options{CacheDir: cache}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// lookupStore is the store BenchmarkLookupWithProof reads, built once per
+// process into a SQLite file: VCSLEDGER_BENCH_RECORDS records in blocks of
+// 10,000 on a one-validator chain (attest quorum 0, so blocks carry no
+// attestations), every block certified.
+var lookupStore struct {
+	once sync.Once
+	g    *ledger.Genesis
+	path string
+	err  error
+}
+
+func buildLookupStore(b *testing.B, n int) (*ledger.Genesis, string) {
+	s := &lookupStore
+	s.once.Do(func() {
+		dir, err := os.MkdirTemp("", "vcsledger-bench-*")
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.path = filepath.Join(dir, "ledger.db")
+		s.g, s.err = writeLookupStore(b, s.path, n)
+	})
+	if s.err != nil {
+		b.Fatal(s.err)
+	}
+	return s.g, s.path
+}
+
+// writeLookupStore builds the chain block by block straight into the
+// SQLite store (the ledgertest chain keeps only the genesis and signs
+// certificates), so that a million records never sit in memory.
+func writeLookupStore(b *testing.B, path string, n int) (*ledger.Genesis, error) {
+	ctx := context.Background()
+	signer := ledgertest.Signer(0)
+	g := &ledger.Genesis{Chain: "bench", Time: time.Now().Add(-time.Hour).UnixMilli(), Engine: ledger.EnginePoA,
+		BlockInterval: 1000, AttestQuorum: 0, Validators: []ledger.Validator{{Key: signer.Public(), Name: "v0"}}}
+	certs := ledgertest.NewChainFrom(b, g, []*ledger.Signer{signer})
+	st, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	if err := ledger.InitStore(ctx, st, g); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rng := rand.New(rand.NewPCG(7, 7))
+	parent := g.Block().Header
+	for i := 0; i < n; i += 10_000 {
+		recs := ledgertest.Records(rng, i, min(10_000, n-i))
+		leaves := make([]ledger.Hash, len(recs))
+		for j := range recs {
+			leaves[j] = recs[j].LeafHash()
+		}
+		stored, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, st), int64(parent.LogSize), leaves)
+		if err != nil {
+			return nil, err
+		}
+		blk := &ledger.Block{Records: recs, Header: ledger.Header{
+			Chain: g.Chain, Height: parent.Height + 1, Prev: parent.Hash(), Time: parent.Time + 1,
+			Engine: ledger.EnginePoA, Proposer: signer.Public(), Records: uint64(len(recs)),
+			LogSize: parent.LogSize + uint64(len(recs)), LogRoot: root,
+		}}
+		blk.Certificate = certs.Certify(blk, nil)
+		if err := st.Append(ctx, blk, stored); err != nil {
+			return nil, err
+		}
+		parent = blk.Header
+	}
+	b.Logf("built a store of %d records in %d blocks in %v", parent.LogSize, parent.Height, time.Since(start).Round(time.Millisecond))
+	return g, nil
+}
+
+// BenchmarkLookupWithProof measures GET /v1/records/{key} served by a real
+// node (a non-validator replica opened on a store of
+// VCSLEDGER_BENCH_RECORDS records): a SQLite point read, an inclusion proof
+// and the signed checkpoint. In the same run, on the same SQLite file, two
+// bare net/http handlers answer the same requests: "read" does only the
+// point read (the record as JSON), "proof" the same work as the node
+// without the API's routing, strict parsing, metrics and logging. Each
+// answers max(b.N, 5000) requests from 4 concurrent keep-alive clients,
+// in 5 rounds taken in turn.
+//
+// Reported: req/s and p99 of each, and node/read and node/proof ratios
+// (target: node/read >= 0.8).
+func BenchmarkLookupWithProof(b *testing.B) {
+	n := benchEnv(b, "VCSLEDGER_BENCH_RECORDS", 1_000_000)
+	g, path := buildLookupStore(b, n)
+	ctx := context.Background()
+	_, key, _ := ed25519.GenerateKey(nil) // not a validator: a replica
+	tn := startNode(b, Config{Genesis: g, Key: key, DBPath: path})
+	st := tn.Store()
+	head := tn.head()
+	if head.LogSize != uint64(n) {
+		b.Fatalf("store has %d records, want %d", head.LogSize, n)
+	}
+
+	rng := rand.New(rand.NewPCG(1, 1))
+	paths := make([]string, 4096)
+	for i := range paths {
+		e, err := st.Record(ctx, rng.Int64N(int64(head.LogSize)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		paths[i] = "/v1/records/" + url.PathEscape(e.Record.Key.String())
+	}
+
+	// The bare proof handler reads the head's certificate once, as the node
+	// does (the head does not move in this benchmark).
+	headBlock, err := st.Block(ctx, head.Height)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert := headBlock.Certificate
+	bare := func(proof bool) string {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			k, err := ledger.ParseKey(r.URL.Path[len("/v1/records/"):])
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			e, err := st.Lookup(ctx, k)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if !proof {
+				json.NewEncoder(w).Encode(api.NewRecord(e, api.StatusCommitted))
+				return
+			}
+			hdr, err := st.Head(ctx)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			p, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, st), int64(hdr.LogSize), e.Index)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			json.NewEncoder(w).Encode(api.RecordResponse{Record: api.NewRecord(e, api.StatusCommitted), Proof: p, Checkpoint: api.NewCheckpoint(hdr, cert)})
+		})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		go srv.Serve(ln)
+		b.Cleanup(func() { srv.Close() })
+		return "http://" + ln.Addr().String()
+	}
+	targets := []struct{ name, url string }{{"node", tn.URL()}, {"read", bare(false)}, {"proof", bare(true)}}
+
+	reqs := max(b.N, 5000)
+	const clients, rounds = 4, 5
+	hcs := make([]*http.Client, len(targets))
+	for i, tg := range targets {
+		hcs[i] = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+		// Every target answers a record; the node's verifies.
+		resp, err := hcs[i].Get(tg.url + paths[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s: GET %s = %d %s", tg.name, paths[0], resp.StatusCode, data)
+		}
+		if tg.name == "node" {
+			var rr api.RecordResponse
+			if err := json.Unmarshal(data, &rr); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := api.VerifyRecord(g, &rr); err != nil {
+				b.Fatalf("node answer: %v", err)
+			}
+		}
+	}
+	// The targets take turns, rounds times each, so that a change in the
+	// load of a shared machine does not favour one of them.
+	lats := make([][]time.Duration, len(targets))
+	busy := make([]time.Duration, len(targets))
+	b.ResetTimer()
+	for r := 0; r < rounds; r++ {
+		for ti, tg := range targets {
+			hc := hcs[ti]
+			runtime.GC()
+			lat := make([][]time.Duration, clients)
+			var wg sync.WaitGroup
+			start := time.Now()
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := r*reqs/rounds + c; i < (r+1)*reqs/rounds; i += clients {
+						t0 := time.Now()
+						resp, err := hc.Get(tg.url + paths[i%len(paths)])
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b.Errorf("%s: status %d", tg.name, resp.StatusCode)
+							return
+						}
+						lat[c] = append(lat[c], time.Since(t0))
+					}
+				}()
+			}
+			wg.Wait()
+			busy[ti] += time.Since(start)
+			lats[ti] = append(lats[ti], slices.Concat(lat...)...)
+		}
+	}
+	res := map[string]result{}
+	for ti, tg := range targets {
+		hcs[ti].CloseIdleConnections()
+		slices.Sort(lats[ti])
+		res[tg.name] = result{float64(len(lats[ti])) / busy[ti].Seconds(), percentile(lats[ti], 0.99)}
+	}
+	b.StopTimer()
+	logLoad(b)
+	node, read, proof := res["node"], res["read"], res["proof"]
+	b.ReportMetric(float64(head.LogSize), "records")
+	b.ReportMetric(node.rps, "node_req/s")
+	b.ReportMetric(read.rps, "read_req/s")
+	b.ReportMetric(proof.rps, "proof_req/s")
+	b.ReportMetric(node.rps/read.rps, "node/read")
+	b.ReportMetric(node.rps/proof.rps, "node/proof")
+	b.ReportMetric(ms(node.p99), "node_p99_ms")
+	b.ReportMetric(ms(read.p99), "read_p99_ms")
+	b.ReportMetric(ms(proof.p99), "proof_p99_ms")
+	b.ReportMetric(0, "ns/op")
+}
