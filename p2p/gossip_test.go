@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -159,6 +160,11 @@ func TestInvalidMessages(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, "a banned m", func() bool { return slices.Contains(a.Blocked(), m.ID()) && !connected(a, m) })
+	eventually(t, 5*time.Second, "m's gossip score below zero", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.scores[m.ID()] < 0
+	})
 	if n := ra.sawValidate("bad"); n == 0 {
 		t.Errorf("a validated no bad message")
 	}
@@ -290,4 +296,32 @@ func TestPartitionHeal(t *testing.T) {
 	publish(3, []int{2})
 	heal()
 	publish(2, []int{0, 1, 3})
+}
+
+// TestReconnect: a bootstrap peer that restarts (same key, same address)
+// is redialed; so is one whose connection was cut.
+func TestReconnect(t *testing.T) {
+	cfgA := testConfig(testGenesis, nil, nil)
+	a, err := New(context.Background(), cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.Addrs()[0]
+	b := startHost(t, testConfig(testGenesis, nil, nil, a))
+	eventually(t, 10*time.Second, "b linked to a", func() bool { return hasPeers(b, a) })
+
+	a.host.Network().ClosePeer(b.ID())
+	eventually(t, 10*time.Second, "b redialed a after the cut", func() bool { return hasPeers(b, a) })
+
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b saw a go", func() bool { return !connected(b, a) })
+	time.Sleep(300 * time.Millisecond) // a few failed redials
+	cfgA.Listen = []string{strings.TrimSuffix(addr, "/p2p/"+a.ID().String())}
+	a2 := startHost(t, cfgA)
+	if a2.ID() != a.ID() {
+		t.Fatalf("restarted host has id %s, want %s", a2.ID(), a.ID())
+	}
+	eventually(t, 10*time.Second, "b redialed the restarted a", func() bool { return hasPeers(b, a2) })
 }

@@ -46,17 +46,27 @@ func TestStatusAndHeads(t *testing.T) {
 	if pi, _ := client.Peer(server.ID()); pi.Height != 6 {
 		t.Errorf("peer height after Status = %d, want 6", pi.Height)
 	}
+	// A block forwarded on the blocks topic raises the forwarder's head.
+	waitMesh(t, 1, server, client)
+	b7 := c.Next(ledgertest.Records(newRand(), 2000, 2))
+	if err := server.Publish(ctx, TopicBlocks, b7.Format()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "head raised by the blocks topic", func() bool {
+		pi, _ := client.Peer(server.ID())
+		return pi.Height == 7 && pi.Head == b7.Hash()
+	})
 	hs, err := client.FetchHeaders(ctx, server.ID(), 2, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hs) != 5 || hs[0].Height != 2 || hs[4].Hash() != c.Head().Hash() {
+	if len(hs) != 6 || hs[0].Height != 2 || hs[5].Hash() != c.Head().Hash() {
 		t.Errorf("FetchHeaders(2, 100) = %d headers", len(hs))
 	}
 	// Beyond the head: nothing.
-	bs, err := client.FetchBlocks(ctx, server.ID(), 7, 10)
+	bs, err := client.FetchBlocks(ctx, server.ID(), 8, 10)
 	if err != nil || len(bs) != 0 {
-		t.Errorf("FetchBlocks(7, 10) = %d blocks, %v; want none", len(bs), err)
+		t.Errorf("FetchBlocks(8, 10) = %d blocks, %v; want none", len(bs), err)
 	}
 	// A host without a source does not serve sync.
 	if _, err := server.Status(ctx, client.ID()); err == nil {
