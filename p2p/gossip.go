@@ -307,7 +307,7 @@ func (h *Host) inspectScores(scores map[peer.ID]float64) {
 	}
 }
 
-// DropStats counts gossip messages lost to full queues: pubsub drops them
+// A DropStats counts gossip messages lost to full queues: pubsub drops them
 // without telling the sender, so the host counts them (and log each time a count
 // passes a power of two).
 type DropStats struct {

@@ -138,7 +138,7 @@ func (h *Host) sayHello(p peer.ID) {
 	defer cancel()
 	their, err := h.exchangeHello(ctx, p)
 	if err != nil {
-		if h.ctx.Err() != nil {
+		if h.ctx.Err() != nil || !h.isConnected(p) {
 			return
 		}
 		if !h.peerState(p).verified() {
@@ -206,6 +206,9 @@ func (h *Host) acceptHello(p peer.ID, their *hello) {
 	if their.Chain != h.cfg.Chain || their.Genesis != h.cfg.Genesis {
 		h.refuse(p, fmt.Errorf("%w: chain %q genesis %s, ours %q %s", ErrRefused, their.Chain, their.Genesis, h.cfg.Chain, h.cfg.Genesis))
 		return
+	}
+	if !h.isConnected(p) {
+		return // gone meanwhile: its next connection runs a new hello
 	}
 	ps := h.peerState(p)
 	first := ps.verify(their)

@@ -101,7 +101,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// verifiedPeers reports whether h has passed the hello with every peer in ps.
+// hasPeers reports whether every host in ps passed h's hello and is connected.
 func hasPeers(h *Host, ps ...*Host) bool {
 	for _, p := range ps {
 		if _, ok := h.Peer(p.ID()); !ok {

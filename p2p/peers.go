@@ -127,7 +127,7 @@ func (h *Host) waitVerified(ctx context.Context, p peer.ID) bool {
 	if p == h.host.ID() {
 		return true
 	}
-	if h.host.Network().Connectedness(p) != network.Connected {
+	if !h.isConnected(p) {
 		return false
 	}
 	s := h.peerState(p)
@@ -145,9 +145,24 @@ func (h *Host) waitVerified(ctx context.Context, p peer.ID) bool {
 	}
 }
 
+func (h *Host) isConnected(p peer.ID) bool {
+	return h.host.Network().Connectedness(p) == network.Connected
+}
+
 // startHello starts our side of the hello with p unless it is done or
-// under way.
+// under way. A hello that failed earlier (say, timed out) is forgotten:
+// a new connection gets a new one.
 func (h *Host) startHello(p peer.ID) {
+	h.mu.Lock()
+	if s := h.peers[p]; s != nil {
+		s.mu.Lock()
+		failed := s.status == helloFailed
+		s.mu.Unlock()
+		if failed {
+			delete(h.peers, p)
+		}
+	}
+	h.mu.Unlock()
 	s := h.peerState(p)
 	s.mu.Lock()
 	start := s.status == helloPending && !s.running

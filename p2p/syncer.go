@@ -84,7 +84,8 @@ type Syncer struct {
 	prog SyncProgress
 }
 
-// NewSyncer returns a Syncer fetching through h.
+// NewSyncer returns a Syncer fetching through h. h kicks it whenever a
+// peer passes the hello; make one Syncer per host.
 func NewSyncer(h *Host, cfg SyncConfig) (*Syncer, error) {
 	switch {
 	case cfg.Store == nil:
