@@ -34,6 +34,7 @@ import (
 // Environment:
 //
 //	VCSLEDGER_BENCH_SUBMIT   records submitted per iteration of BenchmarkSubmitCommit (default 300)
+//	VCSLEDGER_BENCH_CLIENTS  its concurrent clients, each waiting for its record to commit (default 32)
 //	VCSLEDGER_BENCH_RECORDS  records in the store BenchmarkLookupWithProof reads (default 1,000,000)
 
 func benchEnv(b *testing.B, name string, def int) int {
@@ -49,13 +50,13 @@ func benchEnv(b *testing.B, name string, def int) int {
 }
 
 // benchClients are HTTP clients whose connections come from distinct
-// loopback addresses 127.0.1.<i+1>: the node limits each submitter address
+// loopback addresses (127.0.1.1, 127.0.1.2, ...): the node limits each submitter address
 // (mempool default: bursts of 60, then 10 per second), and the benchmark
 // stands for many clients, not one bulk importer.
 func benchClients(b *testing.B, url string, n int) []*api.Client {
 	cs := make([]*api.Client, n)
 	for i := range cs {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}}
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(1+i%250))}}
 		tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 2}
 		c, err := api.NewClient(url, &http.Client{Transport: tr, Timeout: 2 * time.Minute})
 		if err != nil {
@@ -91,8 +92,8 @@ func logLoad(b *testing.B) {
 // BenchmarkSubmitCommit measures a single validator taking records from
 // clients over HTTP to committed blocks: each iteration submits
 // VCSLEDGER_BENCH_SUBMIT new keys (distinct tags of one local repository)
-// from 32 concurrent clients with POST /v1/records?wait=60s, and each
-// answer must be the committed record. The validator's attester really
+// from VCSLEDGER_BENCH_CLIENTS (32) concurrent clients with POST
+// /v1/records?wait=60s, and each answer must be the committed record. The validator's attester really
 // fetches every key over file:// (git upload-pack) and hashes it.
 //
 // Reported: committed records/s (records of the iteration over its wall
@@ -110,7 +111,7 @@ func BenchmarkSubmitCommit(b *testing.B) {
 
 func benchSubmitCommit(b *testing.B, quorum int) {
 	per := benchEnv(b, "VCSLEDGER_BENCH_SUBMIT", 300)
-	const clients = 32
+	clients := benchEnv(b, "VCSLEDGER_BENCH_CLIENTS", 32)
 	_, key, _ := ed25519.GenerateKey(nil)
 	g := newGenesis(b, "bench", quorum, key)
 	g.BlockInterval = 200 // as 'ledgerd dev' and 'ledgerd testnet' make them
@@ -192,37 +193,12 @@ func BenchmarkAttestFetch(b *testing.B) {
 	}
 }
 
-// lookupStore is the store BenchmarkLookupWithProof reads, built once per
-// process into a SQLite file: VCSLEDGER_BENCH_RECORDS records in blocks of
-// 10,000 on a one-validator chain (attest quorum 0, so blocks carry no
-// attestations), every block certified.
-var lookupStore struct {
-	once sync.Once
-	g    *ledger.Genesis
-	path string
-	err  error
-}
-
-func buildLookupStore(b *testing.B, n int) (*ledger.Genesis, string) {
-	s := &lookupStore
-	s.once.Do(func() {
-		dir, err := os.MkdirTemp("", "vcsledger-bench-*")
-		if err != nil {
-			s.err = err
-			return
-		}
-		s.path = filepath.Join(dir, "ledger.db")
-		s.g, s.err = writeLookupStore(b, s.path, n)
-	})
-	if s.err != nil {
-		b.Fatal(s.err)
-	}
-	return s.g, s.path
-}
-
-// writeLookupStore builds the chain block by block straight into the
-// SQLite store (the ledgertest chain keeps only the genesis and signs
-// certificates), so that a million records never sit in memory.
+// writeLookupStore writes the store BenchmarkLookupWithProof reads: n
+// records in blocks of 10,000 on a one-validator chain (attest quorum 0, so
+// blocks carry no attestations), every block certified. It builds the chain
+// block by block straight into the SQLite file (the ledgertest chain keeps
+// only the genesis and signs certificates), so that a million records never
+// sit in memory.
 func writeLookupStore(b *testing.B, path string, n int) (*ledger.Genesis, error) {
 	ctx := context.Background()
 	signer := ledgertest.Signer(0)
@@ -279,7 +255,11 @@ func writeLookupStore(b *testing.B, path string, n int) (*ledger.Genesis, error)
 // (target: node/read >= 0.8).
 func BenchmarkLookupWithProof(b *testing.B) {
 	n := benchEnv(b, "VCSLEDGER_BENCH_RECORDS", 1_000_000)
-	g, path := buildLookupStore(b, n)
+	path := filepath.Join(b.TempDir(), "ledger.db")
+	g, err := writeLookupStore(b, path, n)
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	_, key, _ := ed25519.GenerateKey(nil) // not a validator: a replica
 	tn := startNode(b, Config{Genesis: g, Key: key, DBPath: path})
