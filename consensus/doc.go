@@ -65,6 +65,16 @@
 //  5. Behind: sync blocks from peers, then call Advance.
 //  6. Wake: call Tick at or after this time.
 //
+// A validator's SignState holds its last signed message, its lock and valid
+// value (with their blocks) and the few votes others may need from it after
+// a restart; a restarted engine resumes from it and the store's head, sends
+// its last message again and never signs a conflicting one. Besides
+// Tendermint's rules the engine sends its own messages of the current round
+// again every Rebroadcast, relays the votes that justify its round (with
+// backoff) when a validator seems to lag, and sends a re-proposal's POL
+// prevotes with it: gossip may lose messages, and a validator that restarts
+// forgets what it received.
+//
 // Gossip validators can check a message with Message.Verify before
 // forwarding it; Receive verifies again (it must not trust its caller).
 // Receive, Tick, Start and Advance take the time as an argument; the engine

@@ -75,11 +75,14 @@ type PoA struct {
 	acts Actions
 }
 
-// NewPoA returns an engine deciding the block after head. st is the signing
-// state last persisted (Actions.Persist), nil on first start: the engine
-// resumes the height, round, lock and valid value it holds when they are for
-// head.Height+1, and never signs anything conflicting with its last message.
-// Call Start next.
+// NewPoA returns an engine deciding the block after head, the head of the
+// node's store. st is the signing state last persisted (Actions.Persist),
+// nil on first start: when it is for head.Height+1 the engine resumes its
+// round, step, lock and valid value; in any case it never signs anything at
+// or before st's last message that differs from it. A state for a later
+// height (the node failed to append a block it committed) makes the engine
+// follow without signing until sync brings it there. A st of another chain
+// or validator is an error. Call Start next.
 func NewPoA(cfg Config, head *ledger.Header, st *SignState) (*PoA, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

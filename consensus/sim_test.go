@@ -46,8 +46,8 @@ func TestSimulation(t *testing.T) {
 	for _, c := range []struct {
 		n, runs, realRuns int
 	}{
-		{n: 4, runs: 1500, realRuns: 4},
-		{n: 7, runs: 400, realRuns: 1},
+		{n: 4, runs: 900, realRuns: 2},
+		{n: 7, runs: 300, realRuns: 1},
 	} {
 		t.Run(fmt.Sprintf("n=%d", c.n), func(t *testing.T) {
 			runs := c.runs
@@ -147,6 +147,24 @@ func (q *eventQueue) Pop() any {
 	return e
 }
 
+// simSigners caches the validators' keys across schedules.
+var simSigners = map[int]*ledger.Signer{}
+
+func simSigner(tb testing.TB, i int) ([]byte, *ledger.Signer) {
+	seed := make([]byte, ed25519.SeedSize)
+	binary.BigEndian.PutUint64(seed, uint64(i)+1)
+	seed[31] = 's'
+	if s := simSigners[i]; s != nil {
+		return seed, s
+	}
+	s, err := ledger.NewSigner(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	simSigners[i] = s
+	return seed, s
+}
+
 type simNode struct {
 	id        int
 	name      string
@@ -164,7 +182,7 @@ type simNode struct {
 	gen       int
 	tick      uint64    // the live tick event
 	tickAt    time.Time // when it fires; zero: none pending
-	persisted []byte    // the durable SignState
+	persisted *SignState // the durable SignState (formatted and parsed again at each boot)
 }
 
 type sim struct {
@@ -230,13 +248,7 @@ func newSim(tb testing.TB, n int, seed uint64, real bool) *sim {
 	for i := 0; i < n+1; i++ { // n validators and a follower
 		nd := &simNode{id: i, store: ledgertest.NewMemStore(), skew: time.Duration(rng.IntN(201)-100) * time.Millisecond}
 		if i < n {
-			nd.seed = make([]byte, ed25519.SeedSize)
-			binary.BigEndian.PutUint64(nd.seed, uint64(i)+1)
-			nd.seed[31] = 's'
-			var err error
-			if nd.signer, err = ledger.NewSigner(ed25519.NewKeyFromSeed(nd.seed)); err != nil {
-				tb.Fatal(err)
-			}
+			nd.seed, nd.signer = simSigner(tb, i)
 			s.crypto.seeds[nd.signer.Public()] = nd.seed
 			nd.byz = i < byz
 			g.Validators = append(g.Validators, ledger.Validator{Key: nd.signer.Public(), Name: fmt.Sprintf("v%d", i)})
@@ -498,7 +510,7 @@ func (s *sim) boot(nd *simNode) {
 	var st *SignState
 	if nd.persisted != nil {
 		var err error
-		if st, err = ParseSignState(nd.persisted); err != nil {
+		if st, err = ParseSignState(nd.persisted.Format()); err != nil {
 			s.fail("%s: stored signing state: %v", nd.name, err)
 			return
 		}
@@ -556,7 +568,7 @@ func (s *sim) do(nd *simNode, a Actions) {
 		if !nd.signerMatches(a.Persist) {
 			s.fail("%s persisted a signing state of %s", nd.name, a.Persist.Validator)
 		}
-		nd.persisted = a.Persist.Format()
+		nd.persisted = a.Persist
 		if s.maybeCrash(nd, "after persist, before send") {
 			return
 		}
