@@ -180,8 +180,8 @@ type simNode struct {
 	e         *PoA
 	up        bool
 	gen       int
-	tick      uint64    // the live tick event
-	tickAt    time.Time // when it fires; zero: none pending
+	tick      uint64     // the live tick event
+	tickAt    time.Time  // when it fires; zero: none pending
 	persisted *SignState // the durable SignState (formatted and parsed again at each boot)
 }
 
