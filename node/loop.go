@@ -72,6 +72,16 @@ func (n *Node) loop(ctx context.Context) {
 			acts = n.engine.Advance(n.cfg.Now(), head)
 		}
 		n.do(ctx, acts, timer)
+		// After a commit the engine wants Tick at once (its Wake is now) to
+		// start the next height. Call it before any other event: a message
+		// or a synced head handled first would release the engine's hold
+		// without starting the height, and its Wake (the next rebroadcast,
+		// up to 2 s away) would replace the timer, so the next proposer sat
+		// idle that long.
+		for acts.Commit != nil && ctx.Err() == nil {
+			acts = n.engine.Tick(n.cfg.Now())
+			n.do(ctx, acts, timer)
+		}
 	}
 }
 
