@@ -695,3 +695,28 @@ func TestMemoryBounded(t *testing.T) {
 		t.Errorf("one validator moved the engine to round %d", st.Round)
 	}
 }
+
+// A proposal relayed with its block damaged where the signature does not
+// reach (the attestations) does not hide the proposer's own copy: the
+// engine takes the copy that checks.
+func TestDamagedCopyReplaced(t *testing.T) {
+	env := newRuleEnv(t)
+	good := env.block()
+	bad := *good
+	bad.Attestations = []ledger.Attestation{{Chain: "junk"}}
+	env.app.checkErr = func(b *ledger.Block) error {
+		if len(b.Attestations) > 0 {
+			return errors.New("bad attestation")
+		}
+		return nil
+	}
+	pi := env.f.proposerIdx(&env.head, 0)
+	m := env.f.proposal(pi, good, 0, -1)
+	damaged := *m.Proposal
+	damaged.Block = &bad
+	env.recv(&Message{Proposal: &damaged})
+	env.wantOwn(ledger.Prevote, 0, nilHash)
+	env.recv(m)
+	env.votes(ledger.Prevote, 0, good.Hash(), env.others(3)...)
+	env.wantOwn(ledger.Precommit, 0, good.Hash())
+}
