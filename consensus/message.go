@@ -287,7 +287,7 @@ func verifyVote(sv *ledger.SignedVote, vals *ledger.ValidatorSet, verify verifyF
 	return nil
 }
 
-// height and round of a verified message.
+// height, chain and signer of a message whose Proposal has a block.
 func (m *Message) height() uint64 {
 	if m.Proposal != nil {
 		return m.Proposal.Height
