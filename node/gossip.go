@@ -117,6 +117,18 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if err != nil {
 			return err
 		}
+		// Verify checks signatures, not the chain: a message another chain's
+		// validator signed with the same key is refused here rather than
+		// forwarded for every engine to refuse.
+		chain := ""
+		if m.Proposal != nil {
+			chain = m.Proposal.Chain
+		} else if m.Vote != nil {
+			chain = m.Vote.Chain
+		}
+		if chain != n.g.Chain {
+			return fmt.Errorf("consensus message for chain %q", chain)
+		}
 		return m.Verify(n.vals)
 	case topicBlocks:
 		b, err := ledger.ParseBlock(data)

@@ -10,6 +10,7 @@ package node
 
 import (
 	"context"
+	"io"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -31,6 +32,8 @@ import (
 
 	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // netKey is the deterministic key of cluster member i (validators first).
@@ -126,7 +129,10 @@ type clusterOpts struct {
 	followers     int // non-validating replicas after the validators
 	attestQuorum  int // as in the genesis: -1 is f+1, 0 the proposer's word
 	blockInterval int // milliseconds; 0: 50
-	tweak         func(i int, c *Config)
+	// genesisAge dates the genesis this far in the past, so that a chain
+	// built offline (prebuild) ends before now.
+	genesisAge time.Duration
+	tweak      func(i int, c *Config)
 }
 
 // newCluster creates a chain and the members' configurations; start them
@@ -141,9 +147,10 @@ func newCluster(tb testing.TB, o clusterOpts) *cluster {
 	g := newGenesis(tb, "nettest", o.attestQuorum, keys[:o.validators]...)
 	if o.blockInterval > 0 {
 		g.BlockInterval = int64(o.blockInterval)
-		if err := g.Validate(); err != nil {
-			tb.Fatal(err)
-		}
+	}
+	g.Time -= o.genesisAge.Milliseconds()
+	if err := g.Validate(); err != nil {
+		tb.Fatal(err)
 	}
 	c := &cluster{tb: tb, g: g, dir: tb.TempDir(), tweak: o.tweak}
 	for i, port := range freePorts(tb, n) {
@@ -379,9 +386,9 @@ func (c *cluster) describe(heads map[int]*ledger.Header) string {
 }
 
 // waitConverged waits until the running members report one head (same
-// height and hash) that stays put for a moment, then checks that their
-// chains are identical at every height and that each passes Audit with the
-// consensus seal. It returns the head.
+// height and hash) that stays put for a moment, then checks that they hold
+// the same block at every height, and returns the head. (audit checks the
+// stores themselves.)
 func (c *cluster) waitConverged(timeout time.Duration) *ledger.Header {
 	c.tb.Helper()
 	deadline := time.Now().Add(timeout)
@@ -415,22 +422,14 @@ func (c *cluster) waitConverged(timeout time.Duration) *ledger.Header {
 }
 
 // checkIdentical checks that the running members hold the same block hash
-// at every height they all have, and that each store passes Audit with the
-// consensus seal.
+// at every height they all have.
 func (c *cluster) checkIdentical() {
 	c.tb.Helper()
 	ctx := context.Background()
-	seal, err := SealChecker(c.g)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
 	var ref []ledger.Hash
 	refNode := -1
 	for _, i := range c.live() {
 		st := c.members[i].Store()
-		if _, err := ledger.Audit(ctx, st, c.g, seal, nil); err != nil {
-			c.tb.Fatalf("node %d: Audit = %v", i, err)
-		}
 		var hashes []ledger.Hash
 		for from := uint64(0); ; {
 			hs, err := st.Headers(ctx, from, 1000)
@@ -453,6 +452,22 @@ func (c *cluster) checkIdentical() {
 			if ref[h] != hashes[h] {
 				c.tb.Fatalf("height %d: node %d has block %s, node %d has %s", h, i, hashes[h], refNode, ref[h])
 			}
+		}
+	}
+}
+
+// audit checks that the store of every running member passes ledger.Audit
+// with the consensus seal: every link, root, certificate and attestation
+// from genesis.
+func (c *cluster) audit() {
+	c.tb.Helper()
+	seal, err := SealChecker(c.g)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	for _, i := range c.live() {
+		if _, err := ledger.Audit(context.Background(), c.members[i].Store(), c.g, seal, nil); err != nil {
+			c.tb.Fatalf("node %d: Audit = %v", i, err)
 		}
 	}
 }
@@ -784,4 +799,88 @@ func (c *cluster) engines() string {
 			i, st.Height, st.Round, st.Step, c.name(st.Proposer), st.LockedRound, st.ValidRound, len(n.host.Peers()))
 	}
 	return s
+}
+
+// prebuild writes a chain of c's genesis with blocks blocks of perBlock
+// records each into a new SQLite file and returns its path. The blocks are
+// made offline, not by consensus, but each is certified by every validator
+// of the genesis (their keys are the test's), so nodes accept them as they
+// accept any block they sync. The genesis must be old enough for the last
+// block (blocks * block interval) to be in the past.
+func (c *cluster) prebuild(blocks, perBlock int) string {
+	c.tb.Helper()
+	ctx := context.Background()
+	var signers []*ledger.Signer
+	for _, m := range c.members {
+		s, err := ledger.NewSigner(m.key)
+		if err != nil {
+			c.tb.Fatal(err)
+		}
+		if c.vals().Contains(s.Public()) && !slices.ContainsFunc(signers, func(o *ledger.Signer) bool { return o.Public() == s.Public() }) {
+			signers = append(signers, s)
+		}
+	}
+	chain := ledgertest.NewChainFrom(c.tb, c.g, signers)
+	path := filepath.Join(c.dir, "prebuilt.db")
+	st, err := sqlitestore.Open(ctx, path)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	defer st.Close()
+	if err := ledger.InitStore(ctx, st, c.g); err != nil {
+		c.tb.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for h := 1; h <= blocks; h++ {
+		b := chain.Next(ledgertest.Records(rng, (h-1)*perBlock, perBlock))
+		if err := st.Append(ctx, b, chain.Stored(uint64(h))); err != nil {
+			c.tb.Fatalf("prebuild: append %d: %v", h, err)
+		}
+	}
+	if last := chain.Head().Header.Time; last > time.Now().UnixMilli() {
+		c.tb.Fatalf("prebuild: the last block is %v in the future; make the genesis older", time.Duration(last-time.Now().UnixMilli())*time.Millisecond)
+	}
+	return path
+}
+
+// vals returns the chain's validator set.
+func (c *cluster) vals() *ledger.ValidatorSet {
+	c.tb.Helper()
+	vs, err := c.g.ValidatorSet()
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return vs
+}
+
+// seed copies the closed SQLite file at path (and its WAL, if any) to be
+// member i's database; call it before the member first starts.
+func (c *cluster) seed(i int, path string) {
+	c.tb.Helper()
+	dir := filepath.Join(c.dir, fmt.Sprintf("node%d", i))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.tb.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		if err := copyFile(path+suffix, filepath.Join(dir, "ledger.db"+suffix)); err != nil && !(suffix != "" && os.IsNotExist(err)) {
+			c.tb.Fatal(err)
+		}
+	}
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

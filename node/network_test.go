@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"github.com/vcsledger/vcsledger/api"
+	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/p2p"
 )
 
 // TestNetworkSubmitAnywhere: four validators that find each other through
@@ -54,6 +57,7 @@ func TestNetworkSubmitAnywhere(t *testing.T) {
 	}
 	c.waitConverged(30 * time.Second)
 	c.checkHave(acked)
+	c.audit()
 }
 
 // TestNetworkProposerCrash kills the proposer of the next height while
@@ -93,6 +97,7 @@ func TestNetworkProposerCrash(t *testing.T) {
 	acked := l.drain()
 	head := c.waitConverged(60 * time.Second)
 	c.checkHave(acked)
+	c.audit()
 	a, pend, failed, p50, p99 := l.stats()
 	t.Logf("head %d; %d records acknowledged, %d answered pending, %d failed (the killed node's); submit→commit p50 %v p99 %v",
 		head.Height, a, pend, failed, p50.Round(time.Millisecond), p99.Round(time.Millisecond))
@@ -213,6 +218,7 @@ func testPartition(t *testing.T, sides [][]int, quorumSides []int, attestQuorum 
 	c.waitAllCommitted(minorityKeys, 60*time.Second)
 	t.Logf("the %d records submitted without a quorum committed everywhere %v after the heal", len(minorityKeys), time.Since(healed).Round(time.Millisecond))
 	c.waitConverged(30 * time.Second)
+	c.audit()
 }
 
 // TestResendEnvelope: a payload published again within the window goes out
@@ -249,4 +255,250 @@ func TestResendEnvelope(t *testing.T) {
 			t.Errorf("unwrapResend(%q) = %q, want an error", bad, got)
 		}
 	}
+}
+
+// catchUpBlocks is the length of the chain a node syncs from scratch in
+// TestNetworkCatchUp, and downBlocks how many blocks the network commits by
+// consensus while a node is down (more under the soak tag).
+var (
+	catchUpBlocks = 300
+	downBlocks    = 10
+)
+
+// TestNetworkCatchUp: a node that missed many blocks catches up through the
+// sync protocol and ends with the same chain.
+//
+// Nodes 0-2 start on a chain of catchUpBlocks blocks (built offline with
+// the validators' keys, three records each) and node 3 on an empty store:
+// it syncs all of it. Then node 3 stops while the others commit downBlocks
+// one-record blocks by consensus, and restarts on its store: it syncs what
+// it missed. Last, node 2 restarts on an empty database and syncs the whole
+// chain from genesis. After each step every store passes Audit and all hold
+// the same block hashes, and every acknowledged record is everywhere.
+func TestNetworkCatchUp(t *testing.T) {
+	const perBlock = 3
+	repo := newFixtureRepo(t)
+	repo.release("v0")
+	c := newCluster(t, clusterOpts{validators: 4, attestQuorum: 0, genesisAge: time.Duration(catchUpBlocks)*50*time.Millisecond + time.Minute,
+		tweak: func(i int, cfg *Config) { cfg.MaxBlockRecords = 1 }})
+	start := time.Now()
+	built := c.prebuild(catchUpBlocks, perBlock)
+	t.Logf("built %d blocks offline in %v", catchUpBlocks, time.Since(start).Round(time.Millisecond))
+	for i := 0; i < 3; i++ {
+		c.seed(i, built)
+	}
+	start = time.Now()
+	c.startAll()
+	took := c.waitHeight([]int{3}, uint64(catchUpBlocks), 5*time.Minute)
+	t.Logf("node 3 synced %d blocks (%d records) from genesis in %v: %.0f blocks/s, %.0f records/s", catchUpBlocks, catchUpBlocks*perBlock,
+		took.Round(time.Millisecond), float64(catchUpBlocks)/took.Seconds(), float64(catchUpBlocks*perBlock)/took.Seconds())
+	c.waitConverged(time.Minute)
+
+	// Node 3 down while the others commit by consensus.
+	c.waitPeers(3, 30*time.Second)
+	c.stop(3)
+	keys := keysOf(repo, repo.tagMany("down", downBlocks))
+	l := c.startLoad(keys, 4, 0, 60*time.Second, nil)
+	acked := l.drain()
+	if a, p, f, _, _ := l.stats(); a != len(keys) {
+		t.Fatalf("with node 3 down, %d of %d records acknowledged (%d pending, %d failed)", a, len(keys), p, f)
+	}
+	down := c.heads()[0].Height - uint64(catchUpBlocks)
+	start = time.Now()
+	c.start(3)
+	took = c.waitHeight([]int{3}, uint64(catchUpBlocks)+down, 2*time.Minute)
+	t.Logf("node 3 missed %d blocks committed by consensus; restarted, it caught up in %v", down, took.Round(time.Millisecond))
+	head := c.waitConverged(2 * time.Minute)
+	c.checkHave(acked)
+
+	// Node 2 loses its database.
+	c.stop(2)
+	start = time.Now()
+	c.startEmpty(2)
+	took = c.waitHeight([]int{2}, head.Height, 5*time.Minute)
+	t.Logf("node 2 restarted on an empty database synced %d blocks from genesis in %v", head.Height, took.Round(time.Millisecond))
+	c.waitConverged(time.Minute)
+	c.checkHave(acked)
+	c.audit()
+}
+
+// TestNetworkHostileGossip publishes crafted messages on every gossip topic
+// from an extra libp2p host of the same chain that is no validator: blocks
+// certified by non-validators or by too few validators, blocks and votes of
+// another chain, a proposal by a non-validator, a vote with a broken
+// signature, attestations by a non-validator or for another chain, garbage;
+// and replays of a committed block and of its precommits. Nothing changes
+// on any node (same heads, no evidence, no record), the nodes ban the host
+// for its invalid messages, and the network still commits.
+func TestNetworkHostileGossip(t *testing.T) {
+	repo := newFixtureRepo(t)
+	repo.release("v0")
+	c := newCluster(t, clusterOpts{validators: 4, attestQuorum: 0})
+	c.startAll()
+	c.waitPeers(3, 30*time.Second)
+	first := keysOf(repo, repo.tagMany("first", 2))
+	c.submitAll(0, first)
+	c.waitAllCommitted(first, 30*time.Second)
+	c.waitConverged(30 * time.Second)
+
+	ctx := context.Background()
+	outsider := netKey(100)
+	var boot []string
+	for _, m := range c.members {
+		boot = append(boot, m.addr)
+	}
+	h, err := p2p.New(ctx, p2p.Config{Chain: c.g.Chain, Genesis: c.g.Hash(), Key: outsider, Bootstrap: boot, Logger: testLogger("outsider")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, topic := range p2p.Topics {
+		if err := h.WaitTopicPeers(wctx, topic, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	st := c.members[0].Store()
+	head, err := st.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := st.Block(ctx, head.Height)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := c.heads()
+
+	signerOf := func(k ed25519.PrivateKey) *ledger.Signer {
+		s, err := ledger.NewSigner(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	validators := []*ledger.Signer{signerOf(netKey(0)), signerOf(netKey(1)), signerOf(netKey(2)), signerOf(netKey(3))}
+	strangers := []*ledger.Signer{signerOf(outsider), signerOf(netKey(101)), signerOf(netKey(102))}
+	certify := func(b *ledger.Block, by []*ledger.Signer) *ledger.Certificate {
+		var votes []ledger.SignedVote
+		for _, s := range by {
+			votes = append(votes, ledger.SignVote(s, ledger.Vote{Chain: b.Header.Chain, Type: ledger.Precommit, Height: b.Header.Height, Block: b.Hash()}))
+		}
+		cert, err := ledger.NewCertificate(votes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	// next is a well-formed block after the head with one record, proposed
+	// by the proposer of its round 0, without certificate.
+	next := func(chain string, tag string) *ledger.Block {
+		r := ledger.Record{Key: repo.key(tag), Commit: repo.rev("v0"), Tree: "t1:" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}
+		_, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, st), int64(head.LogSize), []ledger.Hash{r.LeafHash()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &ledger.Block{Records: []ledger.Record{r}, Header: ledger.Header{
+			Chain: chain, Height: head.Height + 1, Prev: head.Hash(), Time: time.Now().UnixMilli(), Engine: ledger.EnginePoA,
+			Proposer: c.vals().Proposer(chain, head.Hash(), head.Height+1, 0), Records: 1, LogSize: head.LogSize + 1, LogRoot: root,
+		}}
+	}
+	type msg struct {
+		name    string
+		topic   string
+		data    []byte
+		invalid bool // refused by gossip validation (a strike), not just ignored
+	}
+	var msgs []msg
+	add := func(name, topic string, data []byte, invalid bool) {
+		msgs = append(msgs, msg{name, topic, data, invalid})
+	}
+
+	b := next(c.g.Chain, "evil-strangers")
+	b.Certificate = certify(b, strangers)
+	add("block certified by non-validators", p2p.TopicBlocks, b.Format(), true)
+	b = next(c.g.Chain, "evil-one")
+	b.Certificate = certify(b, validators[:1])
+	add("block certified by one validator of four", p2p.TopicBlocks, b.Format(), true)
+	b = next("otherchain", "evil-chain")
+	b.Certificate = certify(b, validators)
+	add("block of another chain, certified by the validators' keys", p2p.TopicBlocks, b.Format(), true)
+	b = next(c.g.Chain, "evil-nocert")
+	add("block without certificate", p2p.TopicBlocks, b.Format(), true)
+	add("garbage block", p2p.TopicBlocks, []byte("vcsledger-blockdata/1\nheader 99999999\n"), true)
+	add("replayed committed block", p2p.TopicBlocks, committed.Format(), false)
+
+	b = next(c.g.Chain, "evil-proposal")
+	p := &consensus.Proposal{Chain: c.g.Chain, Height: b.Header.Height, POLRound: -1, Block: b, Proposer: strangers[0].Public()}
+	p.Sig = strangers[0].Sign(p.SignBytes())
+	add("proposal by a non-validator", p2p.TopicConsensus, (&consensus.Message{Proposal: p}).Format(), true)
+	v := ledger.SignVote(validators[1], ledger.Vote{Chain: c.g.Chain, Type: ledger.Prevote, Height: head.Height + 1, Block: b.Hash()})
+	v.Sig[7] ^= 0x40
+	add("prevote with a broken signature", p2p.TopicConsensus, (&consensus.Message{Vote: &v}).Format(), true)
+	v = ledger.SignVote(strangers[1], ledger.Vote{Chain: c.g.Chain, Type: ledger.Prevote, Height: head.Height + 1, Block: b.Hash()})
+	add("prevote by a non-validator", p2p.TopicConsensus, (&consensus.Message{Vote: &v}).Format(), true)
+	v = ledger.SignVote(validators[2], ledger.Vote{Chain: "otherchain", Type: ledger.Prevote, Height: head.Height + 1, Block: b.Hash()})
+	add("prevote of another chain by a validator's key", p2p.TopicConsensus, (&consensus.Message{Vote: &v}).Format(), true)
+	for _, cs := range committed.Certificate.Sigs {
+		old := ledger.SignedVote{Vote: committed.Certificate.Vote(cs.Validator), Sig: cs.Sig}
+		add("replayed precommit of the head", p2p.TopicConsensus, (&consensus.Message{Vote: &old}).Format(), false)
+	}
+
+	rec := ledger.Record{Key: repo.key("evil-attest"), Commit: repo.rev("v0"), Tree: "t1:" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}
+	a := ledger.Attest(strangers[0], c.g.Chain, rec)
+	add("attestation by a non-validator", p2p.TopicAttest, a.Format(), true)
+	a = ledger.Attest(validators[0], "otherchain", rec)
+	add("attestation of another chain", p2p.TopicAttest, a.Format(), true)
+	add("garbage on the mempool topic", p2p.TopicMempool, []byte(`{"records":[{"key":"not a key"}]}`), true)
+	add("garbage resend envelope", p2p.TopicMempool, []byte("vcsledger-resend/1 zz\n{}"), true)
+
+	invalid := 0
+	for _, m := range msgs {
+		if err := h.Publish(ctx, m.topic, m.data); err != nil {
+			t.Fatalf("publish %s: %v", m.name, err)
+		}
+		if m.invalid {
+			invalid++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if invalid < 10 {
+		t.Fatalf("only %d invalid messages: the ban needs 10", invalid)
+	}
+	// Every node bans the sender (10 invalid messages), and nothing moved.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, i := range c.live() {
+		for !slices.Contains(c.members[i].host.Blocked(), h.ID()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d did not ban the host that sent %d invalid messages (peers: %+v)", i, invalid, c.members[i].host.Peers())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for i, hd := range c.heads() {
+		if hd.Hash() != before[i].Hash() {
+			t.Errorf("node %d: head moved from %d to %d under hostile gossip", i, before[i].Height, hd.Height)
+		}
+		n := c.members[i].Node
+		ev, err := n.Store().Evidence(ctx, 10)
+		if err != nil || len(ev) > 0 {
+			t.Errorf("node %d: evidence %v, %v; want none", i, ev, err)
+		}
+		for _, tag := range []string{"evil-strangers", "evil-one", "evil-chain", "evil-nocert", "evil-proposal", "evil-attest"} {
+			if _, err := n.Store().Lookup(ctx, repo.key(tag)); err == nil {
+				t.Errorf("node %d committed %s", i, tag)
+			}
+			if _, ok := n.pool.Get(repo.key(tag)); ok && tag == "evil-attest" {
+				t.Errorf("node %d took %s into its mempool", i, tag)
+			}
+		}
+	}
+	// The network still works.
+	after := keysOf(repo, repo.tagMany("after", 2))
+	c.submitAll(1, after)
+	c.waitAllCommitted(after, 30*time.Second)
+	c.waitConverged(30 * time.Second)
+	c.audit()
 }
