@@ -10,11 +10,11 @@ package node
 
 import (
 	"context"
-	"io"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
