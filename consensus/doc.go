@@ -80,6 +80,19 @@
 // Receive, Tick, Start and Advance take the time as an argument; the engine
 // never reads a clock. The App is called synchronously from these methods.
 //
+// # PoW
+//
+// The pow rules (DESIGN §3 pow, docs/FORMAT.md "Proof of work") are pure
+// functions: NextBits (retargeting every N blocks toward the genesis
+// interval, at most MaxRetargetStep bits a time), MedianTime,
+// CheckPoWHeader and CheckFuture (the clock is passed in). PoWSeal checks
+// stored and synced blocks (ledger.SealChecker). A Tree holds the blocks a
+// node knows, main chain and side branches, with the fork choice: most
+// cumulative work (sum of 2^bits), ties to the lower block hash; Fork and
+// Branch give what a reorg switches. Solve searches nonces; a Miner runs
+// Solve on worker goroutines (the one part of this package that starts
+// goroutines: it only hashes, and Close stops and waits for them).
+//
 // # Limits
 //
 // Memory is bounded per height: messages of rounds more than 16 above the
