@@ -27,19 +27,35 @@ import (
 // A ledgerdProc is a ledgerd process: this test binary run as ledgerd (see
 // TestMain).
 type ledgerdProc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done
-	logs syncBuffer    // its stderr
+	t       *testing.T
+	cmd     *exec.Cmd
+	url     string
+	done    chan struct{} // closed when the process has exited
+	serving chan string   // the URL it prints when it serves HTTP
+	err     error         // its exit status, once done
+	logs    syncBuffer    // its stderr
 }
 
 // startLedgerd runs 'ledgerd args...' and waits until it prints that it
 // serves HTTP (ledgerd dev does).
 func startLedgerd(t *testing.T, args ...string) *ledgerdProc {
 	t.Helper()
-	p := &ledgerdProc{t: t, done: make(chan struct{})}
+	p := spawnLedgerd(t, args...)
+	select {
+	case p.url = <-p.serving:
+	case <-p.done:
+		t.Fatalf("ledgerd %v exited before serving: %v\n%s", args, p.err, p.logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("ledgerd %v did not serve within 60s\n%s", args, p.logs.String())
+	}
+	return p
+}
+
+// spawnLedgerd starts 'ledgerd args...' without waiting for it; p.serving
+// gets the URL it prints when it serves HTTP (ledgerd dev does).
+func spawnLedgerd(t *testing.T, args ...string) *ledgerdProc {
+	t.Helper()
+	p := &ledgerdProc{t: t, done: make(chan struct{}), serving: make(chan string, 1)}
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), execAsLedgerd+"=1")
 	p.cmd.Stderr = &p.logs
@@ -50,12 +66,14 @@ func startLedgerd(t *testing.T, args ...string) *ledgerdProc {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			if _, rest, ok := strings.Cut(sc.Text(), "serving http://"); ok {
-				serving <- "http://" + strings.Fields(rest)[0]
+				select {
+				case p.serving <- "http://" + strings.Fields(rest)[0]:
+				default:
+				}
 			}
 		}
 		io.Copy(io.Discard, out)
@@ -63,13 +81,6 @@ func startLedgerd(t *testing.T, args ...string) *ledgerdProc {
 		close(p.done)
 	}()
 	t.Cleanup(func() { p.kill() })
-	select {
-	case p.url = <-serving:
-	case <-p.done:
-		t.Fatalf("ledgerd %v exited before serving: %v\n%s", args, p.err, p.logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("ledgerd %v did not serve within 60s\n%s", args, p.logs.String())
-	}
 	return p
 }
 
