@@ -62,6 +62,9 @@ func seeds(t testing.TB) map[string][][]byte {
 	out["FuzzParseBlock"] = append(out["FuzzParseBlock"], small.Format())
 	small.Certificate = nil
 	out["FuzzParseBlock"] = append(out["FuzzParseBlock"], small.Format())
+	for name, ss := range checkpointSeeds(t) {
+		out[name] = append(out[name], ss...)
+	}
 	for _, tc := range keyCases {
 		out["FuzzParseKey"] = append(out["FuzzParseKey"], []byte(tc.in))
 	}
