@@ -23,6 +23,8 @@
 //	state(name TEXT PRIMARY KEY, data BLOB NOT NULL)
 //	evidence(seq INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL UNIQUE,
 //	         kind TEXT NOT NULL, data BLOB NOT NULL, added INTEGER NOT NULL)
+//	side(hash BLOB NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL)
+//	                                        -- blocks off the main chain (pow), see reorg.go
 //
 // Headers, records and certificates are stored in their canonical encodings
 // (ledger's Format) and parsed on read, so reads return exactly what was
@@ -225,6 +227,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
 	if err := s.init(ctx, cfg); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := s.createSide(ctx); err != nil { // reorg.go
 		w.Close()
 		return nil, err
 	}

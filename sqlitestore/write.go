@@ -56,44 +56,13 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 			h.Height, len(hashes), len(b.Records), size, want, ledger.ErrInvalidBlock)
 	}
 
-	hash := h.Hash()
-	var cert []byte
-	if b.Certificate != nil {
-		cert = b.Certificate.Format()
-	}
-	atts := encodeAttestations(h, b.Records, b.Attestations)
-
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fail("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (height, hash, header, first_index, cert, attestations) VALUES (?, ?, ?, ?, ?, ?)",
-		int64(h.Height), hash[:], h.Format(), int64(size), cert, atts); err != nil {
-		return fail("%w", err)
-	}
-	if len(b.Records) > 0 {
-		ins, err := tx.PrepareContext(ctx, "INSERT INTO records (idx, key, height, data, hashes) VALUES (?, ?, ?, ?, ?)")
-		if err != nil {
-			return fail("%w", err)
-		}
-		defer ins.Close()
-		buf := make([]byte, 0, 32*len(hashes))
-		for _, x := range hashes {
-			buf = append(buf, x[:]...)
-		}
-		for i := range b.Records {
-			r := &b.Records[i]
-			idx := int64(size) + int64(i)
-			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
-			if _, err := ins.ExecContext(ctx, idx, r.Key.String(), int64(h.Height), r.Format(), buf[32*lo:32*hi]); err != nil {
-				var se sqlite3.Error
-				if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-					return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, r.Key, ledger.ErrConflict)
-				}
-				return fail("record %d: %w", idx, err)
-			}
-		}
+	if err := insertBlock(ctx, tx, b, hashes, size); err != nil {
+		return err
 	}
 	if err := deletePending(ctx, tx, pendingIDs); err != nil {
 		return fail("%w", err)
@@ -121,4 +90,50 @@ func (s *Store) reloadHead(ctx context.Context) {
 			s.head.Store(h)
 		}
 	}
+}
+
+// insertBlock writes b, whose log starts at size records, with the stored
+// log hashes its records add, in tx. A key already committed is
+// ErrConflict.
+func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledger.Hash, size uint64) error {
+	h := &b.Header
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("sqlitestore: append height %d: %w", h.Height, fmt.Errorf(format, args...))
+	}
+	base := ledger.StoredHashCount(int64(size))
+	hash := h.Hash()
+	var cert []byte
+	if b.Certificate != nil {
+		cert = b.Certificate.Format()
+	}
+	atts := encodeAttestations(h, b.Records, b.Attestations)
+
+	if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (height, hash, header, first_index, cert, attestations) VALUES (?, ?, ?, ?, ?, ?)",
+		int64(h.Height), hash[:], h.Format(), int64(size), cert, atts); err != nil {
+		return fail("%w", err)
+	}
+	if len(b.Records) > 0 {
+		ins, err := tx.PrepareContext(ctx, "INSERT INTO records (idx, key, height, data, hashes) VALUES (?, ?, ?, ?, ?)")
+		if err != nil {
+			return fail("%w", err)
+		}
+		defer ins.Close()
+		buf := make([]byte, 0, 32*len(hashes))
+		for _, x := range hashes {
+			buf = append(buf, x[:]...)
+		}
+		for i := range b.Records {
+			r := &b.Records[i]
+			idx := int64(size) + int64(i)
+			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
+			if _, err := ins.ExecContext(ctx, idx, r.Key.String(), int64(h.Height), r.Format(), buf[32*lo:32*hi]); err != nil {
+				var se sqlite3.Error
+				if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+					return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, r.Key, ledger.ErrConflict)
+				}
+				return fail("record %d: %w", idx, err)
+			}
+		}
+	}
+	return nil
 }

@@ -19,9 +19,10 @@ type MemStore struct {
 	records []ledger.Entry
 	keys    map[ledger.Key]int64
 	hashes  []ledger.Hash
+	side    map[ledger.Hash]*ledger.Block // side blocks (memreorg.go)
 }
 
-var _ ledger.Store = (*MemStore)(nil)
+var _ ledger.Reorger = (*MemStore)(nil)
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{keys: make(map[ledger.Key]int64)} }

@@ -13,7 +13,8 @@ import (
 )
 
 // TestStore runs the conformance suite for a ledger.Store implementation:
-// every rule of the ledger.Store interface comment. newStore returns a new,
+// every rule of the ledger.Store interface comment, and of
+// ledger.Reorger's when the store is one. newStore returns a new,
 // empty store; the suite closes it.
 func TestStore(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 	t.Run("Empty", func(t *testing.T) { testEmpty(t, newStore(t)) })
@@ -25,6 +26,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 	t.Run("Copies", func(t *testing.T) { testCopies(t, newStore(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore(t)) })
 	t.Run("AppendNext", func(t *testing.T) { testAppendNext(t, newStore(t)) })
+	t.Run("Reorg", func(t *testing.T) { testReorg(t, newStore(t)) }) // ledger.Reorger only; reorg.go
 }
 
 // build appends to s the genesis and blocks blocks of per records each of a
