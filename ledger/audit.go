@@ -31,7 +31,8 @@ type AuditReport struct {
 }
 
 // Audit re-verifies a whole store from genesis: every header's link to its
-// parent, every record's encoding and leaf hash, no key committed twice,
+// parent, every record's encoding and leaf hash (authority changes too, and
+// the store's list of them), no key committed twice,
 // every header's log size and root recomputed from the records alone, every
 // stored log hash the store would serve proofs from, and (when seal is not
 // nil) every block's seal. g, when not nil, must produce block 0. It returns
@@ -48,6 +49,7 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 	var f frontier
 	keys := make(map[[16]byte]struct{})
 	var parent *Header
+	var auth []AuthorityEntry
 	for height := uint64(0); height <= head.Height; height++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -59,6 +61,9 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 		if err := auditBlock(ctx, s, g, seal, parent, b, &f, keys, rep); err != nil {
 			return nil, &AuditError{Height: height, Err: err}
 		}
+		for i := range b.Authority {
+			auth = append(auth, AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: height})
+		}
 		parent = &b.Header
 		rep.Blocks++
 		if progress != nil {
@@ -66,13 +71,27 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 		}
 	}
 	rep.Head = *parent
+	// The store's list of authority changes (what LoadAuthorities reads)
+	// must be the one the blocks give.
+	listed, err := s.Authorities(ctx)
+	if err != nil {
+		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("authority changes: %w", err)}
+	}
+	if len(listed) != len(auth) {
+		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("the store lists %d authority changes, the blocks hold %d", len(listed), len(auth))}
+	}
+	for i := range auth {
+		if listed[i].Index != auth[i].Index || listed[i].Height != auth[i].Height || listed[i].Change.LeafHash() != auth[i].Change.LeafHash() {
+			return nil, &AuditError{Height: auth[i].Height, Err: fmt.Errorf("the store lists authority change %d as %d at height %d, the blocks give %d", i, listed[i].Index, listed[i].Height, auth[i].Index)}
+		}
+	}
 	return rep, nil
 }
 
 func auditBlock(ctx context.Context, s Store, g *Genesis, seal SealChecker, parent *Header, b *Block, f *frontier, keys map[[16]byte]struct{}, rep *AuditReport) error {
 	h := &b.Header
 	if parent == nil {
-		if h.Height != 0 || !h.Prev.IsZero() || h.Records != 0 || h.LogSize != 0 || h.LogRoot != EmptyLogRoot || len(b.Records) != 0 {
+		if h.Height != 0 || !h.Prev.IsZero() || h.Records != 0 || h.LogSize != 0 || h.LogRoot != EmptyLogRoot || b.Leaves() != 0 {
 			return errors.New("block 0 is not a genesis block")
 		}
 		if g != nil && h.Hash() != g.Block().Hash() {
@@ -102,7 +121,21 @@ func auditBlock(ctx context.Context, s Store, g *Genesis, seal SealChecker, pare
 			return err
 		}
 	}
-	rep.Records += int64(len(b.Records))
+	for i := range b.Authority {
+		c := &b.Authority[i]
+		if err := c.Check(); err != nil {
+			return fmt.Errorf("authority change %d: %w", i, err)
+		}
+		if h.Engine != EnginePoA || c.Chain != h.Chain {
+			return fmt.Errorf("authority change %d of chain %q in a %s block", i, c.Chain, h.Engine)
+		}
+		data := c.Format()
+		rep.Bytes += int64(len(data))
+		if err := f.add(Hash(tlog.RecordHash(data))); err != nil {
+			return err
+		}
+	}
+	rep.Records += int64(b.Leaves())
 	if uint64(f.size) != h.LogSize {
 		return fmt.Errorf("log size %d, records give %d", h.LogSize, f.size)
 	}

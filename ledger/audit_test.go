@@ -67,6 +67,16 @@ func (s *rawStore) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, e
 	return nil, ledger.ErrNotFound
 }
 
+func (s *rawStore) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error) {
+	var out []ledger.AuthorityEntry
+	for _, b := range s.blocks {
+		for i := range b.Authority {
+			out = append(out, ledger.AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: b.Header.Height})
+		}
+	}
+	return out, nil
+}
+
 func (s *rawStore) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
 	return s.log.ReadHashes(indexes)
 }

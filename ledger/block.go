@@ -14,15 +14,18 @@ const (
 	MaxBlockBytes   = 64 << 20
 )
 
-// A Block is a header, the records it adds to the log in order, and what
-// seals and supports it: the poa certificate and the records' attestations.
-// Only the header is hashed; the certificate and attestations are
-// self-authenticating signatures kept with the body.
+// A Block is a header, the records it adds to the log in order (its key
+// records, then its authority changes), and what seals and supports it: the
+// poa certificate and the key records' attestations. Only the header is
+// hashed; the certificate and attestations are self-authenticating
+// signatures kept with the body. The header's record count is that of both
+// kinds (Leaves).
 type Block struct {
 	Header       Header
 	Records      []Record
-	Certificate  *Certificate  // poa; nil for pow and for the genesis block
-	Attestations []Attestation // in record order, each record's in validator order
+	Authority    []AuthorityChange // poa: validator-set changes, after the records in the log
+	Certificate  *Certificate      // poa; nil for pow and for the genesis block
+	Attestations []Attestation     // in record order, each record's in validator order
 }
 
 // Hash returns the block hash.
@@ -30,7 +33,8 @@ func (b *Block) Hash() Hash { return b.Header.Hash() }
 
 // Format returns the block's canonical transport and storage encoding
 // (docs/FORMAT.md, "Block data"): a magic line, then length-prefixed
-// sections "header", "record"*, "certificate"?, "attestation"*.
+// sections "header", "record"*, "authority"*, "certificate"?,
+// "attestation"*.
 func (b *Block) Format() []byte {
 	var buf bytes.Buffer
 	buf.WriteString(blockMagic + "\n")
@@ -42,6 +46,9 @@ func (b *Block) Format() []byte {
 	for i := range b.Records {
 		section("record", b.Records[i].Format())
 	}
+	for i := range b.Authority {
+		section("authority", b.Authority[i].Format())
+	}
 	if b.Certificate != nil {
 		section("certificate", b.Certificate.Format())
 	}
@@ -52,8 +59,9 @@ func (b *Block) Format() []byte {
 }
 
 // ParseBlock parses a block's canonical encoding strictly. It checks the
-// encodings and that the record count matches the header; it verifies no
-// signatures and no chain rules (see ValidateNext).
+// encodings and that the record count (key records and authority changes)
+// matches the header; it verifies no signatures and no chain rules (see
+// ValidateNext).
 func ParseBlock(data []byte) (*Block, error) {
 	if len(data) > MaxBlockBytes {
 		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d bytes, more than %d", len(data), MaxBlockBytes)}
@@ -103,12 +111,18 @@ func ParseBlock(data []byte) (*Block, error) {
 			return nil, err
 		}
 		switch {
-		case name == "record" && b.Certificate == nil && len(b.Attestations) == 0:
+		case name == "record" && len(b.Authority) == 0 && b.Certificate == nil && len(b.Attestations) == 0:
 			r, err := ParseRecord(body)
 			if err != nil {
 				return nil, err
 			}
 			b.Records = append(b.Records, *r)
+		case name == "authority" && b.Certificate == nil && len(b.Attestations) == 0:
+			c, err := ParseAuthorityChange(body)
+			if err != nil {
+				return nil, err
+			}
+			b.Authority = append(b.Authority, *c)
 		case name == "certificate" && b.Certificate == nil && len(b.Attestations) == 0:
 			c, err := ParseCertificate(body)
 			if err != nil {
@@ -125,8 +139,8 @@ func ParseBlock(data []byte) (*Block, error) {
 			return nil, &FormatError{What: "block", Msg: fmt.Sprintf("unexpected section %q", clip(name))}
 		}
 	}
-	if uint64(len(b.Records)) != h.Records {
-		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("header says %d records, body has %d", h.Records, len(b.Records))}
+	if uint64(b.Leaves()) != h.Records {
+		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("header says %d records, body has %d", h.Records, b.Leaves())}
 	}
 	return &b, nil
 }

@@ -245,3 +245,24 @@ func (o *Overlay) ReadHashes(ctx context.Context, indexes []int64) ([]Hash, erro
 
 // Close does nothing: the base store is the caller's.
 func (o *Overlay) Close() error { return nil }
+
+// Authorities returns the view's authority changes: the base store's up to
+// the fork, then those of the blocks appended (pow chains have none).
+func (o *Overlay) Authorities(ctx context.Context) ([]AuthorityEntry, error) {
+	es, err := o.base.Authorities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []AuthorityEntry
+	for _, e := range es {
+		if e.Height <= o.fork.Height {
+			out = append(out, e)
+		}
+	}
+	for _, b := range o.blocks {
+		for i := range b.Authority {
+			out = append(out, AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: b.Header.Height})
+		}
+	}
+	return out, nil
+}

@@ -18,10 +18,13 @@ var (
 )
 
 // An Entry is a committed record with its place in the log and the chain.
+// An entry of the log that is an authority change, not a key record, has
+// Authority set and a zero Record.
 type Entry struct {
-	Record Record
-	Index  int64  // position in the log, from 0
-	Height uint64 // height of the block that committed it
+	Record    Record
+	Authority *AuthorityChange
+	Index     int64  // position in the log, from 0
+	Height    uint64 // height of the block that committed it
 }
 
 // A Store keeps one chain: blocks from genesis, their records and the log's
@@ -37,6 +40,9 @@ type Entry struct {
 //     matches the head, len(hashes) is what the block adds to the log, and
 //     no key is committed twice (ErrConflict). Full validation is
 //     ValidateNext's job, before Append.
+//   - A block's log entries are its records, then its authority changes;
+//     Record and Records return both kinds (Entry.Authority), Lookup only
+//     key records.
 //   - Reads of what does not exist return an error wrapping ErrNotFound.
 //   - Methods are safe for concurrent use; reads see only whole blocks.
 //   - Returned values are the caller's to keep and modify.
@@ -60,6 +66,9 @@ type Store interface {
 	Records(ctx context.Context, from int64, limit int) ([]Entry, error)
 	// Lookup returns the record committed for key.
 	Lookup(ctx context.Context, key Key) (*Entry, error)
+	// Authorities returns every authority change committed, in log
+	// order, without reading every block.
+	Authorities(ctx context.Context) ([]AuthorityEntry, error)
 
 	// ReadHashes returns the stored log hashes at the given tlog
 	// stored-hash indexes, in order (one per index).

@@ -51,8 +51,8 @@ func CheckLink(parent *Header, b *Block) error {
 		return invalid(h.Height, "prev", "prev %s, want %s", h.Prev, parent.Hash())
 	case h.Time < parent.Time:
 		return invalid(h.Height, "time", "time %d before parent's %d", h.Time, parent.Time)
-	case h.Records != uint64(len(b.Records)):
-		return invalid(h.Height, "records", "header says %d records, body has %d", h.Records, len(b.Records))
+	case h.Records != uint64(b.Leaves()):
+		return invalid(h.Height, "records", "header says %d records, body has %d", h.Records, b.Leaves())
 	case h.LogSize != parent.LogSize+h.Records:
 		return invalid(h.Height, "log", "log size %d, want %d + %d", h.LogSize, parent.LogSize, h.Records)
 	}
@@ -61,8 +61,9 @@ func CheckLink(parent *Header, b *Block) error {
 
 // ValidateNext checks that b is a valid next block for the chain in s, whose
 // head is parent: CheckLink, every record well formed and its key neither
-// committed before nor repeated in b, the log size and root after b, and
-// the seal (unless seal is nil). It returns the stored log hashes to pass to
+// committed before nor repeated in b, every authority change well formed
+// (only poa blocks carry them), the log size and root after b, and the seal
+// (unless seal is nil; the poa seal checks the authority changes' rules). It returns the stored log hashes to pass to
 // s.Append.
 func ValidateNext(ctx context.Context, s Store, parent *Header, b *Block, seal SealChecker) ([]Hash, error) {
 	if err := CheckLink(parent, b); err != nil {
@@ -70,7 +71,7 @@ func ValidateNext(ctx context.Context, s Store, parent *Header, b *Block, seal S
 	}
 	h := &b.Header
 	seen := make(map[Key]bool, len(b.Records))
-	leaves := make([]Hash, len(b.Records))
+	leaves := make([]Hash, len(b.Records), b.Leaves())
 	for i := range b.Records {
 		r := &b.Records[i]
 		if err := r.Check(); err != nil {
@@ -87,6 +88,19 @@ func ValidateNext(ctx context.Context, s Store, parent *Header, b *Block, seal S
 			return nil, fmt.Errorf("ledger: validate height %d: %w", h.Height, err)
 		}
 		leaves[i] = r.LeafHash()
+	}
+	if len(b.Authority) > 0 && h.Engine != EnginePoA {
+		return nil, invalid(h.Height, "authority", "a %s block carries authority changes", h.Engine)
+	}
+	for i := range b.Authority {
+		c := &b.Authority[i]
+		if err := c.Check(); err != nil {
+			return nil, invalid(h.Height, "authority", "change %d: %v", i, err)
+		}
+		if c.Chain != h.Chain {
+			return nil, invalid(h.Height, "authority", "change %d is of chain %q", i, c.Chain)
+		}
+		leaves = append(leaves, c.LeafHash())
 	}
 	stored, root, err := AppendLog(HashReaderOf(ctx, s), int64(parent.LogSize), leaves)
 	if err != nil {

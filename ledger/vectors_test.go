@@ -410,6 +410,7 @@ func generateVectors(t *testing.T) map[string]any {
 		"log.json":        lv,
 		"keys.json":       kv,
 		"signatures.json": sv,
+		"authority.json":  authorityVectors(t),
 	}
 }
 

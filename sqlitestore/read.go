@@ -138,6 +138,7 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 		return nil, corruptRow(fmt.Errorf("first record %d, header says %d records ending the log at %d", first, h.Records, h.LogSize), "block %d", height)
 	}
 	b.Records = make([]ledger.Record, 0, h.Records)
+	n := 0 // entries read
 	if h.Records > 0 {
 		rows, err := q.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
 		if err != nil {
@@ -150,9 +151,21 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 			if err := rows.Scan(&idx, &rh, &data); err != nil {
 				return nil, readErr(err, "block %d: records", height)
 			}
-			want := first + int64(len(b.Records))
+			want := first + int64(n)
 			if idx != want || rh != int64(height) {
 				return nil, corruptRow(fmt.Errorf("record %d of height %d where record %d belongs", idx, rh, want), "block %d", height)
+			}
+			n++
+			if isAuthority(data) {
+				c, err := ledger.ParseAuthorityChange(data)
+				if err != nil {
+					return nil, corruptRow(err, "block %d: record %d", height, idx)
+				}
+				b.Authority = append(b.Authority, *c)
+				continue
+			}
+			if len(b.Authority) > 0 {
+				return nil, corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", height, idx)
 			}
 			r, err := ledger.ParseRecord(data)
 			if err != nil {
@@ -163,8 +176,8 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 		if err := rows.Err(); err != nil {
 			return nil, readErr(err, "block %d: records", height)
 		}
-		if uint64(len(b.Records)) != h.Records {
-			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, len(b.Records)), "block %d", height)
+		if uint64(n) != h.Records {
+			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, n), "block %d", height)
 		}
 	}
 	if b.Attestations, err = decodeAttestations(atts, &b.Header, b.Records); err != nil {
@@ -173,7 +186,19 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	return b, nil
 }
 
+// isAuthority reports whether a records row holds an authority change.
+func isAuthority(data []byte) bool {
+	return bytes.HasPrefix(data, []byte(authorityPrefix[:len(authorityPrefix)-1]+"\n"))
+}
+
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
+	if isAuthority(data) {
+		c, err := ledger.ParseAuthorityChange(data)
+		if err != nil {
+			return nil, corruptRow(err, "record %d", idx)
+		}
+		return &ledger.Entry{Authority: c, Index: idx, Height: uint64(height)}, nil
+	}
 	r, err := ledger.ParseRecord(data)
 	if err != nil {
 		return nil, corruptRow(err, "record %d", idx)
@@ -236,6 +261,35 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 		return nil, corruptRow(fmt.Errorf("row holds key %s", e.Record.Key), "key %s", key)
 	}
 	return e, nil
+}
+
+// Authorities returns every authority change committed, in log order,
+// through the index on records.key (their keys share a prefix no key
+// record has).
+func (s *Store) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE key >= ? AND key < ? ORDER BY idx",
+		authorityPrefix, authorityPrefix[:len(authorityPrefix)-1]+"!")
+	if err != nil {
+		return nil, readErr(err, "authority changes")
+	}
+	defer rows.Close()
+	var out []ledger.AuthorityEntry
+	for rows.Next() {
+		var idx, height int64
+		var data []byte
+		if err := rows.Scan(&idx, &height, &data); err != nil {
+			return nil, readErr(err, "authority changes")
+		}
+		c, err := ledger.ParseAuthorityChange(data)
+		if err != nil {
+			return nil, corruptRow(err, "record %d", idx)
+		}
+		out = append(out, ledger.AuthorityEntry{Change: *c, Index: idx, Height: uint64(height)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, readErr(err, "authority changes")
+	}
+	return out, nil
 }
 
 // ReadHashes returns the stored log hashes at the given tlog stored-hash

@@ -26,6 +26,11 @@
 //	side(hash BLOB NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL)
 //	                                        -- blocks off the main chain (pow), see reorg.go
 //
+// An authority change (a log entry that is not a key record) has a row in
+// records too, with its canonical bytes as data and the key
+// "vcsledger-authority/1 <index, 20 digits>", which no key can be (keys
+// hold no space): Authorities reads them by that prefix of the key index.
+//
 // Headers, records and certificates are stored in their canonical encodings
 // (ledger's Format) and parsed on read, so reads return exactly what was
 // appended. Appending record i adds the tlog stored hashes
@@ -452,11 +457,8 @@ func (s *Store) verifyTail(ctx context.Context) error {
 	if b.Header != *head {
 		return s.corrupt("head block %d reads back another header", head.Height)
 	}
-	old := size - int64(len(b.Records))
-	leaves := make([]ledger.Hash, len(b.Records))
-	for i := range b.Records {
-		leaves[i] = b.Records[i].LeafHash()
-	}
+	old := size - int64(b.Leaves())
+	leaves := b.LeafHashes()
 	hr := ledger.HashReaderFunc(func(idx []int64) ([]ledger.Hash, error) { return readHashes(ctx, tx, idx) })
 	want, root, err := ledger.AppendLog(hr, old, leaves)
 	if err != nil {

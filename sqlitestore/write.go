@@ -46,9 +46,9 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 	if head != nil {
 		size = head.LogSize
 	}
-	if h.Records != uint64(len(b.Records)) || h.LogSize != size+h.Records {
+	if h.Records != uint64(b.Leaves()) || h.LogSize != size+h.Records {
 		return fmt.Errorf("sqlitestore: append height %d: header says %d records ending the log at %d; body has %d after %d: %w",
-			h.Height, h.Records, h.LogSize, len(b.Records), size, ledger.ErrInvalidBlock)
+			h.Height, h.Records, h.LogSize, b.Leaves(), size, ledger.ErrInvalidBlock)
 	}
 	base := ledger.StoredHashCount(int64(size))
 	if want := ledger.StoredHashCount(int64(h.LogSize)) - base; int64(len(hashes)) != want {
@@ -112,7 +112,7 @@ func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledg
 		int64(h.Height), hash[:], h.Format(), int64(size), cert, atts); err != nil {
 		return fail("%w", err)
 	}
-	if len(b.Records) > 0 {
+	if b.Leaves() > 0 {
 		ins, err := tx.PrepareContext(ctx, "INSERT INTO records (idx, key, height, data, hashes) VALUES (?, ?, ?, ?, ?)")
 		if err != nil {
 			return fail("%w", err)
@@ -134,6 +134,19 @@ func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledg
 				return fail("record %d: %w", idx, err)
 			}
 		}
+		for i := range b.Authority {
+			idx := int64(size) + int64(len(b.Records)+i)
+			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
+			if _, err := ins.ExecContext(ctx, idx, authorityKey(idx), int64(h.Height), b.Authority[i].Format(), buf[32*lo:32*hi]); err != nil {
+				return fail("authority change %d: %w", idx, err)
+			}
+		}
 	}
 	return nil
 }
+
+// authorityPrefix starts the key column of an authority change's row.
+const authorityPrefix = "vcsledger-authority/1 "
+
+// authorityKey is the key column of the authority change at log index idx.
+func authorityKey(idx int64) string { return fmt.Sprintf("%s%020d", authorityPrefix, idx) }

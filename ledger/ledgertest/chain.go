@@ -17,14 +17,19 @@ import (
 // Next block carries a certificate from every validator and attestations
 // from as many validators as the genesis asks for. The chain is kept in its
 // own MemStore.
+//
+// Authority changes (Change, NextWith) change the set: blocks are then
+// proposed, certified and attested by the set in force at their height.
 type Chain struct {
 	Genesis *ledger.Genesis
-	Signers []*ledger.Signer // sorted by public key
+	Signers []*ledger.Signer // the genesis validators', sorted by public key
 	Vals    *ledger.ValidatorSet
 	Store   *MemStore
+	Auth    *ledger.Authorities // the set's history through the head
 
 	tb     testing.TB
 	blocks []*ledger.Block
+	keys   map[ledger.PublicKey]*ledger.Signer
 }
 
 // Signer returns a deterministic signer derived from seed.
@@ -63,7 +68,13 @@ func NewChainFrom(tb testing.TB, g *ledger.Genesis, signers []*ledger.Signer) *C
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &Chain{tb: tb, Store: NewMemStore(), Genesis: g, Vals: vs}
+	c := &Chain{tb: tb, Store: NewMemStore(), Genesis: g, Vals: vs, keys: make(map[ledger.PublicKey]*ledger.Signer)}
+	if c.Auth, err = ledger.NewAuthorities(g); err != nil {
+		tb.Fatal(err)
+	}
+	for _, s := range signers {
+		c.keys[s.Public()] = s
+	}
 	// Order signers as the set orders keys.
 	for _, v := range vs.Validators() {
 		found := false
@@ -91,46 +102,98 @@ func (c *Chain) Blocks() []*ledger.Block { return c.blocks }
 // Head returns the newest block.
 func (c *Chain) Head() *ledger.Block { return c.blocks[len(c.blocks)-1] }
 
+// AddSigner makes s known to the chain, so that once an authority change
+// adds its key it proposes, votes and attests like the others.
+func (c *Chain) AddSigner(s *ledger.Signer) { c.keys[s.Public()] = s }
+
+// ValsAt returns the validator set in force at height h (at most the head's
+// + ledger.AuthorityDelay).
+func (c *Chain) ValsAt(h uint64) *ledger.ValidatorSet {
+	c.tb.Helper()
+	vs, err := c.Auth.At(h)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return vs
+}
+
+// SignersAt returns the signers of the set in force at height h, in key
+// order.
+func (c *Chain) SignersAt(h uint64) []*ledger.Signer {
+	c.tb.Helper()
+	var out []*ledger.Signer
+	for _, v := range c.ValsAt(h).Validators() {
+		s := c.keys[v.Key]
+		if s == nil {
+			c.tb.Fatalf("ledgertest: no signer for validator %s", v.Key)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Change returns an authority change of the chain (op ledger.AuthorityAdd
+// or ledger.AuthorityRemove of key, named name when added) effective at
+// height effective, voted by every validator in force at the next height.
+func (c *Chain) Change(op string, key ledger.PublicKey, name string, effective uint64) ledger.AuthorityChange {
+	c.tb.Helper()
+	ch := ledger.AuthorityChange{Chain: c.Genesis.Chain, Op: op, Validator: key, Name: name, Effective: effective}
+	for _, s := range c.SignersAt(c.Head().Header.Height + 1) {
+		ch.AddVote(ch.Vote(s))
+	}
+	return ch
+}
+
 // Unsealed returns the next block with records (attested, not yet
 // certified) and the stored hashes it adds, without adding it to the chain.
 func (c *Chain) Unsealed(records []ledger.Record) (*ledger.Block, []ledger.Hash) {
+	return c.UnsealedWith(records, nil)
+}
+
+// UnsealedWith is Unsealed for a block that also carries authority changes.
+func (c *Chain) UnsealedWith(records []ledger.Record, changes []ledger.AuthorityChange) (*ledger.Block, []ledger.Hash) {
 	c.tb.Helper()
 	ctx := context.Background()
 	parent := c.Head().Header
-	leaves := make([]ledger.Hash, len(records))
-	for i := range records {
-		leaves[i] = records[i].LeafHash()
-	}
+	b := &ledger.Block{Records: append([]ledger.Record(nil), records...), Authority: changes}
+	leaves := b.LeafHashes()
 	stored, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, c.Store), int64(parent.LogSize), leaves)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
+	vals := c.ValsAt(parent.Height + 1)
 	h := ledger.Header{
 		Chain:    parent.Chain,
 		Height:   parent.Height + 1,
 		Prev:     parent.Hash(),
 		Time:     parent.Time + c.Genesis.BlockInterval,
 		Engine:   ledger.EnginePoA,
-		Proposer: c.Vals.Proposer(parent.Chain, parent.Hash(), parent.Height+1, 0),
-		Records:  uint64(len(records)),
-		LogSize:  parent.LogSize + uint64(len(records)),
+		Proposer: vals.Proposer(parent.Chain, parent.Hash(), parent.Height+1, 0),
+		Records:  uint64(len(leaves)),
+		LogSize:  parent.LogSize + uint64(len(leaves)),
 		LogRoot:  root,
 	}
-	b := &ledger.Block{Header: h, Records: append([]ledger.Record(nil), records...)}
-	need := c.Genesis.AttestationsNeeded()
+	b.Header = h
+	need := c.Auth.AttestationsNeeded(vals)
+	signers := c.SignersAt(h.Height)
 	for _, r := range records {
-		for _, s := range c.Signers[:need] {
+		for _, s := range signers[:need] {
 			b.Attestations = append(b.Attestations, ledger.Attest(s, h.Chain, r))
 		}
 	}
 	return b, stored
 }
 
-// Certify returns a certificate for b from the given signers (all when nil).
+// Certify returns a certificate for b from the given signers (when nil, all
+// of the set in force at b's height, or of the genesis set when the chain
+// does not reach that height).
 func (c *Chain) Certify(b *ledger.Block, signers []*ledger.Signer) *ledger.Certificate {
 	c.tb.Helper()
 	if signers == nil {
 		signers = c.Signers
+		if _, err := c.Auth.At(b.Header.Height); err == nil {
+			signers = c.SignersAt(b.Header.Height)
+		}
 	}
 	var votes []ledger.SignedVote
 	for _, s := range signers {
@@ -145,8 +208,14 @@ func (c *Chain) Certify(b *ledger.Block, signers []*ledger.Signer) *ledger.Certi
 
 // Next builds, certifies and appends the next block with records.
 func (c *Chain) Next(records []ledger.Record) *ledger.Block {
+	return c.NextWith(records, nil)
+}
+
+// NextWith builds, certifies and appends the next block with records and
+// authority changes.
+func (c *Chain) NextWith(records []ledger.Record, changes []ledger.AuthorityChange) *ledger.Block {
 	c.tb.Helper()
-	b, stored := c.Unsealed(records)
+	b, stored := c.UnsealedWith(records, changes)
 	b.Certificate = c.Certify(b, nil)
 	c.Commit(b, stored)
 	return b
@@ -157,6 +226,9 @@ func (c *Chain) Next(records []ledger.Record) *ledger.Block {
 func (c *Chain) Commit(b *ledger.Block, stored []ledger.Hash) {
 	c.tb.Helper()
 	if err := c.Store.Append(context.Background(), b, stored); err != nil {
+		c.tb.Fatal(err)
+	}
+	if err := c.Auth.Apply(b); err != nil {
 		c.tb.Fatal(err)
 	}
 	c.blocks = append(c.blocks, b)

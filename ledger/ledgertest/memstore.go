@@ -44,7 +44,7 @@ func (m *MemStore) Append(ctx context.Context, b *ledger.Block, hashes []ledger.
 		}
 		oldSize = head.LogSize
 	}
-	if h.Records != uint64(len(b.Records)) || h.LogSize != oldSize+h.Records {
+	if h.Records != uint64(b.Leaves()) || h.LogSize != oldSize+h.Records {
 		return fmt.Errorf("memstore: append height %d: record counts disagree: %w", h.Height, ledger.ErrInvalidBlock)
 	}
 	if want := ledger.StoredHashCount(int64(h.LogSize)) - ledger.StoredHashCount(int64(oldSize)); int64(len(hashes)) != want {
@@ -63,6 +63,11 @@ func (m *MemStore) Append(ctx context.Context, b *ledger.Block, hashes []ledger.
 		m.records = append(m.records, ledger.Entry{Record: r, Index: idx, Height: h.Height})
 		m.keys[r.Key] = idx
 	}
+	for i := range b.Authority {
+		c := copyChange(&b.Authority[i])
+		idx := int64(oldSize) + int64(len(b.Records)+i)
+		m.records = append(m.records, ledger.Entry{Authority: &c, Index: idx, Height: h.Height})
+	}
 	m.hashes = append(m.hashes, hashes...)
 	return nil
 }
@@ -70,6 +75,9 @@ func (m *MemStore) Append(ctx context.Context, b *ledger.Block, hashes []ledger.
 func copyBlock(b *ledger.Block) *ledger.Block {
 	c := &ledger.Block{Header: b.Header}
 	c.Records = append([]ledger.Record(nil), b.Records...)
+	for i := range b.Authority {
+		c.Authority = append(c.Authority, copyChange(&b.Authority[i]))
+	}
 	c.Attestations = append([]ledger.Attestation(nil), b.Attestations...)
 	if b.Certificate != nil {
 		cc := *b.Certificate
@@ -77,6 +85,25 @@ func copyBlock(b *ledger.Block) *ledger.Block {
 		c.Certificate = &cc
 	}
 	return c
+}
+
+func copyChange(c *ledger.AuthorityChange) ledger.AuthorityChange {
+	d := *c
+	d.Sigs = append([]ledger.CertSig(nil), c.Sigs...)
+	return d
+}
+
+// Authorities implements ledger.Store.
+func (m *MemStore) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []ledger.AuthorityEntry
+	for _, e := range m.records {
+		if e.Authority != nil {
+			out = append(out, ledger.AuthorityEntry{Change: copyChange(e.Authority), Index: e.Index, Height: e.Height})
+		}
+	}
+	return out, nil
 }
 
 // Head implements ledger.Store.
@@ -129,8 +156,16 @@ func (m *MemStore) Record(ctx context.Context, index int64) (*ledger.Entry, erro
 	if index < 0 || index >= int64(len(m.records)) {
 		return nil, fmt.Errorf("memstore: record %d: %w", index, ledger.ErrNotFound)
 	}
-	e := m.records[index]
+	e := copyEntry(m.records[index])
 	return &e, nil
+}
+
+func copyEntry(e ledger.Entry) ledger.Entry {
+	if e.Authority != nil {
+		c := copyChange(e.Authority)
+		e.Authority = &c
+	}
+	return e
 }
 
 // Records implements ledger.Store.
@@ -139,7 +174,7 @@ func (m *MemStore) Records(ctx context.Context, from int64, limit int) ([]ledger
 	defer m.mu.RUnlock()
 	var out []ledger.Entry
 	for i := max(from, 0); i < int64(len(m.records)) && len(out) < limit; i++ {
-		out = append(out, m.records[i])
+		out = append(out, copyEntry(m.records[i]))
 	}
 	return out, nil
 }

@@ -27,6 +27,69 @@ func TestStore(t *testing.T, newStore func(t *testing.T) ledger.Store) {
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newStore(t)) })
 	t.Run("AppendNext", func(t *testing.T) { testAppendNext(t, newStore(t)) })
 	t.Run("Reorg", func(t *testing.T) { testReorg(t, newStore(t)) }) // ledger.Reorger only; reorg.go
+	t.Run("Authority", func(t *testing.T) { testAuthority(t, newStore(t)) })
+}
+
+// testAuthority: authority changes are log entries of their own kind, read
+// back by Block, Record, Records and Authorities, never by Lookup.
+func testAuthority(t *testing.T, s ledger.Store) {
+	defer s.Close()
+	ctx := context.Background()
+	c := build(t, s, 2, 3)
+	v4, v5 := Signer(4), Signer(5)
+	c.AddSigner(v4)
+	h := c.Head().Header.Height + 1
+	add4 := c.Change(ledger.AuthorityAdd, v4.Public(), "v4", h+ledger.AuthorityDelay)
+	add5 := c.Change(ledger.AuthorityAdd, v5.Public(), "v5", h+ledger.AuthorityDelay+1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, b := range []struct {
+		recs    []ledger.Record
+		changes []ledger.AuthorityChange
+	}{
+		{Records(rng, 100, 2), []ledger.AuthorityChange{add4, add5}},
+		{nil, nil},
+		{Records(rng, 200, 1), nil},
+	} {
+		blk, stored := c.UnsealedWith(b.recs, b.changes)
+		blk.Certificate = c.Certify(blk, nil)
+		if _, err := ledger.ValidateNext(ctx, s, &c.Head().Header, blk, nil); err != nil {
+			t.Fatalf("ValidateNext(height %d) = %v", blk.Header.Height, err)
+		}
+		if err := s.Append(ctx, blk, stored); err != nil {
+			t.Fatalf("Append(height %d with %d changes) = %v", blk.Header.Height, len(b.changes), err)
+		}
+		c.Commit(blk, stored)
+	}
+	got, err := s.Block(ctx, h)
+	if err != nil || !reflect.DeepEqual(got.Format(), c.Blocks()[h].Format()) {
+		t.Fatalf("Block(%d) = %v; want the block appended, authority changes included", h, err)
+	}
+	first := int64(c.Blocks()[h].Header.LogSize) - 2
+	for i, want := range []ledger.AuthorityChange{add4, add5} {
+		e, err := s.Record(ctx, first+int64(i))
+		if err != nil || e.Authority == nil || e.Authority.LeafHash() != want.LeafHash() || e.Height != h || e.Index != first+int64(i) {
+			t.Errorf("Record(%d) = %+v, %v; want authority change %d at height %d", first+int64(i), e, err, i, h)
+		}
+	}
+	es, err := s.Records(ctx, first-1, 4)
+	if err != nil || len(es) != 4 || es[0].Authority != nil || es[1].Authority == nil || es[2].Authority == nil || es[3].Authority != nil {
+		t.Errorf("Records(%d, 4) = %+v, %v; want a record, two changes, a record", first-1, es, err)
+	}
+	as, err := s.Authorities(ctx)
+	if err != nil || len(as) != 2 || as[0].Index != first || as[1].Height != h || as[1].Change.LeafHash() != add5.LeafHash() {
+		t.Fatalf("Authorities() = %+v, %v", as, err)
+	}
+	as[0].Change.Sigs[0].Sig[0] ^= 1
+	if again, _ := s.Authorities(ctx); again[0].Change.LeafHash() != add4.LeafHash() {
+		t.Errorf("Authorities returned the store's own memory")
+	}
+	loaded, err := ledger.LoadAuthorities(ctx, s, c.Genesis)
+	if err != nil || loaded.Through() != c.Head().Header.Height || loaded.Projected().Len() != 6 {
+		t.Errorf("LoadAuthorities = %v; through %d", err, loaded.Through())
+	}
+	if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
+		t.Errorf("Audit = %v", err)
+	}
 }
 
 // build appends to s the genesis and blocks blocks of per records each of a
