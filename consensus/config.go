@@ -35,9 +35,14 @@ type App interface {
 // Config configures a PoA engine. Zero durations take the defaults.
 type Config struct {
 	Chain string
-	// Validators is the validator set. It is static for now; the engine
-	// looks it up per height so that a per-height set can replace it.
+	// Validators is the validator set of a chain whose set never
+	// changes; Sets, when set, replaces it.
 	Validators *ledger.ValidatorSet
+	// Sets gives the validator set in force at each height (a
+	// *ledger.Authorities the node keeps following its chain). The engine
+	// asks for the height it decides (head+1) and the next, so Sets must
+	// know the chain through at least head-1 (ledger.AuthorityDelay is 2).
+	Sets ValidatorSets
 	// Signer is this validator's key; nil for a non-validator that follows
 	// and verifies but never signs. A Signer whose key is not in the set
 	// does not sign either.
@@ -60,6 +65,12 @@ type Config struct {
 	App         App
 }
 
+// ValidatorSets gives the validator set in force at a height, or an error
+// when it is not known yet. *ledger.Authorities implements it.
+type ValidatorSets interface {
+	At(height uint64) (*ledger.ValidatorSet, error)
+}
+
 // Defaults of Config.
 const (
 	DefaultTimeoutPropose   = 3 * time.Second
@@ -75,7 +86,7 @@ func (c *Config) Validate() error {
 	if err := ledger.CheckChainID(c.Chain); err != nil {
 		return fmt.Errorf("consensus: config: %w", err)
 	}
-	if c.Validators == nil {
+	if c.Validators == nil && c.Sets == nil {
 		return errors.New("consensus: config: no validator set")
 	}
 	if c.App == nil {

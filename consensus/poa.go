@@ -103,6 +103,9 @@ func NewPoA(cfg Config, head *ledger.Header, st *SignState) (*PoA, error) {
 		e.sign = cfg.Signer.Sign
 	}
 	e.enterHeight(*head)
+	if e.vals == nil {
+		return nil, fmt.Errorf("consensus: the validator set of height %d is not known", e.h)
+	}
 	if st != nil && e.sign != nil {
 		if st.Chain != cfg.Chain || st.Validator != e.self {
 			return nil, fmt.Errorf("consensus: signing state is of chain %q validator %s, want chain %q validator %s", st.Chain, st.Validator, cfg.Chain, e.self)
@@ -206,8 +209,18 @@ func (e *PoA) Status() Status {
 	}
 }
 
-// valsAt returns the validator set of height h. The set is static for now.
-func (e *PoA) valsAt(h uint64) *ledger.ValidatorSet { return e.cfg.Validators }
+// valsAt returns the validator set of height h, or nil when it is not
+// known (Config.Sets does not reach h).
+func (e *PoA) valsAt(h uint64) *ledger.ValidatorSet {
+	if e.cfg.Sets == nil {
+		return e.cfg.Validators
+	}
+	vs, err := e.cfg.Sets.At(h)
+	if err != nil {
+		return nil
+	}
+	return vs
+}
 
 func (e *PoA) proposer(r uint32) ledger.PublicKey {
 	return e.vals.Proposer(e.cfg.Chain, e.headHash, e.h, r)
@@ -241,7 +254,9 @@ func (e *PoA) enterHeight(hdr ledger.Header) {
 	e.head = hdr
 	e.headHash = hdr.Hash()
 	e.h = hdr.Height + 1
-	e.vals = e.valsAt(e.h)
+	if vs := e.valsAt(e.h); vs != nil || e.vals == nil {
+		e.vals = vs
+	}
 	e.selfIdx = -1
 	if e.sign != nil {
 		e.selfIdx = e.vals.Index(e.self)
@@ -403,7 +418,13 @@ func (e *PoA) receive(m *Message) error {
 			return nil
 		}
 	}
-	if err := m.verify(e.valsAt(h), e.verify); err != nil {
+	vals := e.vals
+	if h != e.h {
+		if vals = e.valsAt(h); vals == nil {
+			return nil // the set of that height is not known yet: as if lost
+		}
+	}
+	if err := m.verify(vals, e.verify); err != nil {
 		return err
 	}
 	e.noteHeight(m.signer(), h)

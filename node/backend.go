@@ -190,7 +190,7 @@ func (b backend) Status() api.Status {
 		MempoolBytes: bytes,
 		FetchErrors:  c.fetchErrors,
 	}
-	if n.signer != nil {
+	if n.IsValidator() {
 		s.ValidatorKey = n.signer.Public().String()
 	}
 	if n.host != nil {
@@ -215,9 +215,10 @@ func (b backend) Peers() []api.Peer {
 	var out []api.Peer
 	for _, p := range n.host.Peers() {
 		ap := api.Peer{ID: p.ID.String(), Addrs: []string{p.Addr}}
-		if k, ok := validatorKeyOf(p.ID); ok && n.vals.Contains(k) {
+		if k, ok := validatorKeyOf(p.ID); ok && n.current().Contains(k) {
+			vals := n.current()
 			ap.ValidatorKey = k.String()
-			ap.Name = n.vals.Validators()[n.vals.Index(k)].Name
+			ap.Name = vals.Validators()[vals.Index(k)].Name
 		}
 		out = append(out, ap)
 	}
@@ -235,8 +236,8 @@ func (b backend) Validators() []api.Validator {
 		}
 	}
 	var out []api.Validator
-	for _, v := range n.vals.Validators() {
-		self := n.signer != nil && n.signer.Public() == v.Key
+	for _, v := range n.current().Validators() {
+		self := n.signer.Public() == v.Key
 		out = append(out, api.Validator{Key: v.Key, Name: v.Name, Self: self, Online: self || online[v.Key]})
 	}
 	return out

@@ -101,6 +101,9 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		_, err := parsePending(data)
 		return err
 	case topicAttest:
+		if isAuthorityMsg(data) {
+			return n.checkAuthorityMsg(data) // authority.go
+		}
 		a, err := ledger.ParseAttestation(data)
 		if err != nil {
 			return err
@@ -108,7 +111,7 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if a.Chain != n.g.Chain {
 			return fmt.Errorf("attestation for chain %q", a.Chain)
 		}
-		if !n.vals.Contains(a.Validator) {
+		if !n.member(a.Validator) {
 			return fmt.Errorf("attestation by non-validator %s", a.Validator)
 		}
 		return a.Verify()
@@ -129,7 +132,13 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if chain != n.g.Chain {
 			return fmt.Errorf("consensus message for chain %q", chain)
 		}
-		return m.Verify(n.vals)
+		h := uint64(0)
+		if m.Proposal != nil {
+			h = m.Proposal.Height
+		} else {
+			h = m.Vote.Height
+		}
+		return m.Verify(n.setFor(h))
 	case topicBlocks:
 		b, err := ledger.ParseBlock(data)
 		if err != nil {
@@ -141,7 +150,7 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if b.Certificate == nil {
 			return fmt.Errorf("block %d without certificate", b.Header.Height)
 		}
-		return b.Certificate.Verify(n.vals, n.g.Chain, b.Header.Height, b.Hash())
+		return b.Certificate.Verify(n.setFor(b.Header.Height), n.g.Chain, b.Header.Height, b.Hash())
 	}
 	return fmt.Errorf("unknown topic %q", topic)
 }
@@ -169,6 +178,10 @@ func (g gossip) Deliver(topic string, from string, data []byte) {
 			n.pool.Add(ctx, k, claimOf(it.Commit, it.Tree), "")
 		}
 	case topicAttest:
+		if isAuthorityMsg(data) {
+			n.deliverAuthorityMsg(data)
+			return
+		}
 		a, err := ledger.ParseAttestation(data)
 		if err == nil {
 			if err := n.pool.AddAttestation(ctx, *a); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vcsledger/vcsledger/consensus"
@@ -32,7 +33,7 @@ func (n *Node) openEngine(ctx context.Context) error {
 	}
 	cfg := consensus.Config{
 		Chain:         n.g.Chain,
-		Validators:    n.vals,
+		Sets:          n.auth(),
 		Signer:        n.signer,
 		BlockInterval: time.Duration(n.g.BlockInterval) * time.Millisecond,
 		App:           app{n},
@@ -62,6 +63,8 @@ func (n *Node) loop(ctx context.Context) {
 			acts = n.engine.Tick(n.cfg.Now())
 		case <-changed:
 			changed = n.pool.Changed()
+			acts = n.engine.Tick(n.cfg.Now())
+		case <-n.authChanged:
 			acts = n.engine.Tick(n.cfg.Now())
 		case <-n.synced:
 			head, err := n.store.Head(ctx)
@@ -172,6 +175,13 @@ func (n *Node) appended(ctx context.Context, b *ledger.Block) {
 	if err := n.pool.Remove(ctx, keys...); err != nil {
 		n.log.Error("remove committed records from the mempool", "err", err)
 	}
+	n.pruneAuthority(b) // authority.go
+	for i := range b.Authority {
+		n.log.Info("validator-set change committed", "change", b.Authority[i].String(), "height", b.Header.Height)
+	}
+	if err := n.maybeAttest(); err != nil {
+		n.log.Error("start the attester", "err", err)
+	}
 	n.mu.Lock()
 	n.counters.committedRecs += uint64(len(b.Records))
 	for _, k := range keys {
@@ -206,34 +216,49 @@ func (n *Node) kickEngine() {
 type app struct{ n *Node }
 
 func (a app) Ready() bool {
-	return len(a.n.pool.Ready(a.n.g.AttestationsNeeded(), 1)) > 0
+	n := a.n
+	next := n.auth().Through() + 1
+	return len(n.pool.Ready(n.auth().AttestationsNeeded(n.setFor(next)), 1)) > 0 || n.authorityWork()
 }
 
 func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledger.Block, error) {
 	n := a.n
-	ready := n.pool.Ready(n.g.AttestationsNeeded(), n.cfg.MaxBlockRecords)
-	if len(ready) == 0 {
+	vals, err := n.auth().At(height)
+	if err != nil {
+		return nil, err
+	}
+	need := n.auth().AttestationsNeeded(vals)
+	ready := n.pool.Ready(need, n.cfg.MaxBlockRecords)
+	changes := n.readyAuthority(height) // authority.go
+	if len(ready) == 0 && !n.authorityWork() {
 		return nil, nil
 	}
 	ctx := context.Background()
-	b := &ledger.Block{}
+	b := &ledger.Block{Authority: changes}
 	leaves := make([]ledger.Hash, 0, len(ready))
 	for _, r := range ready {
 		// A record committed meanwhile (the pool has not heard yet) is skipped.
 		if _, err := n.store.Lookup(ctx, r.Record.Key); err == nil {
 			continue
 		}
+		// Only the attestations the chain needs, by validators in force,
+		// go into the block.
+		atts := slices.DeleteFunc(slices.Clone(r.Attestations), func(a ledger.Attestation) bool { return !vals.Contains(a.Validator) })
+		if len(atts) < need {
+			continue
+		}
 		b.Records = append(b.Records, r.Record)
-		// Only the attestations the chain needs go into the block.
-		atts := r.Attestations
-		if need := n.g.AttestationsNeeded(); need > 0 && len(atts) > need {
+		if need > 0 && len(atts) > need {
 			atts = atts[:need]
 		}
 		b.Attestations = append(b.Attestations, atts...)
 		leaves = append(leaves, r.Record.LeafHash())
 	}
-	if len(b.Records) == 0 {
+	if len(b.Records) == 0 && !n.authorityWork() {
 		return nil, nil
+	}
+	for i := range b.Authority {
+		leaves = append(leaves, b.Authority[i].LeafHash())
 	}
 	_, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, n.store), int64(parent.LogSize), leaves)
 	if err != nil {
@@ -250,8 +275,8 @@ func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledg
 		Time:     t,
 		Engine:   ledger.EnginePoA,
 		Proposer: n.signer.Public(),
-		Records:  uint64(len(b.Records)),
-		LogSize:  parent.LogSize + uint64(len(b.Records)),
+		Records:  uint64(b.Leaves()),
+		LogSize:  parent.LogSize + uint64(b.Leaves()),
 		LogRoot:  root,
 	}
 	return b, nil
@@ -262,12 +287,19 @@ func (a app) Check(parent *ledger.Header, b *ledger.Block, now time.Time) error 
 	if b.Header.Time > now.Add(maxClockDrift).UnixMilli() {
 		return fmt.Errorf("block time %d is more than %s ahead of this node's clock", b.Header.Time, maxClockDrift)
 	}
-	if !n.vals.Contains(b.Header.Proposer) {
-		return fmt.Errorf("proposer %s is not a validator", b.Header.Proposer)
-	}
-	if err := ledger.CheckAttestations(b, n.vals, n.g.AttestationsNeeded()); err != nil {
+	vals, err := n.auth().At(b.Header.Height)
+	if err != nil {
 		return err
 	}
-	_, err := ledger.ValidateNext(context.Background(), n.store, parent, b, nil)
+	if !vals.Contains(b.Header.Proposer) {
+		return fmt.Errorf("proposer %s is not a validator", b.Header.Proposer)
+	}
+	if err := ledger.CheckAttestations(b, vals, n.auth().AttestationsNeeded(vals)); err != nil {
+		return err
+	}
+	if err := n.auth().Check(b); err != nil {
+		return err
+	}
+	_, err = ledger.ValidateNext(context.Background(), n.store, parent, b, nil)
 	return err
 }

@@ -510,7 +510,7 @@ func (c *cluster) proposer(i int) (int, uint64) {
 	if err != nil {
 		c.tb.Fatal(err)
 	}
-	k := m.vals.Proposer(c.g.Chain, head.Hash(), head.Height+1, 0)
+	k := m.setFor(head.Height+1).Proposer(c.g.Chain, head.Hash(), head.Height+1, 0)
 	for j, o := range c.members {
 		if publicKeyOf(o.key) == k {
 			return j, head.Height + 1

@@ -32,9 +32,8 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	g      *ledger.Genesis
-	vals   *ledger.ValidatorSet
-	signer *ledger.Signer // nil unless this node is a validator
-	seal   *consensus.PoASeal
+	signer *ledger.Signer     // the node's key; it signs while in the validator set
+	seal   *consensus.PoASeal // follows the store's validator set (authority.go)
 
 	store    *sqlitestore.Store
 	pool     *mempool.Pool
@@ -47,7 +46,11 @@ type Node struct {
 
 	inbox  chan *consensus.Message
 	synced chan struct{}
-	sent   sent // payloads published lately (resend.go)
+
+	authPool    authPool      // proposed validator-set changes (authority.go)
+	authChanged chan struct{} // the authority pool has news for the engine
+	runCtx      context.Context
+	sent        sent // payloads published lately (resend.go)
 
 	appendMu sync.Mutex // serializes appends: consensus commits and sync
 
@@ -76,31 +79,25 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		g:       cfg.Genesis,
-		inbox:   make(chan *consensus.Message, 1024),
-		synced:  make(chan struct{}, 1),
-		waiters: make(map[ledger.Key][]chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		g:           cfg.Genesis,
+		inbox:       make(chan *consensus.Message, 1024),
+		synced:      make(chan struct{}, 1),
+		authChanged: make(chan struct{}, 1),
+		waiters:     make(map[ledger.Key][]chan struct{}),
 	}
 	if cfg.Genesis.Engine != ledger.EnginePoA {
 		return nil, fmt.Errorf("node: engine %q is not supported by this build", cfg.Genesis.Engine)
 	}
-	vals, err := cfg.Genesis.ValidatorSet()
-	if err != nil {
+	if _, err := cfg.Genesis.ValidatorSet(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.vals = vals
 	signer, err := ledger.NewSigner(cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if vals.Contains(signer.Public()) {
-		n.signer = signer
-	}
-	if n.seal, err = consensus.NewPoASeal(cfg.Genesis); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
+	n.signer = signer
 	return n, nil
 }
 
@@ -113,8 +110,14 @@ func SealChecker(g *ledger.Genesis) (ledger.SealChecker, error) {
 	return consensus.NewPoASeal(g)
 }
 
-// IsValidator reports whether this node signs for the chain.
-func (n *Node) IsValidator() bool { return n.signer != nil }
+// IsValidator reports whether this node's key is in the validator set in
+// force at the next height (it signs for the chain).
+func (n *Node) IsValidator() bool {
+	if n.seal == nil {
+		return false
+	}
+	return n.current().Contains(n.signer.Public())
+}
 
 // HTTPAddr returns the address the API listens on ("" when off).
 func (n *Node) HTTPAddr() string {
@@ -151,6 +154,14 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := ledger.InitStore(ctx, n.store, n.g); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	auth, err := ledger.LoadAuthorities(ctx, n.store, n.g)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if n.seal, err = consensus.NewPoASealAt(n.g, auth); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.runCtx = rctx
 	if err := n.openPool(ctx); err != nil {
 		return err
 	}
@@ -160,10 +171,8 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := n.openEngine(ctx); err != nil {
 		return err
 	}
-	if n.signer != nil {
-		if err := n.openAttester(rctx); err != nil {
-			return err
-		}
+	if err := n.maybeAttest(); err != nil {
+		return err
 	}
 	if err := n.openAPI(rctx); err != nil {
 		return err
@@ -180,7 +189,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	}()
 	head, _ := n.store.Head(ctx)
 	n.log.Info("node open", "chain", n.g.Chain, "genesis", n.g.Hash().String(), "height", head.Height,
-		"validator", n.signer != nil, "http", n.HTTPAddr(), "p2p", n.P2PAddrs())
+		"validator", n.IsValidator(), "http", n.HTTPAddr(), "p2p", n.P2PAddrs())
 	return nil
 }
 

@@ -41,13 +41,11 @@ func (j journal) LoadPending(ctx context.Context, fn func(id string, data []byte
 func (n *Node) openPool(ctx context.Context) error {
 	mc := mempool.Config{
 		Chain:      n.g.Chain,
-		Validators: n.vals.Contains,
+		Validators: n.member,
 		Now:        n.cfg.Now,
 		Logger:     n.log,
 	}
-	if n.signer != nil {
-		mc.Self = n.signer.Public()
-	}
+	mc.Self = n.signer.Public()
 	p, err := mempool.New(ctx, mc, journal{n}, n.store)
 	if err != nil {
 		return fmt.Errorf("node: mempool: %w", err)

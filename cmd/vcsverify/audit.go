@@ -93,7 +93,13 @@ func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from ui
 	if err := ledger.InitStore(ctx, s, lc.g); err != nil {
 		return nil, securityErrorf("mirror %s is not of chain %s: %v", path, lc.g.Chain, err)
 	}
-	seal, err := consensus.NewPoASeal(lc.g)
+	// The seal follows the validator set from the mirror's head on (the
+	// mirror holds only verified blocks).
+	auth, err := ledger.LoadAuthorities(ctx, s, lc.g)
+	if err != nil {
+		return nil, securityErrorf("mirror %s: %v", path, err)
+	}
+	seal, err := consensus.NewPoASealAt(lc.g, auth)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +153,13 @@ func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from ui
 		if h < from {
 			sc = nil
 		}
-		if err := ledger.AppendNext(ctx, s, b, sc); err != nil {
+		err = ledger.AppendNext(ctx, s, b, sc)
+		if err == nil && sc == nil {
+			// Below --from the seal is not checked, but the validator
+			// set still follows the chain's changes.
+			err = seal.Follow(b)
+		}
+		if err != nil {
 			var ve *ledger.ValidationError
 			if errors.As(err, &ve) {
 				return nil, securityErrorf("node %s serves an invalid block %d: %v", cn.url, h, err)

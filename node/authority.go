@@ -1,0 +1,263 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// Validator-set changes (ledger.AuthorityChange): the node follows the
+// chain's validator set through its seal's ledger.Authorities, and keeps
+// the changes proposed but not committed yet, with the votes collected for
+// them, in an authority pool. Changes travel on the attest topic (they are
+// validators' signed statements too) and enter a block once they carry the
+// quorum of the set in force.
+
+// maxProposedChanges bounds the authority pool.
+const maxProposedChanges = 64
+
+// ErrAuthorityPoolFull is returned when the authority pool holds
+// maxProposedChanges changes.
+var ErrAuthorityPoolFull = errors.New("node: too many proposed authority changes")
+
+// authPool holds proposed changes by ID, with every valid vote heard.
+type authPool struct {
+	mu sync.Mutex
+	m  map[ledger.Hash]*ledger.AuthorityChange
+}
+
+// auth returns the validator-set history the node follows (its seal's).
+func (n *Node) auth() *ledger.Authorities { return n.seal.Authorities() }
+
+// current returns the validator set in force at the next height.
+func (n *Node) current() *ledger.ValidatorSet {
+	a := n.auth()
+	vs, err := a.At(a.Through() + 1)
+	if err != nil {
+		return a.Genesis() // cannot happen: Through+1 is always known
+	}
+	return vs
+}
+
+// setFor returns the set in force at height h, or for a height not known
+// yet the set after every committed change.
+func (n *Node) setFor(h uint64) *ledger.ValidatorSet {
+	if vs, err := n.auth().At(h); err == nil {
+		return vs
+	}
+	return n.auth().Projected()
+}
+
+// member reports whether k is a validator now or will be once the
+// committed changes are in force (a validator being added attests and
+// votes as soon as it follows the chain).
+func (n *Node) member(k ledger.PublicKey) bool {
+	return n.current().Contains(k) || n.auth().Projected().Contains(k)
+}
+
+// isAuthorityMsg reports whether a payload of the attest topic is an
+// authority change rather than an attestation.
+func isAuthorityMsg(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("vcsledger-authority/1\n"))
+}
+
+// SubmitAuthority adds a proposed change, or votes for one, to the pool:
+// c must follow the rules at the next height except for the number of its
+// votes, carry at least one vote, and every vote must verify and be by a
+// validator in force at the next height. Its votes are merged with those
+// already heard for the same change. It returns the pooled change with every
+// vote collected so far, and tells the peers when it heard a new vote.
+func (n *Node) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, error) {
+	merged, added, err := n.addAuthority(c)
+	if err != nil {
+		return nil, err
+	}
+	if added {
+		n.publish(ctx, topicAttest, merged.Format())
+		n.kickPool()
+	}
+	return merged, nil
+}
+
+// addAuthority merges c into the pool.
+func (n *Node) addAuthority(c *ledger.AuthorityChange) (*ledger.AuthorityChange, bool, error) {
+	if err := n.auth().CheckChange(c, false); err != nil {
+		return nil, false, err
+	}
+	p := &n.authPool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = make(map[ledger.Hash]*ledger.AuthorityChange)
+	}
+	id := c.ID()
+	have := p.m[id]
+	if have == nil {
+		if len(p.m) >= maxProposedChanges {
+			return nil, false, ErrAuthorityPoolFull
+		}
+		cp := *c
+		cp.Sigs = slices.Clone(c.Sigs)
+		p.m[id] = &cp
+		out := cp
+		out.Sigs = slices.Clone(cp.Sigs)
+		return &out, true, nil
+	}
+	added := false
+	for _, v := range c.Sigs {
+		if have.AddVote(v) {
+			added = true
+		}
+	}
+	out := *have
+	out.Sigs = slices.Clone(have.Sigs)
+	return &out, added, nil
+}
+
+// ProposedAuthority returns the changes in the pool, by effective height.
+func (n *Node) ProposedAuthority() []ledger.AuthorityChange {
+	p := &n.authPool
+	p.mu.Lock()
+	out := make([]ledger.AuthorityChange, 0, len(p.m))
+	for _, c := range p.m {
+		cp := *c
+		cp.Sigs = slices.Clone(c.Sigs)
+		out = append(out, cp)
+	}
+	p.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Effective != out[j].Effective {
+			return out[i].Effective < out[j].Effective
+		}
+		a, b := out[i].ID(), out[j].ID()
+		return bytes.Compare(a[:], b[:]) < 0
+	})
+	return out
+}
+
+// pruneAuthority drops from the pool the changes a block committed and
+// those that can no longer enter a block (stale, or made invalid by the
+// committed changes).
+func (n *Node) pruneAuthority(b *ledger.Block) {
+	committed := make(map[ledger.Hash]bool, len(b.Authority))
+	for i := range b.Authority {
+		committed[b.Authority[i].ID()] = true
+	}
+	a := n.auth()
+	vals := n.current()
+	p := &n.authPool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, c := range p.m {
+		if committed[id] {
+			delete(p.m, id)
+			continue
+		}
+		// Votes of validators no longer in the set cannot count.
+		c.Sigs = slices.DeleteFunc(c.Sigs, func(s ledger.CertSig) bool { return !vals.Contains(s.Validator) })
+		err := errors.New("no vote left by a validator in force")
+		if len(c.Sigs) > 0 {
+			err = a.CheckChange(c, false)
+		}
+		if err != nil {
+			n.log.Info("proposed authority change dropped", "change", c.String(), "err", err)
+			delete(p.m, id)
+		}
+	}
+}
+
+// readyAuthority returns the pooled changes that may enter the block at
+// height, in order, each with only the votes of the set in force there, and
+// only while they reach its quorum and the rules accept them together.
+func (n *Node) readyAuthority(height uint64) []ledger.AuthorityChange {
+	a := n.auth()
+	if a.Through()+1 != height {
+		return nil
+	}
+	vals, err := a.At(height)
+	if err != nil {
+		return nil
+	}
+	var out []ledger.AuthorityChange
+	for _, c := range n.ProposedAuthority() {
+		c.Sigs = slices.DeleteFunc(c.Sigs, func(s ledger.CertSig) bool { return !vals.Contains(s.Validator) })
+		if len(c.Sigs) < vals.Quorum() {
+			continue
+		}
+		probe := &ledger.Block{Header: ledger.Header{Height: height}, Authority: append(slices.Clone(out), c)}
+		if a.Check(probe) == nil {
+			out = probe.Authority
+		}
+	}
+	return out
+}
+
+// authorityWork reports whether the chain should make a block for the
+// validator set's sake: a change is ready to enter one, or a committed
+// change is not in force at the next height yet (blocks, empty if need be,
+// carry the chain to its effective height).
+func (n *Node) authorityWork() bool {
+	a := n.auth()
+	next := a.Through() + 1
+	if len(a.Pending(next)) > 0 {
+		return true
+	}
+	return len(n.readyAuthority(next)) > 0
+}
+
+// kickPool wakes the consensus loop as new mempool work does.
+func (n *Node) kickPool() {
+	select {
+	case n.authChanged <- struct{}{}:
+	default:
+	}
+}
+
+// checkAuthorityMsg validates an authority change heard on the attest
+// topic: well formed, of this chain, with votes that verify by members.
+func (n *Node) checkAuthorityMsg(data []byte) error {
+	c, err := ledger.ParseAuthorityChange(data)
+	if err != nil {
+		return err
+	}
+	if c.Chain != n.g.Chain {
+		return fmt.Errorf("authority change for chain %q", c.Chain)
+	}
+	if len(c.Sigs) == 0 {
+		return errors.New("authority change without a vote")
+	}
+	return c.VerifyVotes(n.current())
+}
+
+// deliverAuthorityMsg adds a change heard from a peer to the pool.
+func (n *Node) deliverAuthorityMsg(data []byte) {
+	c, err := ledger.ParseAuthorityChange(data)
+	if err != nil {
+		return
+	}
+	if _, added, err := n.addAuthority(c); err != nil {
+		n.log.Debug("authority change from a peer refused", "err", err)
+	} else if added {
+		n.kickPool()
+	}
+}
+
+// maybeAttest starts the attester once this node's key is a validator, or
+// is about to be one: from Open, and after each block.
+func (n *Node) maybeAttest() error {
+	if !n.member(n.signer.Public()) {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || n.attester != nil {
+		return nil
+	}
+	return n.openAttester(n.runCtx)
+}
