@@ -33,9 +33,12 @@ type (
 
 // A ValidatorSet answers GET /v1/validators.
 type ValidatorSet struct {
-	Validators         []Validator `json:"validators"`
-	Quorum             int         `json:"quorum"`              // precommits that commit a block (0 on pow chains)
-	AttestationsNeeded int         `json:"attestations_needed"` // attestations a record needs to enter a block
+	Height             uint64          `json:"height,omitempty"`    // the height this set decides (the next one); poa
+	Validators         []Validator     `json:"validators"`          // the set in force at Height
+	Quorum             int             `json:"quorum"`              // precommits that commit a block (0 on pow chains)
+	AttestationsNeeded int             `json:"attestations_needed"` // attestations a record needs to enter a block
+	Pending            []AuthorityInfo `json:"pending,omitempty"`   // changes committed, in force from their effective height
+	Proposed           []AuthorityInfo `json:"proposed,omitempty"`  // changes collecting votes
 }
 
 // parseKeyParam parses the key in a path.
@@ -277,9 +280,13 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ string) e
 	if err != nil {
 		return err
 	}
-	page := RecordsPage{Records: make([]Record, len(es)), LogSize: head.LogSize}
+	// Authority changes are log entries but not key records: they are
+	// served by GET /v1/authority and with their blocks.
+	page := RecordsPage{Records: make([]Record, 0, len(es)), LogSize: head.LogSize}
 	for i := range es {
-		page.Records[i] = NewRecord(&es[i], s.status(es[i].Height, head.Height))
+		if es[i].Authority == nil {
+			page.Records = append(page.Records, NewRecord(&es[i], s.status(es[i].Height, head.Height)))
+		}
 	}
 	return s.writeJSON(w, http.StatusOK, page)
 }
@@ -349,9 +356,12 @@ func NewBlock(b *ledger.Block, status string) *Block {
 	if b.Certificate != nil {
 		out.Certificate = string(b.Certificate.Format())
 	}
-	first := int64(h.LogSize) - int64(len(b.Records))
+	first := int64(h.LogSize) - int64(b.Leaves())
 	for i := range b.Records {
 		out.Records[i] = NewRecord(&ledger.Entry{Record: b.Records[i], Index: first + int64(i), Height: h.Height}, status)
+	}
+	for i := range b.Authority {
+		out.Authority = append(out.Authority, string(b.Authority[i].Format()))
 	}
 	for i := range b.Attestations {
 		out.Attestations[i] = string(b.Attestations[i].Format())
@@ -444,6 +454,7 @@ func (s *Server) getValidators(w http.ResponseWriter, r *http.Request, _ string)
 	if set, err := s.g.ValidatorSet(); err == nil {
 		vs.Quorum = set.Quorum()
 	}
+	s.fillValidators(&vs) // authority.go
 	return s.writeJSON(w, http.StatusOK, vs)
 }
 

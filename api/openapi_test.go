@@ -110,6 +110,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Attested": Attested{}, "PendingInfo": PendingInfo{}, "Status": Status{}, "Peer": Peer{}, "Validator": Validator{},
 		"ValidatorSet": ValidatorSet{}, "Evidence": Evidence{}, "GenesisInfo": GenesisInfo{},
 		"ConsistencyProof": ConsistencyProof{}, "Error": errorBody{},
+		"AuthorityInfo": AuthorityInfo{}, "AuthorityEntry": AuthorityEntry{}, "AuthorityHistory": AuthorityHistory{}, "AuthoritySubmit": AuthoritySubmit{},
 	} {
 		s, ok := schemas[name]
 		if !ok {

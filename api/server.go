@@ -164,6 +164,7 @@ func (s *Server) addRoutes() {
 		{pattern: "/v1/status", methods: get(s.getStatus)},
 		{pattern: "/v1/peers", methods: get(s.getPeers)},
 		{pattern: "/v1/validators", methods: get(s.getValidators)},
+		{pattern: "/v1/authority", methods: map[string]handler{http.MethodGet: s.getAuthority, http.MethodPost: s.postAuthority}},
 		{pattern: "/v1/mempool", methods: get(s.getMempool)},
 		{pattern: "/v1/evidence", methods: get(s.getEvidence)},
 		{pattern: "/v1/genesis", methods: get(s.getGenesis)},

@@ -114,7 +114,8 @@ type Block struct {
 	Header       string      `json:"header"`                // canonical header text
 	Certificate  string      `json:"certificate,omitempty"` // canonical certificate text
 	Records      []Record    `json:"records"`
-	Attestations []string    `json:"attestations"` // canonical attestation texts, in record order
+	Authority    []string    `json:"authority,omitempty"` // canonical authority change texts, after the records in the log
+	Attestations []string    `json:"attestations"`        // canonical attestation texts, in record order
 }
 
 // A HeaderInfo is one header in GET /v1/blocks.

@@ -25,6 +25,14 @@ func verifyErr(format string, args ...any) error {
 // work (its hash below its bits) is checked. Trust a pow checkpoint only
 // after auditing the chain's work up to it.
 func VerifyCheckpoint(g *ledger.Genesis, cp *Checkpoint) (*ledger.Header, error) {
+	return VerifyCheckpointWith(g, nil, cp)
+}
+
+// VerifyCheckpointWith is VerifyCheckpoint on a poa chain whose validator
+// set changed: the certificate is checked against the set auth (from
+// VerifyAuthority) gives for the checkpoint's height. A nil auth means the
+// genesis set.
+func VerifyCheckpointWith(g *ledger.Genesis, auth *ledger.Authorities, cp *Checkpoint) (*ledger.Header, error) {
 	h, err := ledger.ParseHeader([]byte(cp.Header))
 	if err != nil {
 		return nil, verifyErr("checkpoint header: %w", err)
@@ -50,7 +58,7 @@ func VerifyCheckpoint(g *ledger.Genesis, cp *Checkpoint) (*ledger.Header, error)
 	}
 	switch g.Engine {
 	case ledger.EnginePoA:
-		if err := verifyCertificate(g, h, cp.Certificate); err != nil {
+		if err := verifyCertificate(g, auth, h, cp.Certificate); err != nil {
 			return nil, err
 		}
 	case ledger.EnginePoW:
@@ -66,9 +74,9 @@ func VerifyCheckpoint(g *ledger.Genesis, cp *Checkpoint) (*ledger.Header, error)
 	return h, nil
 }
 
-// verifyCertificate checks that text is a certificate of h by g's
-// validators.
-func verifyCertificate(g *ledger.Genesis, h *ledger.Header, text string) error {
+// verifyCertificate checks that text is a certificate of h by the
+// validators in force at its height (auth's, or g's when auth is nil).
+func verifyCertificate(g *ledger.Genesis, auth *ledger.Authorities, h *ledger.Header, text string) error {
 	if text == "" {
 		return verifyErr("block %d has no certificate", h.Height)
 	}
@@ -76,9 +84,9 @@ func verifyCertificate(g *ledger.Genesis, h *ledger.Header, text string) error {
 	if err != nil {
 		return verifyErr("certificate of block %d: %w", h.Height, err)
 	}
-	vals, err := g.ValidatorSet()
+	vals, err := setAt(g, auth, h.Height)
 	if err != nil {
-		return verifyErr("%w", err)
+		return err
 	}
 	if err := cert.Verify(vals, g.Chain, h.Height, h.Hash()); err != nil {
 		return verifyErr("block %d: %w", h.Height, err)
@@ -112,7 +120,13 @@ func checkWork(h *ledger.Header) error {
 // block if it matters. VerifyRecord does not know which key was asked for:
 // the caller compares the entry's key with it (Client.Record does).
 func VerifyRecord(g *ledger.Genesis, r *RecordResponse) (*ledger.Entry, *ledger.Header, error) {
-	h, err := VerifyCheckpoint(g, &r.Checkpoint)
+	return VerifyRecordWith(g, nil, r)
+}
+
+// VerifyRecordWith is VerifyRecord with the validator-set history auth
+// (see VerifyCheckpointWith).
+func VerifyRecordWith(g *ledger.Genesis, auth *ledger.Authorities, r *RecordResponse) (*ledger.Entry, *ledger.Header, error) {
+	h, err := VerifyCheckpointWith(g, auth, &r.Checkpoint)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,6 +175,12 @@ func VerifyConsistency(older, newer *ledger.Header, p *ConsistencyProof) error {
 // chain (its prev hash and log root): that needs the chain before it
 // (ledger.ValidateNext).
 func VerifyBlock(g *ledger.Genesis, b *Block) (*ledger.Block, error) {
+	return VerifyBlockWith(g, nil, b)
+}
+
+// VerifyBlockWith is VerifyBlock with the validator-set history auth (see
+// VerifyCheckpointWith).
+func VerifyBlockWith(g *ledger.Genesis, auth *ledger.Authorities, b *Block) (*ledger.Block, error) {
 	lb, err := b.Ledger()
 	if err != nil {
 		return nil, verifyErr("%w", err)
@@ -179,13 +199,17 @@ func VerifyBlock(g *ledger.Genesis, b *Block) (*ledger.Block, error) {
 		return lb, nil
 	}
 	var vals *ledger.ValidatorSet
+	need := g.AttestationsNeeded()
 	switch g.Engine {
 	case ledger.EnginePoA:
-		if err := verifyCertificate(g, h, b.Certificate); err != nil {
+		if err := verifyCertificate(g, auth, h, b.Certificate); err != nil {
 			return nil, err
 		}
-		if vals, err = g.ValidatorSet(); err != nil {
-			return nil, verifyErr("%w", err)
+		if vals, err = setAt(g, auth, h.Height); err != nil {
+			return nil, err
+		}
+		if auth != nil {
+			need = auth.AttestationsNeeded(vals)
 		}
 	case ledger.EnginePoW:
 		if lb.Certificate != nil {
@@ -195,7 +219,7 @@ func VerifyBlock(g *ledger.Genesis, b *Block) (*ledger.Block, error) {
 			return nil, err
 		}
 	}
-	if err := ledger.CheckAttestations(lb, vals, g.AttestationsNeeded()); err != nil {
+	if err := ledger.CheckAttestations(lb, vals, need); err != nil {
 		return nil, verifyErr("block %d: %w", h.Height, err)
 	}
 	return lb, nil
@@ -213,10 +237,17 @@ func (b *Block) Ledger() (*ledger.Block, error) {
 	if h.Hash() != b.Hash || h.Height != b.Height {
 		return nil, fmt.Errorf("api: block header is %s at height %d, response says %s at %d", h.Hash(), h.Height, b.Hash, b.Height)
 	}
-	if uint64(len(b.Records)) != h.Records {
-		return nil, fmt.Errorf("api: block %d header says %d records, response has %d", h.Height, h.Records, len(b.Records))
+	if uint64(len(b.Records)+len(b.Authority)) != h.Records {
+		return nil, fmt.Errorf("api: block %d header says %d records, response has %d", h.Height, h.Records, len(b.Records)+len(b.Authority))
 	}
 	lb := &ledger.Block{Header: *h, Records: make([]ledger.Record, len(b.Records))}
+	for i, text := range b.Authority {
+		c, err := ledger.ParseAuthorityChange([]byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("api: block %d authority change %d: %w", h.Height, i, err)
+		}
+		lb.Authority = append(lb.Authority, *c)
+	}
 	first := int64(h.LogSize) - int64(h.Records)
 	for i := range b.Records {
 		e, err := b.Records[i].Entry()
@@ -242,4 +273,24 @@ func (b *Block) Ledger() (*ledger.Block, error) {
 		lb.Attestations = append(lb.Attestations, *a)
 	}
 	return lb, nil
+}
+
+// setAt returns the validator set in force at height h: auth's, or the
+// genesis set when auth is nil.
+func setAt(g *ledger.Genesis, auth *ledger.Authorities, h uint64) (*ledger.ValidatorSet, error) {
+	if auth == nil {
+		vals, err := g.ValidatorSet()
+		if err != nil {
+			return nil, verifyErr("%w", err)
+		}
+		return vals, nil
+	}
+	if auth.Chain() != g.Chain {
+		return nil, verifyErr("validator history of chain %q for chain %q", auth.Chain(), g.Chain)
+	}
+	vals, err := auth.At(h)
+	if err != nil {
+		return nil, verifyErr("block %d: %w", h, err)
+	}
+	return vals, nil
 }

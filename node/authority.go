@@ -261,3 +261,14 @@ func (n *Node) maybeAttest() error {
 	}
 	return n.openAttester(n.runCtx)
 }
+
+// Authorities implements api.AuthorityBackend.
+func (b backend) Authorities() *ledger.Authorities { return b.n.auth() }
+
+// ProposedAuthority implements api.AuthorityBackend.
+func (b backend) ProposedAuthority() []ledger.AuthorityChange { return b.n.ProposedAuthority() }
+
+// SubmitAuthority implements api.AuthorityBackend.
+func (b backend) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, error) {
+	return b.n.SubmitAuthority(ctx, c)
+}

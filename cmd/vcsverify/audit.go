@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/sqlitestore"
@@ -107,7 +106,11 @@ func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from ui
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cn.url, err)
 	}
-	top, err := api.VerifyCheckpoint(lc.g, cp)
+	top, err := lc.verifyCheckpoint(ctx, cn, cp)
+	var se *exitError
+	if errors.As(err, &se) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, securityErrorf("node %s serves a checkpoint that fails verification: %v", cn.url, err)
 	}

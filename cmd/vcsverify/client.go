@@ -81,6 +81,7 @@ type ledgerClient struct {
 	st     *state
 	stderr io.Writer
 	quiet  bool
+	auths  map[string]*ledger.Authorities // per node URL (authority.go)
 }
 
 func (f *ledgerFlags) connect(ctx context.Context, stderr io.Writer, quiet bool) (*ledgerClient, error) {
@@ -196,7 +197,11 @@ func (lc *ledgerClient) lookup(ctx context.Context, key ledger.Key) (*lookupResu
 			continue
 		}
 		if resp != nil {
-			e, h, err := api.VerifyRecord(lc.g, resp)
+			e, h, err := lc.verifyRecord(ctx, cn, resp)
+			var se *exitError
+			if errors.As(err, &se) {
+				return nil, err
+			}
 			if err != nil {
 				return nil, securityErrorf("node %s answered %s with a record that fails verification: %v", cn.url, key, err)
 			}
@@ -218,7 +223,11 @@ func (lc *ledgerClient) lookup(ctx context.Context, key ledger.Key) (*lookupResu
 			lastErr = fmt.Errorf("node %s: %w", cn.url, err)
 			continue
 		}
-		h, err := api.VerifyCheckpoint(lc.g, cp)
+		h, err := lc.verifyCheckpoint(ctx, cn, cp)
+		var se *exitError
+		if errors.As(err, &se) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, securityErrorf("node %s serves a checkpoint that fails verification: %v", cn.url, err)
 		}
