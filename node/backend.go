@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/vcsledger/vcsledger/api"
+	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/mempool"
 )
@@ -251,6 +252,10 @@ func (b backend) Evidence(ctx context.Context, limit int) ([]api.Evidence, error
 	out := make([]api.Evidence, len(items))
 	for i, it := range items {
 		out[i] = api.Evidence{Kind: it.Kind, Data: string(it.Data), Added: it.Added}
+		if ev, err := consensus.ParseEvidence(it.Data); err == nil {
+			out[i].Validator = ev.Offender().String()
+			out[i].Height = ev.Height()
+		}
 	}
 	return out, nil
 }

@@ -15,7 +15,10 @@ import (
 type Config struct {
 	Genesis *ledger.Genesis    // the chain; required
 	Key     ed25519.PrivateKey // the node's identity (and validator key when it is in the set); required
-	DBPath  string             // SQLite file; required
+	// PeerKey, when set, is the node's libp2p identity instead of Key, so
+	// that a validator's signing key need not be its network identity.
+	PeerKey ed25519.PrivateKey
+	DBPath  string // SQLite file; required
 
 	HTTPAddr   string // API listen address; default 127.0.0.1:8080; "" after defaults means off
 	WriteToken string // bearer token required for writes; empty: open
@@ -52,6 +55,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Key) != ed25519.PrivateKeySize {
 		return errors.New("node: config has no valid node key")
+	}
+	if c.PeerKey == nil {
+		c.PeerKey = c.Key
+	}
+	if len(c.PeerKey) != ed25519.PrivateKeySize {
+		return errors.New("node: config has an invalid peer key")
 	}
 	if c.DBPath == "" {
 		return errors.New("node: config has no database path")

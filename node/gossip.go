@@ -33,7 +33,7 @@ func (n *Node) openP2P(ctx context.Context) error {
 	h, err := p2p.New(ctx, p2p.Config{
 		Chain:     n.g.Chain,
 		Genesis:   n.g.Hash(),
-		Key:       n.cfg.Key,
+		Key:       n.cfg.PeerKey,
 		Listen:    n.cfg.P2PListen,
 		Bootstrap: n.cfg.Bootstrap,
 		MDNS:      n.cfg.MDNS,

@@ -100,10 +100,11 @@ func testLogger(name string) *slog.Logger {
 // A member is one node of a cluster: its key and fixed address. Node is
 // nil while it is down.
 type member struct {
-	key  ed25519.PrivateKey
-	id   peer.ID
-	addr string // p2p multiaddr with /p2p/<id>
-	url  string // API base URL, fixed at the first start (restarts keep it)
+	key     ed25519.PrivateKey
+	peerKey ed25519.PrivateKey // libp2p identity; nil: key
+	id      peer.ID
+	addr    string // p2p multiaddr with /p2p/<id>
+	url     string // API base URL, fixed at the first start (restarts keep it)
 	// running mirrors Node != nil for the load's goroutines, which must
 	// not touch testNode.
 	running atomic.Bool
@@ -162,12 +163,15 @@ func newCluster(tb testing.TB, o clusterOpts) *cluster {
 }
 
 // addMember adds a member with key k (a twin of a validator when k is one)
-// and returns its index.
-func (c *cluster) addMember(k ed25519.PrivateKey) int {
+// and peer identity peerKey (k when nil), and returns its index.
+func (c *cluster) addMember(k, peerKey ed25519.PrivateKey) int {
 	c.tb.Helper()
-	id := peerIDOf(c.tb, k)
+	if peerKey == nil {
+		peerKey = k
+	}
+	id := peerIDOf(c.tb, peerKey)
 	port := freePorts(c.tb, 1)[0]
-	c.members = append(c.members, &member{key: k, id: id, addr: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id)})
+	c.members = append(c.members, &member{key: k, peerKey: peerKey, id: id, addr: fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, id)})
 	return len(c.members) - 1
 }
 
@@ -191,6 +195,7 @@ func (c *cluster) config(i int, db string) Config {
 	cfg := Config{
 		Genesis:      c.g,
 		Key:          m.key,
+		PeerKey:      m.peerKey,
 		DBPath:       filepath.Join(c.dir, fmt.Sprintf("node%d", i), db),
 		CacheDir:     filepath.Join(c.dir, fmt.Sprintf("node%d", i), "cache"),
 		P2PListen:    []string{listen},

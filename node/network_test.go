@@ -502,3 +502,104 @@ func TestNetworkHostileGossip(t *testing.T) {
 	c.waitConverged(30 * time.Second)
 	c.audit()
 }
+
+// TestNetworkEquivocatingTwin runs validator 0's key on a second node as
+// well. Both sign, so whenever they see different proposals or time out
+// differently they cast conflicting votes. One faulty validator of four
+// cannot fork the chain: under load every node (both twins too) holds the
+// same block at every height, every acknowledged record is everywhere and
+// every store passes Audit.
+//
+// "copied home": the twin is a copy of validator 0's home, so it has its
+// peer id too, and the others' gossip hears one of the two at a time.
+// "own peer id": the twin has its own network identity (Config.PeerKey),
+// so everyone hears both; the honest nodes must keep their conflicting
+// votes or proposals as evidence naming validator 0, and serve it.
+func TestNetworkEquivocatingTwin(t *testing.T) {
+	t.Run("copied home", func(t *testing.T) { testTwin(t, nil) })
+	t.Run("own peer id", func(t *testing.T) { testTwin(t, netKey(200)) })
+}
+
+func testTwin(t *testing.T, peerKey ed25519.PrivateKey) {
+	repo := newFixtureRepo(t)
+	repo.release("v0")
+	c := newCluster(t, clusterOpts{validators: 4, attestQuorum: 0})
+	twin := c.addMember(netKey(0), peerKey)
+	c.startAll()
+	ctx := context.Background()
+	honest := []int{1, 2, 3}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, i := range honest {
+		if err := c.members[i].host.WaitTopicPeers(wctx, topicConsensus, 3); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	offender := publicKeyOf(netKey(0))
+
+	evidence := func() (int, []string) {
+		n := 0
+		var kinds []string
+		for _, i := range honest {
+			items, err := c.members[i].Store().Evidence(ctx, 0)
+			if err != nil {
+				t.Fatalf("node %d evidence: %v", i, err)
+			}
+			for _, it := range items {
+				ev, err := consensus.ParseEvidence(it.Data)
+				if err != nil {
+					t.Fatalf("node %d keeps evidence that does not parse: %v", i, err)
+				}
+				if err := ev.Verify(c.vals()); err != nil {
+					t.Fatalf("node %d keeps evidence that does not verify: %v", i, err)
+				}
+				if ev.Offender() != offender {
+					t.Fatalf("node %d holds evidence against %s, an honest validator", i, c.name(ev.Offender()))
+				}
+				n++
+				kinds = append(kinds, fmt.Sprintf("n%d:%s@%d", i, ev.Kind(), ev.Height()))
+			}
+		}
+		return n, kinds
+	}
+
+	// Load through every node, twins included, until the twins have been
+	// caught (or the keys run out).
+	keys := keysOf(repo, repo.tagMany("twin", 60))
+	l := c.startLoad(keys, 4, 20*time.Millisecond, 10*time.Second, func() []int { return []int{1, 2, 3, 0, twin} })
+	deadline := time.Now().Add(90 * time.Second)
+	for peerKey != nil {
+		if n, _ := evidence(); n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	acked := l.drain()
+	head := c.waitConverged(60 * time.Second)
+	c.checkHave(acked)
+	c.audit()
+	n, kinds := evidence()
+	t.Logf("head %d, %d records acknowledged; %d evidence items: %v", head.Height, len(acked), n, kinds[:min(len(kinds), 6)])
+	if peerKey == nil {
+		return
+	}
+	if n == 0 {
+		t.Fatalf("no evidence against the twinned validator after %d records; engines: %s", len(acked), c.engines())
+	}
+	served := 0
+	for _, i := range honest {
+		items, err := c.members[i].client().Evidence(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range items {
+			if e.Validator != offender.String() {
+				t.Errorf("node %d serves evidence against %s", i, e.Validator)
+			}
+			served++
+		}
+	}
+	if served != n {
+		t.Errorf("the honest nodes serve %d evidence items at /v1/evidence, store %d", served, n)
+	}
+}
