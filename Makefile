@@ -11,7 +11,7 @@ BENCHTIME ?= 1x
 
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-short lint fuzz bench demo clean-bin
+.PHONY: all build test test-short soak lint fuzz bench demo clean-bin
 
 all: build
 
@@ -21,6 +21,11 @@ build:
 
 test:
 	$(GO) test -race -timeout 20m $(PKGS)
+
+# The network tests at full scale (30 s partitions, a node down for 1,000
+# blocks, a 5,000-block sync); about half an hour on two cores.
+soak:
+	$(GO) test -race -tags soak -timeout 90m -run 'TestNetwork' -v ./node
 
 test-short:
 	$(GO) test -short $(PKGS)

@@ -104,7 +104,7 @@ func TestNetworkProposerCrash(t *testing.T) {
 }
 
 // partitionFor is how long the partition tests keep the network cut
-// (longer under the soak tag).
+// (longer under the soak tag: soak_test.go).
 var partitionFor = 10 * time.Second
 
 // TestNetworkPartition cuts four validators 1|3 and 2|2 with the p2p gater
@@ -259,9 +259,9 @@ func TestResendEnvelope(t *testing.T) {
 
 // catchUpBlocks is the length of the chain a node syncs from scratch in
 // TestNetworkCatchUp, and downBlocks how many blocks the network commits by
-// consensus while a node is down (more under the soak tag).
+// consensus while a node is down (more under the soak tag: soak_test.go).
 var (
-	catchUpBlocks = 300
+	catchUpBlocks = 1000
 	downBlocks    = 10
 )
 
