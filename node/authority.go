@@ -199,16 +199,16 @@ func (n *Node) readyAuthority(height uint64) []ledger.AuthorityChange {
 }
 
 // authorityWork reports whether the chain should make a block for the
-// validator set's sake: a change is ready to enter one, or a committed
-// change is not in force at the next height yet (blocks, empty if need be,
-// carry the chain to its effective height).
+// validator set's sake: a change is ready to enter one, or the chain has
+// not reached the effective height of a committed change (blocks, empty if
+// need be, carry it there, so that the changed set decides a block).
 func (n *Node) authorityWork() bool {
 	a := n.auth()
-	next := a.Through() + 1
-	if len(a.Pending(next)) > 0 {
+	head := a.Through()
+	if len(a.Pending(head)) > 0 {
 		return true
 	}
-	return len(n.readyAuthority(next)) > 0
+	return len(n.readyAuthority(head+1)) > 0
 }
 
 // kickPool wakes the consensus loop as new mempool work does.

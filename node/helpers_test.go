@@ -276,7 +276,17 @@ func (tn *testNode) waitCommitted(key ledger.Key, timeout time.Duration) *ledger
 	for {
 		resp, p, err := c.Record(context.Background(), key)
 		if resp != nil {
-			e, _, err := api.VerifyRecord(tn.Cfg.Genesis, resp)
+			// The certificate is checked against the set in force at its
+			// height, by the history the node proves.
+			hist, err := c.Authority(context.Background())
+			if err != nil {
+				tn.tb.Fatalf("Authority() = %v", err)
+			}
+			auth, err := api.VerifyAuthority(tn.Cfg.Genesis, hist)
+			if err != nil {
+				tn.tb.Fatalf("VerifyAuthority = %v", err)
+			}
+			e, _, err := api.VerifyRecordWith(tn.Cfg.Genesis, auth, resp)
 			if err != nil {
 				tn.tb.Fatalf("VerifyRecord(%s) = %v", key, err)
 			}

@@ -5,6 +5,7 @@
 //	ledgerd run --home DIR         run a replica
 //	ledgerd dev --home DIR         try it: one command, a single-validator chain
 //	ledgerd testnet --nodes N --dir DIR   homes for a local network
+//	ledgerd authority propose|vote|list   change the validator set
 //	ledgerd audit --db FILE        verify a store offline
 //
 // Exit codes: 0 success, 1 audit found a bad block, 2 anything else.
@@ -75,6 +76,7 @@ Start here:  ledgerd dev --home ./devnode`,
 		newDevCmd(stdout, stderr),
 		newTestnetCmd(stdout),
 		newAuditCmd(stdout, stderr),
+		newAuthorityCmd(stdout),
 	)
 	return root
 }
