@@ -26,6 +26,10 @@ type Backend interface {
 	// Checkpoint returns the newest committed header and its certificate
 	// (nil at genesis and on pow chains). The header is in Store.
 	Checkpoint(ctx context.Context) (*ledger.Header, *ledger.Certificate, error)
+	// CosignedCheckpoint returns the newest checkpoint note (docs/FORMAT.md,
+	// "Checkpoints") signed by a quorum of the validators, of a block in
+	// Store, or an error wrapping ledger.ErrNotFound when there is none.
+	CosignedCheckpoint(ctx context.Context) ([]byte, error)
 
 	// Submit asks the ledger to record key for submitter (the client's
 	// address), with the client's claim (nil for none). It answers the

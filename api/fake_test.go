@@ -52,6 +52,23 @@ func (f *fakeBackend) Checkpoint(ctx context.Context) (*ledger.Header, *ledger.C
 	return &h, b.Certificate, nil
 }
 
+// CosignedCheckpoint returns the head's note signed by every validator
+// (none at genesis).
+func (f *fakeBackend) CosignedCheckpoint(ctx context.Context) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.chain.Head().Header
+	if h.Height == 0 {
+		return nil, ledger.ErrNotFound
+	}
+	cp := ledger.CheckpointOf(&h)
+	var sigs []ledger.Cosignature
+	for _, s := range f.chain.Signers {
+		sigs = append(sigs, ledger.Cosign(s, cp))
+	}
+	return ledger.FormatNote(cp, f.chain.Vals, sigs)
+}
+
 func (f *fakeBackend) Submit(ctx context.Context, key ledger.Key, claim *Claim, submitter string) (*SubmitResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -377,7 +377,9 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request, _ string)
 	if err != nil {
 		return fmt.Errorf("api: checkpoint: %w", err)
 	}
-	return s.writeJSON(w, http.StatusOK, NewCheckpoint(hdr, cert))
+	cp := NewCheckpoint(hdr, cert)
+	cp.Note = s.noteFor(r.Context(), hdr.Height) // checkpoint.go
+	return s.writeJSON(w, http.StatusOK, cp)
 }
 
 func (s *Server) getConsistency(w http.ResponseWriter, r *http.Request, _ string) error {
@@ -450,6 +452,10 @@ func (s *Server) getValidators(w http.ResponseWriter, r *http.Request, _ string)
 	vs := ValidatorSet{Validators: s.b.Validators(), AttestationsNeeded: s.g.AttestationsNeeded()}
 	if vs.Validators == nil {
 		vs.Validators = []Validator{}
+	}
+	for i := range vs.Validators {
+		v := &vs.Validators[i]
+		v.VerifierKey = ledger.VerifierKey(s.g.Chain, ledger.Validator{Key: v.Key, Name: v.Name})
 	}
 	if set, err := s.g.ValidatorSet(); err == nil {
 		vs.Quorum = set.Quorum()

@@ -109,7 +109,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"SubmitRequest": SubmitRequest{}, "SubmitResponse": SubmitResponse{}, "Claim": Claim{}, "Mismatch": Mismatch{},
 		"Attested": Attested{}, "PendingInfo": PendingInfo{}, "Status": Status{}, "Peer": Peer{}, "Validator": Validator{},
 		"ValidatorSet": ValidatorSet{}, "Evidence": Evidence{}, "GenesisInfo": GenesisInfo{},
-		"ConsistencyProof": ConsistencyProof{}, "Error": errorBody{},
+		"ConsistencyProof": ConsistencyProof{}, "InclusionProof": InclusionProof{}, "Error": errorBody{},
 		"AuthorityInfo": AuthorityInfo{}, "AuthorityEntry": AuthorityEntry{}, "AuthorityHistory": AuthorityHistory{}, "AuthoritySubmit": AuthoritySubmit{},
 	} {
 		s, ok := schemas[name]

@@ -161,6 +161,8 @@ func (s *Server) addRoutes() {
 		{pattern: "/v1/blocks/{height}", methods: get(s.getBlock)},
 		{pattern: "/v1/checkpoint", methods: get(s.getCheckpoint)},
 		{pattern: "/v1/proof/consistency", methods: get(s.getConsistency)},
+		{pattern: "/v1/proof/inclusion", methods: get(s.getInclusion)},
+		{pattern: "/checkpoint", methods: get(s.getNote)},
 		{pattern: "/v1/status", methods: get(s.getStatus)},
 		{pattern: "/v1/peers", methods: get(s.getPeers)},
 		{pattern: "/v1/validators", methods: get(s.getValidators)},

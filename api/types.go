@@ -93,6 +93,7 @@ type Checkpoint struct {
 	Time        int64       `json:"time"`                  // unix milliseconds, from the header
 	Header      string      `json:"header"`                // canonical header text
 	Certificate string      `json:"certificate,omitempty"` // canonical certificate text; none at genesis and on pow chains
+	Note        string      `json:"note,omitempty"`        // in GET /v1/checkpoint: this checkpoint as a signed note, when a quorum of validators co-signed it
 }
 
 // NewCheckpoint returns the checkpoint of h sealed by cert (nil for none).
@@ -260,6 +261,9 @@ type Validator struct {
 	Name   string           `json:"name"`
 	Self   bool             `json:"self"`   // this node
 	Online bool             `json:"online"` // connected to this node (or Self)
+	// VerifierKey is the validator's checkpoint-note verifier key
+	// (docs/FORMAT.md, "Checkpoints"), as note.NewVerifier reads it.
+	VerifierKey string `json:"verifier_key"`
 }
 
 // Evidence is a proof of misbehaviour: two conflicting signed statements

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -168,7 +169,15 @@ func (v *noteVerifier) Verify(msg, sig []byte) bool {
 		return false
 	}
 	copy(s[:], sig)
-	return v.key.Verify(msg, s)
+	return verifyBoth(v.key, msg, s)
+}
+
+// verifyBoth reports whether sig verifies under ZIP-215 (as every node
+// decides) and under crypto/ed25519 (as stock note verifiers decide), so
+// that a note made of valid co-signatures is valid for both. An honest
+// signer's signatures pass both.
+func verifyBoth(k PublicKey, msg []byte, sig Signature) bool {
+	return k.Verify(msg, sig) && ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig[:])
 }
 
 // NoteVerifiers returns the note verifiers of the validators of chain.
@@ -251,9 +260,10 @@ func Cosign(s *Signer, c Checkpoint) Cosignature {
 	return Cosignature{Checkpoint: c, Validator: s.Public(), Sig: s.Sign(c.Text())}
 }
 
-// Verify checks the co-signature's signature.
+// Verify checks the co-signature's signature: valid under ZIP-215 and
+// under crypto/ed25519 both (see verifyBoth).
 func (c *Cosignature) Verify() error {
-	if !c.Validator.Verify(c.Text(), c.Sig) {
+	if !verifyBoth(c.Validator, c.Text(), c.Sig) {
 		return fmt.Errorf("co-signature of checkpoint %d by %s: %w", c.Height, c.Validator, ErrBadSignature)
 	}
 	return nil

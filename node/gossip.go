@@ -101,6 +101,9 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		_, err := parsePending(data)
 		return err
 	case topicAttest:
+		if ledger.IsCosignature(data) {
+			return n.validateCosig(data) // cosign.go
+		}
 		if isAuthorityMsg(data) {
 			return n.checkAuthorityMsg(data) // authority.go
 		}
@@ -178,6 +181,10 @@ func (g gossip) Deliver(topic string, from string, data []byte) {
 			n.pool.Add(ctx, k, claimOf(it.Commit, it.Tree), "")
 		}
 	case topicAttest:
+		if ledger.IsCosignature(data) {
+			n.deliverCosig(ctx, data)
+			return
+		}
 		if isAuthorityMsg(data) {
 			n.deliverAuthorityMsg(data)
 			return

@@ -192,6 +192,7 @@ func (n *Node) appended(ctx context.Context, b *ledger.Block) {
 	}
 	n.mu.Unlock()
 	n.log.Info("block committed", "height", b.Header.Height, "records", len(b.Records), "hash", b.Hash().String())
+	n.cosignKick() // cosign.go
 }
 
 // gossipedBlock appends a block heard on the blocks topic and tells the

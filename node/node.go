@@ -55,6 +55,7 @@ type Node struct {
 	appendMu sync.Mutex // serializes appends: consensus commits and sync
 
 	checkpoint atomic.Pointer[checkpoint] // the newest head's, see backend.Checkpoint
+	cos        cosigner                   // co-signed checkpoints (cosign.go)
 
 	mu       sync.Mutex
 	waiters  map[ledger.Key][]chan struct{}
@@ -169,6 +170,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		return err
 	}
 	if err := n.openEngine(ctx); err != nil {
+		return err
+	}
+	if err := n.openCosign(ctx, rctx); err != nil {
 		return err
 	}
 	if err := n.maybeAttest(); err != nil {

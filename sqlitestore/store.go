@@ -239,6 +239,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		w.Close()
 		return nil, err
 	}
+	if err := s.initCosigs(ctx); err != nil { // cosig.go
+		w.Close()
+		return nil, err
+	}
 	r, err := sql.Open("sqlite3", dsn(path, true))
 	if err != nil {
 		w.Close()

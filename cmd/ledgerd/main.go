@@ -7,6 +7,7 @@
 //	ledgerd testnet --nodes N --dir DIR   homes for a local network
 //	ledgerd authority propose|vote|list   change the validator set
 //	ledgerd audit --db FILE        verify a store offline
+//	ledgerd verifier-keys --genesis FILE   the validators' checkpoint-note verifier keys
 //
 // Exit codes: 0 success, 1 audit found a bad block, 2 anything else.
 package main
@@ -77,6 +78,7 @@ Start here:  ledgerd dev --home ./devnode`,
 		newTestnetCmd(stdout),
 		newAuditCmd(stdout, stderr),
 		newAuthorityCmd(stdout),
+		newVerifierKeysCmd(stdout),
 	)
 	return root
 }
