@@ -255,6 +255,9 @@ func (b backend) Evidence(ctx context.Context, limit int) ([]api.Evidence, error
 		if ev, err := consensus.ParseEvidence(it.Data); err == nil {
 			out[i].Validator = ev.Offender().String()
 			out[i].Height = ev.Height()
+		} else if c := firstCosig(it.Data); c != nil { // cosign.go
+			out[i].Validator = c.Validator.String()
+			out[i].Height = c.Height
 		}
 	}
 	return out, nil

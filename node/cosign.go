@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -303,6 +304,27 @@ func (n *Node) cosigConflict(ctx context.Context, c *ledger.Cosignature, hdr *le
 	n.log.Warn("co-signed checkpoint conflicts with the committed chain", "validator", c.Validator.String(),
 		"height", c.Height, "block", c.Block.String(), "committed", hdr.Hash().String())
 	n.addEvidence(ctx, evidenceCheckpoint, data)
+}
+
+// firstCosig returns the co-signature that checkpoint evidence starts
+// with, or nil.
+func firstCosig(data []byte) *ledger.Cosignature {
+	if !ledger.IsCosignature(data) {
+		return nil
+	}
+	i := bytes.Index(data, []byte("\nsig "))
+	if i < 0 {
+		return nil
+	}
+	j := bytes.IndexByte(data[i+1:], '\n')
+	if j < 0 {
+		return nil
+	}
+	c, err := ledger.ParseCosignature(data[:i+1+j+1])
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // headerWithLogSize finds the header, at or below head, whose log size is

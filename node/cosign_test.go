@@ -144,7 +144,8 @@ func TestNetworkCosignedCheckpoint(t *testing.T) {
 				}
 				found := false
 				for _, e := range ev {
-					if e.Kind == "checkpoint" && strings.HasPrefix(e.Data, string(want.Format())) && strings.Contains(e.Data, string(head.Format())) {
+					if e.Kind == "checkpoint" && strings.HasPrefix(e.Data, string(want.Format())) && strings.Contains(e.Data, string(head.Format())) &&
+						e.Validator == want.Validator.String() && e.Height == want.Height {
 						found = true
 					}
 				}
