@@ -30,6 +30,23 @@ type AuditReport struct {
 	Head    Header
 }
 
+// A BlockScanner is a Store that can hand Audit its blocks in order, in
+// bulk, with the stored log hashes each block added. Audit uses it when the
+// store has it; sqlitestore.Store does.
+type BlockScanner interface {
+	// ScanBlocks calls fn with each block from height from to height to
+	// (inclusive), in order, and the stored log hashes the block's records
+	// added (stored hashes StoredHashCount(LogSize-Records) to
+	// StoredHashCount(LogSize)-1, in order), until fn returns an error.
+	// Every record it passes was parsed from its canonical bytes with
+	// ParseRecord, so it has passed Record.Check's checks (authority
+	// changes with ParseAuthorityChange, which Audit checks again). An
+	// error of
+	// ScanBlocks that fn did not return is about the block after the last
+	// one fn was given. fn must not keep b or hashes after it returns.
+	ScanBlocks(ctx context.Context, from, to uint64, fn func(b *Block, hashes []Hash) error) error
+}
+
 // Audit re-verifies a whole store from genesis: every header's link to its
 // parent, every record's encoding and leaf hash (authority changes too, and
 // the store's list of them), no key committed twice,
@@ -38,6 +55,9 @@ type AuditReport struct {
 // nil) every block's seal. g, when not nil, must produce block 0. It returns
 // an *AuditError naming the first bad height.
 //
+// Each record is checked once: by Record.Check, or, from a BlockScanner,
+// by the ParseRecord that read it from its canonical bytes.
+//
 // Audit keeps O(log n) hashes and one key digest per record in memory.
 // progress, when not nil, is called after each block.
 func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress func(height uint64)) (*AuditReport, error) {
@@ -45,38 +65,63 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 	if err != nil {
 		return nil, fmt.Errorf("ledger: audit: %w", err)
 	}
-	rep := &AuditReport{}
-	var f frontier
-	keys := make(map[[16]byte]struct{})
-	var parent *Header
-	var auth []AuthorityEntry
-	for height := uint64(0); height <= head.Height; height++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		b, err := s.Block(ctx, height)
-		if err != nil {
-			return nil, &AuditError{Height: height, Err: err}
-		}
-		if err := auditBlock(ctx, s, g, seal, parent, b, &f, keys, rep); err != nil {
-			return nil, &AuditError{Height: height, Err: err}
+	a := &auditor{ctx: ctx, s: s, g: g, seal: seal, keys: make(map[[16]byte]struct{}, min(head.LogSize, 1<<20))}
+	next := uint64(0) // the height being checked
+	check := func(b *Block, hashes []Hash, checked bool) error {
+		if err := a.block(b, hashes, checked); err != nil {
+			return &AuditError{Height: next, Err: err}
 		}
 		for i := range b.Authority {
-			auth = append(auth, AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: height})
+			a.auth = append(a.auth, AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: next})
 		}
-		parent = &b.Header
-		rep.Blocks++
+		a.parent = b.Header
+		a.rep.Blocks++
 		if progress != nil {
-			progress(height)
+			progress(next)
+		}
+		next++
+		return nil
+	}
+	if sc, ok := s.(BlockScanner); ok {
+		err := sc.ScanBlocks(ctx, 0, head.Height, func(b *Block, hashes []Hash) error {
+			if b.Header.Height != next {
+				return &AuditError{Height: next, Err: fmt.Errorf("store gave block %d", b.Header.Height)}
+			}
+			return check(b, hashes, true)
+		})
+		var ae *AuditError
+		switch {
+		case errors.As(err, &ae):
+			return nil, err
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, &AuditError{Height: next, Err: err}
+		case next != head.Height+1:
+			return nil, &AuditError{Height: next, Err: errors.New("store gave no block")}
+		}
+	} else {
+		for next <= head.Height {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			b, err := s.Block(ctx, next)
+			if err != nil {
+				return nil, &AuditError{Height: next, Err: err}
+			}
+			if err := check(b, nil, false); err != nil {
+				return nil, err
+			}
 		}
 	}
-	rep.Head = *parent
+	a.rep.Head = a.parent
 	// The store's list of authority changes (what LoadAuthorities reads)
 	// must be the one the blocks give.
 	listed, err := s.Authorities(ctx)
 	if err != nil {
 		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("authority changes: %w", err)}
 	}
+	auth := a.auth
 	if len(listed) != len(auth) {
 		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("the store lists %d authority changes, the blocks hold %d", len(listed), len(auth))}
 	}
@@ -85,41 +130,61 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 			return nil, &AuditError{Height: auth[i].Height, Err: fmt.Errorf("the store lists authority change %d as %d at height %d, the blocks give %d", i, listed[i].Index, listed[i].Height, auth[i].Index)}
 		}
 	}
-	return rep, nil
+	return &a.rep, nil
 }
 
-func auditBlock(ctx context.Context, s Store, g *Genesis, seal SealChecker, parent *Header, b *Block, f *frontier, keys map[[16]byte]struct{}, rep *AuditReport) error {
+// An auditor is Audit's state between blocks.
+type auditor struct {
+	ctx    context.Context
+	s      Store
+	g      *Genesis
+	seal   SealChecker
+	parent Header // valid once rep.Blocks > 0
+	f      frontier
+	keys   map[[16]byte]struct{} // digests of the keys seen
+	auth   []AuthorityEntry      // the authority changes seen
+	rep    AuditReport
+	buf    []byte // 0x00 || a record's canonical bytes
+}
+
+// block checks b after a.parent. hashes, when not nil, are the stored
+// hashes the store holds for b; checked says b's records passed
+// Record.Check already.
+func (a *auditor) block(b *Block, hashes []Hash, checked bool) error {
 	h := &b.Header
-	if parent == nil {
+	if a.rep.Blocks == 0 {
 		if h.Height != 0 || !h.Prev.IsZero() || h.Records != 0 || h.LogSize != 0 || h.LogRoot != EmptyLogRoot || b.Leaves() != 0 {
 			return errors.New("block 0 is not a genesis block")
 		}
-		if g != nil && h.Hash() != g.Block().Hash() {
-			return fmt.Errorf("block 0 is %s, the genesis gives %s", h.Hash(), g.Block().Hash())
+		if a.g != nil && h.Hash() != a.g.Block().Hash() {
+			return fmt.Errorf("block 0 is %s, the genesis gives %s", h.Hash(), a.g.Block().Hash())
 		}
 		return nil
 	}
+	parent := &a.parent
 	if err := CheckLink(parent, b); err != nil {
 		return err
 	}
+	f := &a.f
 	before := f.size
+	f.added = f.added[:0]
+	const keyAt = 1 + len(recordMagic+"\nkey ") // the key in a.buf
 	for i := range b.Records {
 		r := &b.Records[i]
-		if err := r.Check(); err != nil {
-			return fmt.Errorf("record %d: %w", i, err)
+		if !checked {
+			if err := r.Check(); err != nil {
+				return fmt.Errorf("record %d: %w", i, err)
+			}
 		}
-		k := sha256.Sum256([]byte(r.Key.String()))
-		var d [16]byte
-		copy(d[:], k[:])
-		if _, dup := keys[d]; dup {
+		a.buf = r.AppendFormat(append(a.buf[:0], 0))
+		k := sha256.Sum256(a.buf[keyAt : keyAt+len(r.Key.Repo)+1+len(r.Key.Tag)])
+		d := [16]byte(k[:16])
+		if _, dup := a.keys[d]; dup {
 			return fmt.Errorf("key %s committed twice", r.Key)
 		}
-		keys[d] = struct{}{}
-		data := r.Format()
-		rep.Bytes += int64(len(data))
-		if err := f.add(Hash(tlog.RecordHash(data))); err != nil {
-			return err
-		}
+		a.keys[d] = struct{}{}
+		a.rep.Bytes += int64(len(a.buf) - 1)
+		f.add(Hash(sha256.Sum256(a.buf)))
 	}
 	for i := range b.Authority {
 		c := &b.Authority[i]
@@ -130,12 +195,10 @@ func auditBlock(ctx context.Context, s Store, g *Genesis, seal SealChecker, pare
 			return fmt.Errorf("authority change %d of chain %q in a %s block", i, c.Chain, h.Engine)
 		}
 		data := c.Format()
-		rep.Bytes += int64(len(data))
-		if err := f.add(Hash(tlog.RecordHash(data))); err != nil {
-			return err
-		}
+		a.rep.Bytes += int64(len(data))
+		f.add(Hash(tlog.RecordHash(data)))
 	}
-	rep.Records += int64(b.Leaves())
+	a.rep.Records += int64(b.Leaves())
 	if uint64(f.size) != h.LogSize {
 		return fmt.Errorf("log size %d, records give %d", h.LogSize, f.size)
 	}
@@ -149,26 +212,26 @@ func auditBlock(ctx context.Context, s Store, g *Genesis, seal SealChecker, pare
 	// The stored hashes the store serves proofs from must be the ones the
 	// records give.
 	if lo, hi := tlog.StoredHashCount(before), tlog.StoredHashCount(f.size); hi > lo {
-		idx := make([]int64, 0, hi-lo)
-		for i := lo; i < hi; i++ {
-			idx = append(idx, i)
+		if hashes == nil {
+			idx := make([]int64, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				idx = append(idx, i)
+			}
+			if hashes, err = a.s.ReadHashes(a.ctx, idx); err != nil {
+				return fmt.Errorf("stored hashes: %w", err)
+			}
 		}
-		got, err := s.ReadHashes(ctx, idx)
-		if err != nil {
-			return fmt.Errorf("stored hashes: %w", err)
-		}
-		if len(got) != len(idx) {
-			return fmt.Errorf("stored hashes: read %d, want %d", len(got), len(idx))
+		if int64(len(hashes)) != hi-lo {
+			return fmt.Errorf("stored hashes: read %d, want %d", len(hashes), hi-lo)
 		}
 		for i, x := range f.added {
-			if got[i] != x {
-				return fmt.Errorf("stored log hash %d is %s, records give %s", idx[i], got[i], x)
+			if hashes[i] != x {
+				return fmt.Errorf("stored log hash %d is %s, records give %s", lo+int64(i), hashes[i], x)
 			}
 		}
 	}
-	f.added = f.added[:0]
-	if seal != nil {
-		if err := seal.CheckSeal(ctx, parent, b); err != nil {
+	if a.seal != nil {
+		if err := a.seal.CheckSeal(a.ctx, parent, b); err != nil {
 			return fmt.Errorf("seal: %w", err)
 		}
 	}
@@ -201,22 +264,30 @@ func (f *frontier) ReadHashes(indexes []int64) ([]Hash, error) {
 	return out, nil
 }
 
-func (f *frontier) add(leaf Hash) error {
-	hs, err := tlog.StoredHashesForRecordHash(f.size, tlog.Hash(leaf), tlogReader{f})
-	if err != nil {
-		return err
-	}
-	// hs[i] is the hash at level i of the subtree that record size completes.
-	for level, h := range hs {
-		n := f.size >> uint(level)
+// add appends the record whose leaf hash is leaf: it computes the stored
+// hashes record f.size adds (tlog.StoredHashesForRecordHash: the leaf, then
+// the hash of each subtree it completes) into f.added.
+func (f *frontier) add(leaf Hash) {
+	x, n := leaf, f.size
+	for level := 0; ; level++ {
+		// x is the hash of subtree n at level.
+		var left Hash
+		closes := n&1 == 1
+		if closes {
+			left = f.level[level].hash // subtree n-1, its left sibling
+		}
 		if level == len(f.level) {
 			f.level = append(f.level, frontierHash{})
 		}
-		f.level[level] = frontierHash{n: n, hash: Hash(h)}
-		f.added = append(f.added, Hash(h))
+		f.level[level] = frontierHash{n: n, hash: x}
+		f.added = append(f.added, x)
+		if !closes {
+			break
+		}
+		x = Hash(tlog.NodeHash(tlog.Hash(left), tlog.Hash(x)))
+		n >>= 1
 	}
 	f.size++
-	return nil
 }
 
 func (f *frontier) root() (Hash, error) { return LogRoot(f, f.size) }

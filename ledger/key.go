@@ -112,7 +112,7 @@ func NewKey(repo, tag string) (Key, error) {
 		return Key{}, err
 	}
 	k := Key{Repo: r, Tag: tag}
-	if n := len(k.String()); n > MaxKeyLen {
+	if n := len(r) + 1 + len(tag); n > MaxKeyLen {
 		return Key{}, keyErr(k.String(), "key is %d bytes, longer than %d", n, MaxKeyLen)
 	}
 	return k, nil
@@ -126,6 +126,17 @@ func NewKey(repo, tag string) (Key, error) {
 func checkKeyText(s string) error {
 	if len(s) > MaxKeyLen {
 		return keyErr(s, "%d bytes, longer than %d", len(s), MaxKeyLen)
+	}
+	// Printable ASCII, the common case, has none of them.
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return nil
 	}
 	if !utf8.ValidString(s) {
 		return keyErr(s, "not valid UTF-8")
@@ -242,7 +253,7 @@ func CanonicalRepo(repo string) (string, error) {
 		// would make a canonical form that is not its own canonical form.
 		return "", keyErr(repo, "repository path ends in .git twice")
 	}
-	for _, seg := range strings.Split(p, "/") {
+	for seg := range strings.SplitSeq(p, "/") {
 		switch seg {
 		case "":
 			return "", keyErr(repo, "empty path segment")
@@ -330,7 +341,7 @@ func canonicalHost(h string) (string, error) {
 		}
 		return "[" + a.String() + "]", nil
 	}
-	for _, label := range strings.Split(h, ".") {
+	for label := range strings.SplitSeq(h, ".") {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("invalid host %q", clip(h))
 		}
@@ -359,11 +370,16 @@ func CheckTag(tag string) error {
 		return keyErr(tag, "tag contains '..', '@{' or '//'")
 	}
 	for _, c := range tag {
-		if c < 0x20 || c == 0x7f || strings.ContainsRune(" ~^:?*[\\", c) {
-			return keyErr(tag, "tag contains %q, which git forbids in ref names", c)
+		switch c {
+		case ' ', '~', '^', ':', '?', '*', '[', '\\', 0x7f:
+		default:
+			if c >= 0x20 {
+				continue
+			}
 		}
+		return keyErr(tag, "tag contains %q, which git forbids in ref names", c)
 	}
-	for _, comp := range strings.Split(tag, "/") {
+	for comp := range strings.SplitSeq(tag, "/") {
 		if comp == "" {
 			return keyErr(tag, "tag has an empty component")
 		}

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 const recordMagic = "vcsledger-record/1"
@@ -22,19 +20,49 @@ type Record struct {
 
 // Format returns the record's canonical bytes (docs/FORMAT.md, "Record").
 func (r *Record) Format() []byte {
-	var b textBuf
-	b.WriteString(recordMagic + "\n")
-	b.line("key", r.Key.String())
-	b.line("commit", r.Commit)
-	b.line("tree", r.Tree)
+	n := len(recordMagic) + len("\nkey @\ncommit \ntree \n") + len(r.Key.Repo) + len(r.Key.Tag) + len(r.Commit) + len(r.Tree)
 	if r.H1 != "" {
-		b.line("h1", r.H1)
+		n += len("h1 \n") + len(r.H1)
 	}
-	return b.Bytes()
+	return r.AppendFormat(make([]byte, 0, n))
+}
+
+// AppendFormat appends the record's canonical bytes to b and returns the
+// extended buffer.
+func (r *Record) AppendFormat(b []byte) []byte {
+	b = append(b, recordMagic+"\nkey "...)
+	b = append(b, r.Key.Repo...)
+	b = append(b, '@')
+	b = append(b, r.Key.Tag...)
+	b = append(b, "\ncommit "...)
+	b = append(b, r.Commit...)
+	b = append(b, "\ntree "...)
+	b = append(b, r.Tree...)
+	b = append(b, '\n')
+	if r.H1 != "" {
+		b = append(b, "h1 "...)
+		b = append(b, r.H1...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // LeafHash returns the record's RFC 6962 leaf hash, SHA-256(0x00 || bytes).
-func (r *Record) LeafHash() Hash { return Hash(tlog.RecordHash(r.Format())) }
+func (r *Record) LeafHash() Hash {
+	var buf [512]byte
+	return leafHash(r.AppendFormat(buf[:0]))
+}
+
+// leafHash returns SHA-256(0x00 || data), tlog.RecordHash without its
+// allocation.
+func leafHash(data []byte) Hash {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(data)
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
 
 // Check reports whether every field of r is well formed.
 func (r *Record) Check() error {
@@ -47,6 +75,14 @@ func (r *Record) Check() error {
 	}
 	if k != r.Key {
 		return fail("key %q is not canonical (want %q)", r.Key.String(), k.String())
+	}
+	return r.checkFields()
+}
+
+// checkFields checks every field of r but the key.
+func (r *Record) checkFields() error {
+	fail := func(format string, args ...any) error {
+		return &FormatError{What: "record", Msg: fmt.Sprintf(format, args...)}
 	}
 	if err := CheckCommit(r.Commit); err != nil {
 		return fail("%v", err)
@@ -86,7 +122,9 @@ func ParseRecord(b []byte) (*Record, error) {
 	if err := l.end(); err != nil {
 		return nil, err
 	}
-	if err := r.Check(); err != nil {
+	// The key is canonical (ParseKey's result formats back to the line):
+	// what Check would add is the other fields.
+	if err := r.checkFields(); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -98,9 +136,10 @@ func CheckCommit(s string) error {
 	if len(s) != 40 && len(s) != 64 {
 		return fmt.Errorf("commit %q: want 40 or 64 lowercase hex digits", clip(s))
 	}
-	buf := make([]byte, len(s)/2)
-	if err := parseHexFixed(s, buf); err != nil {
-		return fmt.Errorf("commit %q: %v", clip(s), err)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return fmt.Errorf("commit %q: not lowercase hex", clip(s))
+		}
 	}
 	return nil
 }
@@ -111,8 +150,14 @@ func checkSHA256Hash(prefix, s string) error {
 	if !ok {
 		return fmt.Errorf("%q does not start with %q", clip(s), prefix)
 	}
-	sum, err := base64.StdEncoding.Strict().DecodeString(rest)
-	if err != nil || len(sum) != sha256.Size {
+	// Standard base64 of 32 bytes is 44 characters, which decode to at
+	// most 33 bytes.
+	var sum [sha256.Size + 1]byte
+	n, err := 0, error(nil)
+	if len(rest) == 44 {
+		n, err = base64.StdEncoding.Strict().Decode(sum[:], []byte(rest))
+	}
+	if err != nil || n != sha256.Size {
 		return fmt.Errorf("%q is not %s followed by base64 of 32 bytes", clip(s), prefix)
 	}
 	return nil

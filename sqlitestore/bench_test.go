@@ -149,7 +149,7 @@ func rawInsert(b *testing.B, path string, n int) appendStats {
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		os.Remove(p)
 	}
-	db, err := sql.Open("sqlite3", dsn(path, false))
+	db, err := sql.Open(driverName, dsn(path, false))
 	if err != nil {
 		b.Fatal(err)
 	}

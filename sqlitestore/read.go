@@ -116,14 +116,11 @@ func (s *Store) Block(ctx context.Context, height uint64) (*ledger.Block, error)
 	return readBlock(ctx, tx, height)
 }
 
-// readBlock reads the block at height; q must see one snapshot (a
-// transaction), so that the block is read whole.
-func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, error) {
-	var hdr, hash, cert, atts []byte
-	var first int64
-	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &hash, &cert, &atts, &first); err != nil {
-		return nil, readErr(err, "block %d", height)
-	}
+// blockHead returns the block at height from its row in blocks, without
+// its records and attestations: the header, checked against its stored
+// hash, the certificate, and the first record's index, checked against the
+// header.
+func blockHead(height uint64, hdr, hash, cert []byte, first int64) (*ledger.Block, error) {
 	h, err := parseHeaderAt(hdr, hash, height)
 	if err != nil {
 		return nil, err
@@ -137,6 +134,22 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	if h.Records > ledger.MaxBlockRecords || h.Records > h.LogSize || first != int64(h.LogSize-h.Records) {
 		return nil, corruptRow(fmt.Errorf("first record %d, header says %d records ending the log at %d", first, h.Records, h.LogSize), "block %d", height)
 	}
+	return b, nil
+}
+
+// readBlock reads the block at height; q must see one snapshot (a
+// transaction), so that the block is read whole.
+func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, error) {
+	var hdr, hash, cert, atts []byte
+	var first int64
+	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &hash, &cert, &atts, &first); err != nil {
+		return nil, readErr(err, "block %d", height)
+	}
+	b, err := blockHead(height, hdr, hash, cert, first)
+	if err != nil {
+		return nil, err
+	}
+	h := &b.Header
 	b.Records = make([]ledger.Record, 0, h.Records)
 	n := 0 // entries read
 	if h.Records > 0 {

@@ -1,0 +1,133 @@
+package sqlitestore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// plainStore hides ScanBlocks, so that Audit reads block by block.
+type plainStore struct{ ledger.Store }
+
+// scanFixture is a store of 12,000 records in blocks of 50 (blocks 1 to
+// 240; record i is in block 1+i/50): more than one ScanBlocks chunk, the
+// first ending at block 164, and Open checks blocks 225 to 240.
+func scanFixture(t *testing.T) (string, *testChain) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTestChain(1)
+	if _, err := c.appendBlocks(context.Background(), s, 12000, 50); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, c
+}
+
+func TestScanBlocksAudit(t *testing.T) {
+	ctx := context.Background()
+	path, c := scanFixture(t)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := func(t *testing.T, path string) (scan, plain *ledger.AuditReport, scanErr, plainErr error) {
+		t.Helper()
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		scan, scanErr = ledger.Audit(ctx, s, c.gen, testSeal{c}, nil)
+		plain, plainErr = ledger.Audit(ctx, plainStore{s}, c.gen, testSeal{c}, nil)
+		return
+	}
+
+	t.Run("good", func(t *testing.T) {
+		scan, plain, scanErr, plainErr := audit(t, path)
+		if scanErr != nil || plainErr != nil {
+			t.Fatalf("Audit = %v (scan), %v (block by block)", scanErr, plainErr)
+		}
+		if *scan != *plain || scan.Records != 12000 || scan.Blocks != 241 {
+			t.Fatalf("Audit reports %+v (scan), %+v (block by block)", scan, plain)
+		}
+	})
+
+	// Damage past the first chunk is found at the same height both ways.
+	for _, tc := range []struct {
+		name   string
+		stmt   string
+		height uint64
+	}{
+		{"changed record", "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 8550", 172},
+		{"record of another key", "UPDATE records SET data = (SELECT data FROM records WHERE idx = 10) WHERE idx = 8650", 174},
+		{"moved record", "UPDATE records SET idx = -1 WHERE idx = 8750", 176},
+		{"record in the wrong block", "UPDATE records SET height = 3 WHERE idx = 8850", 178},
+		{"cut stored hashes", "UPDATE records SET hashes = substr(hashes, 1, 32) WHERE idx = 8951", 180},
+		{"zeroed stored hashes", "UPDATE records SET hashes = zeroblob(length(hashes)) WHERE idx = 9051", 182},
+		{"flipped header", "UPDATE blocks SET header = replace(header, 'time ', 'time 1') WHERE height = 184", 184},
+		{"damaged attestations", "UPDATE blocks SET attestations = substr(attestations, 1, 50) WHERE height = 186", 186},
+		{"zeroed stored hashes in the first chunk", "UPDATE records SET hashes = zeroblob(length(hashes)) WHERE idx = 5051", 102},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "ledger.db")
+			if err := os.WriteFile(p, good, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			editSQL(t, p, tc.stmt)
+			_, _, scanErr, plainErr := audit(t, p)
+			for _, err := range []error{scanErr, plainErr} {
+				var ae *ledger.AuditError
+				if !errors.As(err, &ae) || ae.Height != tc.height || !errors.Is(err, ledger.ErrCorrupt) {
+					t.Fatalf("Audit = %v (scan), %v (block by block); want AuditErrors at height %d", scanErr, plainErr, tc.height)
+				}
+			}
+			t.Logf("Audit = %v", scanErr)
+		})
+	}
+
+	t.Run("stop", func(t *testing.T) {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stop := errors.New("stop")
+		var last uint64
+		err = s.ScanBlocks(ctx, 10, 240, func(b *ledger.Block, hashes []ledger.Hash) error {
+			if b.Header.Height != last+1 && last != 0 || int64(len(hashes)) != ledger.StoredHashCount(int64(b.Header.LogSize))-ledger.StoredHashCount(int64(b.Header.LogSize-b.Header.Records)) {
+				t.Errorf("block %d after %d with %d hashes", b.Header.Height, last, len(hashes))
+			}
+			last = b.Header.Height
+			if last == 50 {
+				return stop
+			}
+			return nil
+		})
+		if err != stop || last != 50 {
+			t.Fatalf("ScanBlocks = %v after block %d; want fn's error after block 50", err, last)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		err = s.ScanBlocks(cctx, 0, 240, func(b *ledger.Block, hashes []ledger.Hash) error {
+			if b.Header.Height == 5 {
+				cancel()
+			}
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ScanBlocks after cancel = %v", err)
+		}
+		if err := s.ScanBlocks(ctx, 241, 245, func(*ledger.Block, []ledger.Hash) error { return nil }); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("ScanBlocks past the head = %v; want ErrNotFound", err)
+		}
+	})
+}
