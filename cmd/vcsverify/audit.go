@@ -7,10 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/sqlitestore"
@@ -31,7 +33,12 @@ signatures.
 
 With --mirror DIR the verified chain is kept in DIR/mirror.db; later runs
 fetch only what is new, after checking that the node's chain still contains
-the mirror's newest block. A node that rewrote history is a SECURITY ERROR.`,
+the mirror's newest block. A node that rewrote history is a SECURITY ERROR.
+
+The node's co-signed checkpoint (GET /checkpoint) must be signed by a
+quorum of the validators and name the block the audited chain has at its
+height. audit also shows the evidence of misbehaviour every node holds
+(GET /v1/evidence), with a WARNING; evidence alone does not fail the audit.`,
 		Example: "  vcsverify audit\n  vcsverify audit --mirror ~/.cache/vcsledger-mirror",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,11 +63,16 @@ the mirror's newest block. A node that rewrote history is a SECURITY ERROR.`,
 			if err != nil {
 				return err
 			}
+			rep.Evidence = lc.nodesEvidence(ctx) // evidence.go
 			if asJSON {
 				return writeJSON(stdout, rep)
 			}
 			fmt.Fprintf(stdout, "audit ok: %s blocks 0..%d verified (%d new), %d records, head %s, log root %s\n",
 				lc.g.Chain, rep.Height, rep.NewBlocks, rep.LogSize, rep.Hash, rep.LogRoot)
+			if rep.CosignedHeight != nil {
+				fmt.Fprintf(stdout, "co-signed checkpoint: block %d, signed by %d validators\n", *rep.CosignedHeight, rep.CosignedBy)
+			}
+			printNodesEvidence(stdout, rep.Evidence)
 			if mirror != "" {
 				fmt.Fprintf(stdout, "mirror: %s\n", filepath.Join(mirror, "mirror.db"))
 			}
@@ -81,6 +93,12 @@ type auditReport struct {
 	LogRoot   ledger.Hash `json:"log_root"`
 	NewBlocks uint64      `json:"new_blocks"`
 	Node      string      `json:"node"`
+	// CosignedHeight is the height of the node's co-signed checkpoint
+	// (GET /checkpoint), checked against the audited chain; nil when the
+	// node serves none.
+	CosignedHeight *uint64        `json:"cosigned_height,omitempty"`
+	CosignedBy     int            `json:"cosigned_by,omitempty"` // validators that signed it
+	Evidence       []nodeEvidence `json:"evidence,omitempty"`    // what the nodes hold
 }
 
 func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from uint64) (*auditReport, error) {
@@ -99,6 +117,12 @@ func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from ui
 		return nil, securityErrorf("mirror %s: %v", path, err)
 	}
 	seal, err := consensus.NewPoASealAt(lc.g, auth)
+	if err != nil {
+		return nil, err
+	}
+	// The co-signed note first: it is then at most as new as the chain
+	// audited below.
+	note, err := lc.fetchNote(ctx, cn)
 	if err != nil {
 		return nil, err
 	}
@@ -182,5 +206,44 @@ func (lc *ledgerClient) audit(ctx context.Context, cn conn, path string, from ui
 	if mine.Height == top.Height && mine.Hash() != top.Hash() {
 		return nil, securityErrorf("node %s's checkpoint %s is not the block its chain gives at height %d (%s)", cn.url, top.Hash(), top.Height, mine.Hash())
 	}
-	return &auditReport{Chain: lc.g.Chain, Height: mine.Height, Hash: mine.Hash(), LogSize: mine.LogSize, LogRoot: mine.LogRoot, NewBlocks: added, Node: cn.url}, nil
+	rep := &auditReport{Chain: lc.g.Chain, Height: mine.Height, Hash: mine.Hash(), LogSize: mine.LogSize, LogRoot: mine.LogRoot, NewBlocks: added, Node: cn.url}
+	if note != nil && note.c.Height <= mine.Height {
+		h, err := s.Header(ctx, note.c.Height)
+		if err != nil {
+			return nil, err
+		}
+		if ledger.CheckpointOf(h) != *note.c {
+			blk, err := s.Block(ctx, h.Height)
+			if err != nil {
+				return nil, err
+			}
+			cert := ""
+			if blk.Certificate != nil {
+				cert = string(blk.Certificate.Format())
+			}
+			return nil, securityErrorf("fork: node %s's co-signed checkpoint at height %d is block %s (log %d %s); the audited chain has block %s (log %d %s)\n%s",
+				cn.url, note.c.Height, note.c.Block, note.c.LogSize, note.c.LogRoot, h.Hash(), h.LogSize, h.LogRoot,
+				lc.evidence("checkpoint", evidencePart{"co-signed checkpoint note from " + cn.url, note.msg},
+					evidencePart{"block " + strconv.FormatUint(h.Height, 10) + " of the audited chain (header and certificate)", append(h.Format(), cert...)}))
+		}
+		rep.CosignedHeight, rep.CosignedBy = &note.c.Height, note.signers
+	}
+	return rep, nil
+}
+
+// fetchNote returns the node's co-signed checkpoint, verified (a quorum of
+// the validators signed it), or nil when the node has none (a pow chain,
+// or no block co-signed yet).
+func (lc *ledgerClient) fetchNote(ctx context.Context, cn conn) (*verifiedNote, error) {
+	if lc.g.Engine != ledger.EnginePoA {
+		return nil, nil
+	}
+	msg, err := cn.c.CosignedCheckpoint(ctx)
+	if errors.Is(err, api.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node %s: co-signed checkpoint: %w", cn.url, err)
+	}
+	return lc.verifyNote(ctx, cn, msg) // proof.go
 }

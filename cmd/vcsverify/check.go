@@ -336,7 +336,11 @@ fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
 			}
 			rep.Result, rep.Ledger, rep.Node = "found", newLedgerRecord(res), res.node
 			if proofOut != "" {
-				if err := writeProofBundle(proofOut, lc.g, res.resp); err != nil {
+				p, err := lc.proofBundle(ctx, res) // proof.go
+				if err != nil {
+					return err
+				}
+				if err := writeAtomic(proofOut, p.Format()); err != nil {
 					return err
 				}
 				lc.progress("wrote proof bundle %s (check it offline with 'vcsverify verify-proof %s')", proofOut, proofOut)
@@ -346,7 +350,7 @@ fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
 		},
 	}
 	lf.register(cmd)
-	cmd.Flags().StringVar(&proofOut, "proof-out", "", "also write an offline proof bundle (record, inclusion proof, signed checkpoint, genesis) to this file")
+	cmd.Flags().StringVar(&proofOut, "proof-out", "", "also write an offline proof (C2SP tlog-proof: record, inclusion proof, checkpoint co-signed by a quorum of validators) to this file")
 	return cmd
 }
 

@@ -150,10 +150,22 @@ func (lc *ledgerClient) progress(format string, args ...any) {
 func (lc *ledgerClient) checkCheckpoint(ctx context.Context, cn conn, cp *api.Checkpoint, h *ledger.Header) (behind bool, err error) {
 	saved := savedCheckpoint{Header: cp.Header, Certificate: cp.Certificate, Node: cn.url}
 	err = lc.st.advanceCheckpoint(lc.g.Chain, h, saved, func(cached *ledger.Header) error {
+		// evidence returns the two signed checkpoints (evidence.go).
+		evidence := func(kind string, more ...evidencePart) string {
+			old, _, err := lc.st.checkpoint(lc.g.Chain)
+			if err != nil {
+				old = &savedCheckpoint{Header: string(cached.Format())}
+			}
+			parts := append([]evidencePart{
+				{"checkpoint from " + cn.url, []byte(cp.Header + cp.Certificate)},
+				{"checkpoint this client verified before (from " + old.Node + ")", []byte(old.Header + old.Certificate)},
+			}, more...)
+			return lc.evidence(kind, parts...)
+		}
 		switch {
 		case cached.Height == h.Height && cached.Hash() != h.Hash():
-			return securityErrorf("fork: node %s serves block %d %s, but this client verified block %d %s before\n%s\n%s",
-				cn.url, h.Height, h.Hash(), cached.Height, cached.Hash(), h.Format(), cached.Format())
+			return securityErrorf("fork: node %s serves block %d %s, but this client verified block %d %s before\n%s",
+				cn.url, h.Height, h.Hash(), cached.Height, cached.Hash(), evidence("fork"))
 		case cached.Height > h.Height:
 			behind = true
 			return nil
@@ -163,8 +175,13 @@ func (lc *ledgerClient) checkCheckpoint(ctx context.Context, cn conn, cp *api.Ch
 				return fmt.Errorf("node %s: consistency proof %d..%d: %w", cn.url, cached.LogSize, h.LogSize, err)
 			}
 			if err := api.VerifyConsistency(cached, h, p); err != nil {
-				return securityErrorf("node %s's log at block %d does not extend the log this client verified at block %d (a rewritten history): %v",
-					cn.url, h.Height, cached.Height, err)
+				var proof []byte
+				for _, x := range p.Proof {
+					proof = append(proof, x.String()+"\n"...)
+				}
+				return securityErrorf("node %s's log at block %d does not extend the log this client verified at block %d (a rewritten history): %v\n%s",
+					cn.url, h.Height, cached.Height, err,
+					evidence("rewritten-history", evidencePart{fmt.Sprintf("consistency proof from log %d to %d, from %s", p.From, p.To, cn.url), proof}))
 			}
 		}
 		return nil
