@@ -10,21 +10,79 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // benchChain is the chain BenchmarkLookupWithProof reads, built once per
 // process: VCSLEDGER_BENCH_RECORDS records (default 100,000) in blocks of
 // 10,000 on a one-validator chain.
 var benchChain = sync.OnceValues(func() (*ledgertest.Chain, error) {
+	return buildBenchChain()
+})
+
+// benchDir holds benchStore's file; TestMain removes it.
+var benchDir string
+
+// benchStore is benchChain's blocks in a sqlitestore, as a node keeps
+// them, opened once per process.
+var benchStore = sync.OnceValues(func() (*sqlitestore.Store, error) {
+	chain, err := benchChain()
+	if err != nil {
+		return nil, err
+	}
+	if benchDir, err = os.MkdirTemp("", "api-bench-"); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	s, err := sqlitestore.Open(ctx, filepath.Join(benchDir, "ledger.db"))
+	if err != nil {
+		return nil, err
+	}
+	for i, b := range chain.Blocks() {
+		if i == 0 {
+			err = ledger.InitStore(ctx, s, chain.Genesis)
+		} else {
+			err = s.Append(ctx, b, chain.Stored(b.Header.Height))
+		}
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		if s, err := benchStore(); err == nil {
+			s.Close()
+		}
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
+
+// sqliteBackend is fakeBackend with the chain read from a sqlitestore.
+type sqliteBackend struct {
+	*fakeBackend
+	store ledger.Store
+}
+
+func (b sqliteBackend) Store() ledger.Store { return b.store }
+
+func buildBenchChain() (*ledgertest.Chain, error) {
 	n := 100_000
 	if s := os.Getenv("VCSLEDGER_BENCH_RECORDS"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -43,7 +101,7 @@ var benchChain = sync.OnceValues(func() (*ledgertest.Chain, error) {
 		chain.Next(ledgertest.Records(rng, i, min(10_000, n-i)))
 	}
 	return chain, tb.err
-})
+}
 
 // onceTB lets the chain builder run outside any one benchmark.
 type onceTB struct {
@@ -62,12 +120,15 @@ const benchMinRequests = 5000
 
 // BenchmarkLookupWithProof measures GET /v1/records/{key} (a point read, an
 // inclusion proof and the checkpoint, through the API server) against, in
-// the same run, two bare net/http handlers over the same store: one doing
-// the same work (lookup, proof, JSON) without the API's routing, strict
-// parsing, metrics and logging, and one doing only the point read. Each
+// the same run, two bare net/http handlers over the same store (a
+// sqlitestore, as a node's): one doing the same work (lookup, proof, JSON)
+// without the API's routing, strict parsing, metrics and logging, and one
+// doing only the SQLite point read (Lookup) and writing the record. Each
 // answers max(b.N, benchMinRequests) requests from 4 concurrent clients
-// over keep-alive connections on 127.0.0.1. Reported: req/s and p99
-// latency of each, the ratios of the API's req/s to the bare ones', and as
+// over keep-alive connections on 127.0.0.1, the three taking turns in ten
+// rounds. Reported: req/s and p99 latency of each, the ratios of the API's
+// req/s to the bare ones', CPU time per request (of the whole process,
+// clients included) of the API and the point read and their ratio, and as
 // ns/op the API's wall time per request.
 func BenchmarkLookupWithProof(b *testing.B) {
 	chain, err := benchChain()
@@ -79,7 +140,11 @@ func BenchmarkLookupWithProof(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	backend := newFakeBackend(b, chain)
+	store, err := benchStore()
+	if err != nil {
+		b.Fatal(err)
+	}
+	backend := sqliteBackend{newFakeBackend(b, chain), store}
 	s, err := NewServer(Config{}, backend, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -90,14 +155,14 @@ func BenchmarkLookupWithProof(b *testing.B) {
 	}{
 		{"api", s},
 		{"bare", bareProofHandler(backend)},
-		{"read", bareReadHandler(chain.Store)},
+		{"read", bareReadHandler(store)},
 	}
 
 	// The keys asked for: random records of the whole log.
 	rng := rand.New(rand.NewPCG(1, 1))
 	paths := make([]string, 4096)
 	for i := range paths {
-		e, err := chain.Store.Record(ctx, rng.Int64N(int64(head.LogSize)))
+		e, err := store.Record(ctx, rng.Int64N(int64(head.LogSize)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -106,16 +171,26 @@ func BenchmarkLookupWithProof(b *testing.B) {
 
 	n := max(b.N, benchMinRequests)
 	const clients = 4
-	type result struct {
-		rps     float64
-		p99     time.Duration
+	// The handlers take turns, rounds times each, so that the load of
+	// this shared machine weighs on all of them alike.
+	const rounds = 10
+	type phase struct {
+		lat     []time.Duration
 		elapsed time.Duration
+		cpu     time.Duration
 	}
-	results := map[string]result{}
-	b.ResetTimer()
-	for _, srv := range servers {
+	phases := make([]phase, len(servers))
+	type conn struct {
+		ts *httptest.Server
+		hc *http.Client
+	}
+	conns := make([]conn, len(servers))
+	for k, srv := range servers {
 		ts := httptest.NewServer(srv.h)
+		defer ts.Close()
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+		defer hc.CloseIdleConnections()
+		conns[k] = conn{ts, hc}
 		// Every handler answers a record that verifies.
 		resp, err := hc.Get(ts.URL + paths[0])
 		if err != nil {
@@ -135,39 +210,56 @@ func BenchmarkLookupWithProof(b *testing.B) {
 				b.Fatalf("%s: %v", srv.name, err)
 			}
 		}
-
-		runtime.GC() // start each phase with the same heap
-		lat := make([][]time.Duration, clients)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := c; i < n; i += clients {
-					t0 := time.Now()
-					resp, err := hc.Get(ts.URL + paths[i%len(paths)])
-					if err != nil {
-						b.Error(err)
-						return
+	}
+	b.ResetTimer()
+	for r := range rounds {
+		lo, hi := n*r/rounds, n*(r+1)/rounds
+		for k, srv := range servers {
+			ts, hc := conns[k].ts, conns[k].hc
+			runtime.GC() // start each phase with the same heap
+			lat := make([][]time.Duration, clients)
+			var wg sync.WaitGroup
+			start, cpu0 := time.Now(), cpuTime()
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := lo + c; i < hi; i += clients {
+						t0 := time.Now()
+						resp, err := hc.Get(ts.URL + paths[i%len(paths)])
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b.Errorf("%s: status %d", srv.name, resp.StatusCode)
+							return
+						}
+						lat[c] = append(lat[c], time.Since(t0))
 					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Errorf("%s: status %d", srv.name, resp.StatusCode)
-						return
-					}
-					lat[c] = append(lat[c], time.Since(t0))
-				}
-			}()
+				}()
+			}
+			wg.Wait()
+			p := &phases[k]
+			p.elapsed += time.Since(start)
+			p.cpu += cpuTime() - cpu0
+			p.lat = append(p.lat, slices.Concat(lat...)...)
 		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		hc.CloseIdleConnections()
-		ts.Close()
-		all := slices.Concat(lat...)
-		slices.Sort(all)
-		results[srv.name] = result{float64(len(all)) / elapsed.Seconds(), all[len(all)*99/100], elapsed}
+	}
+	type result struct {
+		rps     float64
+		p99     time.Duration
+		elapsed time.Duration
+		cpu     float64 // µs of this process's CPU time per request, client side included
+	}
+	results := map[string]result{}
+	for k, srv := range servers {
+		p := &phases[k]
+		slices.Sort(p.lat)
+		results[srv.name] = result{float64(len(p.lat)) / p.elapsed.Seconds(), p.lat[len(p.lat)*99/100], p.elapsed,
+			float64(p.cpu.Nanoseconds()) / 1e3 / float64(len(p.lat))}
 	}
 	b.StopTimer()
 	api, bare, read := results["api"], results["bare"], results["read"]
@@ -180,6 +272,9 @@ func BenchmarkLookupWithProof(b *testing.B) {
 	b.ReportMetric(float64(api.p99.Microseconds())/1000, "api_p99_ms")
 	b.ReportMetric(float64(bare.p99.Microseconds())/1000, "bare_p99_ms")
 	b.ReportMetric(float64(read.p99.Microseconds())/1000, "read_p99_ms")
+	b.ReportMetric(api.cpu, "api_cpu_µs/req")
+	b.ReportMetric(read.cpu, "read_cpu_µs/req")
+	b.ReportMetric(read.cpu/api.cpu, "api/read_cpu")
 	// ns/op: wall time per API request (4 clients in parallel).
 	b.ReportMetric(float64(api.elapsed.Nanoseconds())/float64(n), "ns/op")
 }
@@ -232,4 +327,11 @@ func bareReadHandler(store ledger.Store) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(NewRecord(e, StatusCommitted))
 	})
+}
+
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -306,20 +306,39 @@ func (s *Store) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error
 }
 
 // ReadHashes returns the stored log hashes at the given tlog stored-hash
-// indexes, in order. It reads, in one transaction, only the record rows
-// that hold them: one range query when those rows are close together (a
-// block's new hashes, as Audit reads them), else one IN query (a proof's,
-// spread over the log; faster than a query per row, measured).
+// indexes, in order: those at the levels the hash cache holds from memory,
+// the others from the record rows that hold them (see readHashes), in one
+// query unless more than 500 rows are needed, then in one transaction.
 func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
 	if len(indexes) == 0 {
 		return []ledger.Hash{}, nil
 	}
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, readErr(err, "read hashes")
+	out := make([]ledger.Hash, len(indexes))
+	miss := s.cache.get(s.head.Load(), indexes, out)
+	if len(miss) == 0 {
+		return out, nil
 	}
-	defer tx.Rollback()
-	return readHashes(ctx, tx, indexes)
+	idx := make([]int64, len(miss))
+	for j, i := range miss {
+		idx[j] = indexes[i]
+	}
+	var q queryer = s.r
+	if len(idx) > inChunk {
+		tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, readErr(err, "read hashes")
+		}
+		defer tx.Rollback()
+		q = tx
+	}
+	hs, err := readHashes(ctx, q, idx)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range miss {
+		out[i] = hs[j]
+	}
+	return out, nil
 }
 
 // maxStoredHash bounds the stored-hash indexes hashSlot maps (a log of
@@ -337,6 +356,15 @@ func hashSlot(x int64) (rec int64, level int) {
 	return (n+1)<<uint(level) - 1, level
 }
 
+// inChunk is how many rows readHashes asks for in one IN query, well under
+// SQLite's limit on bound parameters.
+const inChunk = 500
+
+// readHashes reads the stored hashes at indexes from the record rows that
+// hold them: one range query when those rows are close together (a
+// block's new hashes), else IN queries of up to inChunk rows (a proof's,
+// spread over the log; faster than a query per row, measured). q must see
+// one snapshot when more than one query is needed.
 func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, error) {
 	out := make([]ledger.Hash, len(indexes))
 	lo, hi := int64(math.MaxInt64), int64(-1)
@@ -385,9 +413,8 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 				recs = append(recs, rec)
 			}
 		}
-		const chunk = 500 // well under SQLite's limit on bound parameters
 		for len(recs) > 0 {
-			part := recs[:min(chunk, len(recs))]
+			part := recs[:min(inChunk, len(recs))]
 			recs = recs[len(part):]
 			r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx IN (?"+strings.Repeat(",?", len(part)-1)+")", part...)
 			if err != nil {

@@ -143,6 +143,8 @@ type Store struct {
 
 	wmu  sync.Mutex                    // serializes Append and guards head changes
 	head atomic.Pointer[ledger.Header] // nil while the store is empty
+
+	cache hashCache // the upper levels of the stored log hashes
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -166,8 +168,9 @@ const (
 const autoFullLimit = 64 << 20
 
 type config struct {
-	readers int
-	check   IntegrityCheck
+	readers     int
+	check       IntegrityCheck
+	cacheHashes int // hashCache.max
 }
 
 // An Option configures Open.
@@ -242,7 +245,7 @@ func dsn(path string, readOnly bool) string {
 // verifies it (see the package comment). A store that fails verification is
 // refused with an error wrapping ledger.ErrCorrupt.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	cfg := config{readers: 4, check: CheckAuto}
+	cfg := config{readers: 4, check: CheckAuto, cacheHashes: defaultCacheHashes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -261,6 +264,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
+	s.cache.max = cfg.cacheHashes
 	if err := s.init(ctx, cfg); err != nil {
 		w.Close()
 		return nil, err
@@ -287,7 +291,21 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.loadCache(ctx, s.r); err != nil {
+		s.Close()
+		return nil, s.tailErr(err, "stored hashes")
+	}
 	return s, nil
+}
+
+// loadCache fills the hash cache for the head from the file.
+func (s *Store) loadCache(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return s.cache.load(ctx, tx, s.head.Load())
 }
 
 // Path returns the database file's path.

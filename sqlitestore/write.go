@@ -75,6 +75,11 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 	}
 	c := *h
 	s.head.Store(&c)
+	if !s.cache.appended(head, &c, int64(size), hashes) {
+		// After a reorg or a failed commit: read it again. Should that
+		// fail, proofs read every hash from the file until it succeeds.
+		s.loadCache(context.WithoutCancel(ctx), s.w)
+	}
 	return nil
 }
 
