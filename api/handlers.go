@@ -118,7 +118,7 @@ func (s *Server) recordResponse(ctx context.Context, e *ledger.Entry) (*RecordRe
 		return nil, err
 	}
 	return &RecordResponse{
-		Record:     NewRecord(e, s.status(e.Height, hdr.Height)),
+		Record:     s.newRecord(e, hdr.Height),
 		Proof:      proof,
 		Checkpoint: NewCheckpoint(hdr, cert),
 	}, nil
@@ -148,11 +148,15 @@ func (s *Server) postRecord(w http.ResponseWriter, r *http.Request, _ string) er
 	if err := s.authorize(r); err != nil {
 		return err
 	}
-	q, err := parseQuery(r, "wait")
+	q, err := parseQuery(r, "wait", "confirmations")
 	if err != nil {
 		return err
 	}
 	wait, err := q.duration("wait")
+	if err != nil {
+		return err
+	}
+	confs, err := s.wantConfirmations(q)
 	if err != nil {
 		return err
 	}
@@ -175,7 +179,7 @@ func (s *Server) postRecord(w http.ResponseWriter, r *http.Request, _ string) er
 		return fmt.Errorf("api: backend answered neither committed nor pending for %s", key)
 	}
 	if e == nil && wait > 0 {
-		if e, err = s.wait(ctx, key, wait); err != nil {
+		if e, err = s.wait(ctx, key, wait, confs); err != nil {
 			return err
 		}
 		if e == nil {
@@ -210,15 +214,20 @@ func (s *Server) postRecord(w http.ResponseWriter, r *http.Request, _ string) er
 	return s.writeJSON(w, status, resp)
 }
 
-// wait waits up to d for key to commit. It returns nil, nil when the wait
-// ends first (or the server is shutting down).
-func (s *Server) wait(ctx context.Context, key ledger.Key, d time.Duration) (*ledger.Entry, error) {
+// wait waits up to d for key to commit and, on a pow chain, to have confs
+// confirmations (powwait.go). It returns nil, nil when the wait ends before
+// the commit (or the server is shutting down), and the entry, committed
+// but not yet buried deep enough, when it ends before the confirmations.
+func (s *Server) wait(ctx context.Context, key ledger.Key, d time.Duration, confs uint64) (*ledger.Entry, error) {
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	stop := context.AfterFunc(s.drain, cancel)
 	defer stop()
 	e, err := s.b.WaitCommitted(wctx, key)
+	if err == nil && confs > 1 {
+		e, err = s.waitConfirmations(wctx, key, e, confs)
+	}
 	switch {
 	case err == nil:
 		s.metrics.wait.WithLabelValues("committed").Observe(time.Since(start).Seconds())
@@ -285,7 +294,7 @@ func (s *Server) listRecords(w http.ResponseWriter, r *http.Request, _ string) e
 	page := RecordsPage{Records: make([]Record, 0, len(es)), LogSize: head.LogSize}
 	for i := range es {
 		if es[i].Authority == nil {
-			page.Records = append(page.Records, NewRecord(&es[i], s.status(es[i].Height, head.Height)))
+			page.Records = append(page.Records, s.newRecord(&es[i], head.Height))
 		}
 	}
 	return s.writeJSON(w, http.StatusOK, page)

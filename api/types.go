@@ -32,6 +32,9 @@ type Record struct {
 	Index  int64  `json:"index"`        // place in the log, from 0
 	Height uint64 `json:"height"`       // block that committed it
 	Status string `json:"status"`       // StatusCommitted or StatusFinal
+	// Confirmations (pow chains): how many blocks bury the record's block,
+	// its own included, on the answering node's chain.
+	Confirmations uint64 `json:"confirmations,omitempty"`
 }
 
 // NewRecord returns the API form of a committed entry.

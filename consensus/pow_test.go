@@ -468,28 +468,29 @@ func TestSolveAndMiner(t *testing.T) {
 	// solution arrives, and only it.
 	hard := *h
 	hard.Bits = 255
-	if err := m.Mine(hard, 0); err != nil {
+	if _, err := m.Mine(hard, 0); err != nil {
 		t.Fatal(err)
 	}
 	easy := *h
 	easy.Time++
 	easy.Bits = 8
-	if err := m.Mine(easy, 1<<32); err != nil {
+	job, err := m.Mine(easy, 1<<32)
+	if err != nil {
 		t.Fatal(err)
 	}
 	sol := <-m.Found()
-	if sol.Time != easy.Time || sol.Bits != 8 || CheckWork(&sol) != nil {
-		t.Fatalf("Found() = %+v, want a solution of the easy template", sol)
+	if sol.Job != job || sol.Header.Time != easy.Time || sol.Header.Bits != 8 || CheckWork(&sol.Header) != nil {
+		t.Fatalf("Found() = %+v, want a solution of the easy template (job %d)", sol, job)
 	}
-	if err := m.Mine(ledger.Header{Engine: ledger.EnginePoA}, 0); err == nil {
+	if _, err := m.Mine(ledger.Header{Engine: ledger.EnginePoA}, 0); err == nil {
 		t.Fatal("Mine(poa header) = nil error")
 	}
-	if err := m.Mine(hard, 0); err != nil {
+	if _, err := m.Mine(hard, 0); err != nil {
 		t.Fatal(err)
 	}
 	m.Stop()
 	m.Close() // returns only when every worker exited
-	if err := m.Mine(easy, 0); err == nil {
+	if _, err := m.Mine(easy, 0); err == nil {
 		t.Fatal("Mine after Close = nil error")
 	}
 	if _, err := NewMiner(-1); err == nil {

@@ -115,13 +115,20 @@ func DefaultMinerWorkers() int { return max(runtime.NumCPU()-1, 1) }
 // delivers against its current tip.
 type Miner struct {
 	workers int
-	found   chan ledger.Header
+	found   chan Solution
 	hashes  atomic.Uint64
 
 	mu     sync.Mutex
+	job    uint64       // the current template's number
 	stop   *atomic.Bool // the current template's
 	closed bool
 	wg     sync.WaitGroup
+}
+
+// A Solution is a solved header and the number Mine gave its template.
+type Solution struct {
+	Job    uint64
+	Header ledger.Header
 }
 
 // NewMiner returns a Miner with workers goroutines per template (0:
@@ -133,48 +140,53 @@ func NewMiner(workers int) (*Miner, error) {
 	if workers < 0 || workers > 1024 {
 		return nil, fmt.Errorf("consensus: %d mining workers: want 1 to 1024", workers)
 	}
-	return &Miner{workers: workers, found: make(chan ledger.Header, 1)}, nil
+	return &Miner{workers: workers, found: make(chan Solution, 1)}, nil
 }
 
 // Workers returns the number of workers per template.
 func (m *Miner) Workers() int { return m.workers }
 
 // Found delivers solved headers. Only the newest solution is kept while
-// nobody reads.
-func (m *Miner) Found() <-chan ledger.Header { return m.found }
+// nobody reads, and only the current template's is delivered; one that was
+// waiting when Mine replaced its template may still be read: compare its
+// Job with Mine's result.
+func (m *Miner) Found() <-chan Solution { return m.found }
 
 // Hashes returns the number of hashes tried so far.
 func (m *Miner) Hashes() uint64 { return m.hashes.Load() }
 
 // Mine starts searching nonces for h from start (each worker its own
-// residue class) and stops the search of the previous template. It never
-// blocks on the workers. A header that cannot be mined (not pow, bits out
-// of range) is an error and stops nothing.
-func (m *Miner) Mine(h ledger.Header, start uint64) error {
+// residue class), stops the search of the previous template and returns
+// the new template's number, which its Solution carries. It never blocks
+// on the workers. A header that cannot be mined (not pow, bits out of
+// range) is an error and stops nothing.
+func (m *Miner) Mine(h ledger.Header, start uint64) (uint64, error) {
 	if h.Engine != ledger.EnginePoW || h.Bits == 0 || h.Bits > 255 {
-		return fmt.Errorf("consensus: cannot mine block %d (engine %q, bits %d)", h.Height, h.Engine, h.Bits)
+		return 0, fmt.Errorf("consensus: cannot mine block %d (engine %q, bits %d)", h.Height, h.Engine, h.Bits)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return errors.New("consensus: miner closed")
+		return 0, errors.New("consensus: miner closed")
 	}
 	if m.stop != nil {
 		m.stop.Store(true)
 	}
 	stop := new(atomic.Bool)
 	m.stop = stop
+	m.job++
+	job := m.job
 	for i := 0; i < m.workers; i++ {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.work(h, start+uint64(i), uint64(m.workers), stop)
+			m.work(job, h, start+uint64(i), uint64(m.workers), stop)
 		}()
 	}
-	return nil
+	return job, nil
 }
 
-func (m *Miner) work(h ledger.Header, start, stride uint64, stop *atomic.Bool) {
+func (m *Miner) work(job uint64, h ledger.Header, start, stride uint64, stop *atomic.Bool) {
 	const batch = 1 << 14
 	for nonce := start; !stop.Load(); nonce += batch * stride {
 		sol, ok, err := Solve(&h, nonce, stride, batch, stop.Load)
@@ -183,7 +195,7 @@ func (m *Miner) work(h ledger.Header, start, stride uint64, stop *atomic.Bool) {
 			return
 		}
 		if ok {
-			m.deliver(sol, stop)
+			m.deliver(Solution{Job: job, Header: sol}, stop)
 			return
 		}
 	}
@@ -191,7 +203,7 @@ func (m *Miner) work(h ledger.Header, start, stride uint64, stop *atomic.Bool) {
 
 // deliver hands sol to Found unless its template was replaced meanwhile,
 // replacing a solution nobody read.
-func (m *Miner) deliver(sol ledger.Header, stop *atomic.Bool) {
+func (m *Miner) deliver(sol Solution, stop *atomic.Bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if stop.Swap(true) || m.closed {

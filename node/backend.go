@@ -216,7 +216,7 @@ func (b backend) Peers() []api.Peer {
 	var out []api.Peer
 	for _, p := range n.host.Peers() {
 		ap := api.Peer{ID: p.ID.String(), Addrs: []string{p.Addr}}
-		if k, ok := validatorKeyOf(p.ID); ok && n.current().Contains(k) {
+		if k, ok := validatorKeyOf(p.ID); ok && n.pow == nil && n.current().Contains(k) {
 			vals := n.current()
 			ap.ValidatorKey = k.String()
 			ap.Name = vals.Validators()[vals.Index(k)].Name
@@ -237,6 +237,9 @@ func (b backend) Validators() []api.Validator {
 		}
 	}
 	var out []api.Validator
+	if n.pow != nil {
+		return out // pow: open membership
+	}
 	for _, v := range n.current().Validators() {
 		self := n.signer.Public() == v.Key
 		out = append(out, api.Validator{Key: v.Key, Name: v.Name, Self: self, Online: self || online[v.Key]})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
@@ -32,6 +33,12 @@ type Config struct {
 	CacheDir      string        // vcs cache; default: under the node's data directory
 
 	MaxBlockRecords int // records per block; default 10,000
+
+	// Pow chains only.
+	Mine          bool          // mine blocks (and attest records, which a miner includes only when it hashed them itself)
+	MineWorkers   int           // mining goroutines; default all cores but one
+	NoReverify    bool          // accept others' records on their attestations without fetching and hashing them again
+	MaxClockDrift time.Duration // how far ahead of this node's clock a block's time may be; default 2 min
 
 	Logger *slog.Logger // default: discard
 	Now    func() time.Time
@@ -79,6 +86,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBlockRecords < 0 || c.MaxBlockRecords > ledger.MaxBlockRecords {
 		return fmt.Errorf("node: max block records %d: want 1 to %d", c.MaxBlockRecords, ledger.MaxBlockRecords)
+	}
+	if c.MineWorkers < 0 || c.MineWorkers > 1024 {
+		return fmt.Errorf("node: mine workers %d: want 0 (default) to 1024", c.MineWorkers)
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = consensus.DefaultMaxDrift
+	}
+	if c.MaxClockDrift < 0 {
+		return fmt.Errorf("node: negative max clock drift")
 	}
 	if len(c.P2PListen) == 0 {
 		c.P2PListen = []string{"/ip4/127.0.0.1/tcp/0"}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/p2p"
@@ -46,6 +48,9 @@ func (n *Node) openP2P(ctx context.Context) error {
 		return fmt.Errorf("node: p2p: %w", err)
 	}
 	n.host = h
+	if n.pow != nil {
+		return nil // pow_sync.go syncs branches
+	}
 	n.syncer, err = p2p.NewSyncer(h, p2p.SyncConfig{
 		Store:  n.store,
 		Seal:   n.seal,
@@ -105,6 +110,9 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 			return n.validateCosig(data) // cosign.go
 		}
 		if isAuthorityMsg(data) {
+			if n.pow != nil {
+				return fmt.Errorf("authority change on a pow chain")
+			}
 			return n.checkAuthorityMsg(data) // authority.go
 		}
 		a, err := ledger.ParseAttestation(data)
@@ -114,11 +122,14 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if a.Chain != n.g.Chain {
 			return fmt.Errorf("attestation for chain %q", a.Chain)
 		}
-		if !n.member(a.Validator) {
+		if n.pow == nil && !n.member(a.Validator) {
 			return fmt.Errorf("attestation by non-validator %s", a.Validator)
 		}
 		return a.Verify()
 	case topicConsensus:
+		if n.pow != nil {
+			return fmt.Errorf("consensus message on a pow chain")
+		}
 		m, err := consensus.ParseMessage(data)
 		if err != nil {
 			return err
@@ -146,6 +157,9 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		b, err := ledger.ParseBlock(data)
 		if err != nil {
 			return err
+		}
+		if n.pow != nil {
+			return n.powGossipCheck(b)
 		}
 		if b.Header.Chain != n.g.Chain {
 			return fmt.Errorf("block for chain %q", b.Header.Chain)
@@ -207,6 +221,10 @@ func (g gossip) Deliver(topic string, from string, data []byte) {
 	case topicBlocks:
 		b, err := ledger.ParseBlock(data)
 		if err != nil {
+			return
+		}
+		if n.pow != nil {
+			n.powDeliver(b, peer.ID(from))
 			return
 		}
 		head, err := n.store.Head(ctx)

@@ -330,7 +330,7 @@ func (tn *testNode) waitPendingError(key ledger.Key, timeout time.Duration) *api
 // consensus seal, and returns the head.
 func (tn *testNode) audit() *ledger.Header {
 	tn.tb.Helper()
-	seal, err := SealChecker(tn.Cfg.Genesis)
+	seal, err := SealChecker(tn.Cfg.Genesis, tn.Store())
 	if err != nil {
 		tn.tb.Fatal(err)
 	}

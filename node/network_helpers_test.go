@@ -466,11 +466,11 @@ func (c *cluster) checkIdentical() {
 // from genesis.
 func (c *cluster) audit() {
 	c.tb.Helper()
-	seal, err := SealChecker(c.g)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
 	for _, i := range c.live() {
+		seal, err := SealChecker(c.g, c.members[i].Store())
+		if err != nil {
+			c.tb.Fatal(err)
+		}
 		if _, err := ledger.Audit(context.Background(), c.members[i].Store(), c.g, seal, nil); err != nil {
 			c.tb.Fatalf("node %d: Audit = %v", i, err)
 		}

@@ -33,7 +33,8 @@ type Node struct {
 	log    *slog.Logger
 	g      *ledger.Genesis
 	signer *ledger.Signer     // the node's key; it signs while in the validator set
-	seal   *consensus.PoASeal // follows the store's validator set (authority.go)
+	seal   *consensus.PoASeal // follows the store's validator set (authority.go); nil on pow chains
+	pow    *powState          // pow chains only (pow.go)
 
 	store    *sqlitestore.Store
 	pool     *mempool.Pool
@@ -91,6 +92,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Genesis.Engine != ledger.EnginePoA {
 		return nil, fmt.Errorf("node: engine %q is not supported by this build", cfg.Genesis.Engine)
 	}
+	if cfg.Genesis.Engine == ledger.EnginePoW {
+		if err := n.initPoW(); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	if _, err := cfg.Genesis.ValidatorSet(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -102,11 +109,11 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// SealChecker returns the seal checker for blocks of g's chain, for offline
-// verification (ledgerd audit).
-func SealChecker(g *ledger.Genesis) (ledger.SealChecker, error) {
-	if g.Engine != ledger.EnginePoA {
-		return nil, fmt.Errorf("node: engine %q is not supported by this build", g.Engine)
+// SealChecker returns the seal checker for the blocks of g's chain in s,
+// for offline verification of s's main chain (ledgerd audit).
+func SealChecker(g *ledger.Genesis, s ledger.Store) (ledger.SealChecker, error) {
+	if g.Engine == ledger.EnginePoW {
+		return consensus.NewPoWSeal(g, consensus.StoreAncestors(s))
 	}
 	return consensus.NewPoASeal(g)
 }
@@ -155,12 +162,14 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := ledger.InitStore(ctx, n.store, n.g); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	auth, err := ledger.LoadAuthorities(ctx, n.store, n.g)
-	if err != nil {
-		return fmt.Errorf("node: %w", err)
-	}
-	if n.seal, err = consensus.NewPoASealAt(n.g, auth); err != nil {
-		return fmt.Errorf("node: %w", err)
+	if n.pow == nil {
+		auth, err := ledger.LoadAuthorities(ctx, n.store, n.g)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		if n.seal, err = consensus.NewPoASealAt(n.g, auth); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
 	}
 	n.runCtx = rctx
 	if err := n.openPool(ctx); err != nil {
@@ -169,7 +178,12 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := n.openP2P(rctx); err != nil {
 		return err
 	}
-	if err := n.openEngine(ctx); err != nil {
+	if n.pow != nil {
+		err = n.openPoW(ctx)
+	} else {
+		err = n.openEngine(ctx)
+	}
+	if err != nil {
 		return err
 	}
 	if err := n.openCosign(ctx, rctx); err != nil {
@@ -181,11 +195,15 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err := n.openAPI(rctx); err != nil {
 		return err
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.loop(rctx)
-	}()
+	if n.pow != nil {
+		n.runPoW(rctx)
+	} else {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.loop(rctx)
+		}()
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -158,7 +158,7 @@ func (tn *testNet) checkConverged() {
 		if n == nil {
 			continue
 		}
-		seal, _ := SealChecker(tn.g)
+		seal, _ := SealChecker(tn.g, n.Store())
 		rep, err := ledger.Audit(ctx, n.Store(), tn.g, seal, nil)
 		if err != nil {
 			tn.t.Fatalf("node %d: Audit = %v", i, err)

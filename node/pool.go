@@ -40,11 +40,13 @@ func (j journal) LoadPending(ctx context.Context, fn func(id string, data []byte
 
 func (n *Node) openPool(ctx context.Context) error {
 	mc := mempool.Config{
-		Chain:      n.g.Chain,
-		Validators: n.member,
-		Now:        n.cfg.Now,
-		Logger:     n.log,
+		Chain:  n.g.Chain,
+		Now:    n.cfg.Now,
+		Logger: n.log,
 	}
+	if n.pow == nil {
+		mc.Validators = n.member
+	} // pow: anyone may attest
 	mc.Self = n.signer.Public()
 	p, err := mempool.New(ctx, mc, journal{n}, n.store)
 	if err != nil {
@@ -54,25 +56,28 @@ func (n *Node) openPool(ctx context.Context) error {
 	return nil
 }
 
-func (n *Node) openAttester(ctx context.Context) error {
+// fetchRecord fetches key's repository and hashes it: the record this
+// node attests.
+func (n *Node) fetchRecord(ctx context.Context, key ledger.Key) (ledger.Record, error) {
 	cache := n.cfg.CacheDir
 	if cache == "" {
 		cache = filepath.Join(filepath.Dir(n.cfg.DBPath), "cache")
 	}
-	hash := func(ctx context.Context, key ledger.Key) (ledger.Record, error) {
-		res, err := vcs.Hash(ctx, key.FetchURL(), key.Tag, vcs.Options{CacheDir: cache, Timeout: n.cfg.FetchTimeout})
-		if err != nil {
-			n.mu.Lock()
-			n.counters.fetchErrors++
-			n.mu.Unlock()
-			return ledger.Record{}, err
-		}
-		r := ledger.Record{Key: key, Commit: res.Commit, Tree: res.Tree, H1: res.H1}
-		return r, r.Check()
+	res, err := vcs.Hash(ctx, key.FetchURL(), key.Tag, vcs.Options{CacheDir: cache, Timeout: n.cfg.FetchTimeout})
+	if err != nil {
+		n.mu.Lock()
+		n.counters.fetchErrors++
+		n.mu.Unlock()
+		return ledger.Record{}, err
 	}
+	r := ledger.Record{Key: key, Commit: res.Commit, Tree: res.Tree, H1: res.H1}
+	return r, r.Check()
+}
+
+func (n *Node) openAttester(ctx context.Context) error {
 	a, err := mempool.NewAttester(mempool.AttesterConfig{
 		Pool:    n.pool,
-		Hash:    hash,
+		Hash:    n.fetchRecord,
 		Signer:  n.signer,
 		Chain:   n.g.Chain,
 		Workers: n.cfg.AttestWorkers,

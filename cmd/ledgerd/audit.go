@@ -38,9 +38,6 @@ Exit 0 when the store is sound; exit 1 naming the first bad height.`,
 				if g, err = readGenesis(genesis); err != nil {
 					return err
 				}
-				if seal, err = node.SealChecker(g); err != nil {
-					return err
-				}
 			}
 			ctx := cmd.Context()
 			s, err := sqlitestore.Open(ctx, db)
@@ -51,6 +48,11 @@ Exit 0 when the store is sound; exit 1 naming the first bad height.`,
 				return err
 			}
 			defer s.Close()
+			if g != nil {
+				if seal, err = node.SealChecker(g, s); err != nil {
+					return err
+				}
+			}
 			start := time.Now()
 			last := start
 			rep, err := ledger.Audit(ctx, s, g, seal, func(h uint64) {

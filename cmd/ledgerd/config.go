@@ -44,6 +44,10 @@ type fileConfig struct {
 	FetchTimeout  string   `json:"fetch_timeout,omitempty"`
 	LogFormat     string   `json:"log_format,omitempty"` // text or json
 	LogLevel      string   `json:"log_level,omitempty"`  // debug, info, warn, error
+	// Pow chains only.
+	Mine        bool  `json:"mine,omitempty"`         // mine blocks
+	MineWorkers int   `json:"mine_workers,omitempty"` // mining goroutines; default all cores but one
+	Reverify    *bool `json:"reverify,omitempty"`     // fetch and hash others' records before accepting their blocks; default true
 }
 
 func readFileConfig(path string) (*fileConfig, error) {
@@ -85,6 +89,8 @@ type runFlags struct {
 	writeToken string
 	logFormat  string
 	logLevel   string
+	mine       bool
+	mineWork   int
 }
 
 func (f *runFlags) register(cmd *cobra.Command) {
@@ -97,6 +103,8 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.writeToken, "write-token", "", "bearer token required for writes (env LEDGERD_WRITE_TOKEN)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: text or json (env LEDGERD_LOG_FORMAT)")
 	fl.StringVar(&f.logLevel, "log-level", "", "log level: debug, info, warn, error (env LEDGERD_LOG_LEVEL)")
+	fl.BoolVar(&f.mine, "mine", false, "pow chains: mine blocks (env LEDGERD_MINE=1)")
+	fl.IntVar(&f.mineWork, "mine-workers", 0, "pow chains: mining goroutines (default all cores but one)")
 }
 
 // nodeConfig assembles the node configuration for a home: defaults, then
@@ -133,6 +141,13 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 		}
 		fc.MDNS = b
 	}
+	if v, ok := os.LookupEnv("LEDGERD_MINE"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("LEDGERD_MINE=%q: want true or false", v)
+		}
+		fc.Mine = b
+	}
 	fl := cmd.Flags()
 	if fl.Changed("http") {
 		fc.HTTP = f.http
@@ -154,6 +169,12 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	}
 	if fl.Changed("log-level") {
 		fc.LogLevel = f.logLevel
+	}
+	if fl.Changed("mine") {
+		fc.Mine = f.mine
+	}
+	if fl.Changed("mine-workers") {
+		fc.MineWorkers = f.mineWork
 	}
 
 	logger, err := newLogger(stderr, fc.LogFormat, fc.LogLevel)
@@ -180,6 +201,9 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 		AttestWorkers: fc.AttestWorkers,
 		CacheDir:      filepath.Join(f.home, "cache"),
 		Logger:        logger,
+		Mine:          fc.Mine,
+		MineWorkers:   fc.MineWorkers,
+		NoReverify:    fc.Reverify != nil && !*fc.Reverify,
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = node.DefaultHTTPAddr

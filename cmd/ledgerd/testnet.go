@@ -30,7 +30,9 @@ func newTestnetCmd(stdout io.Writer) *cobra.Command {
 		Long: `testnet writes DIR/node0 .. DIR/node<N-1>: each with its own key, the shared
 genesis (every node a validator, for poa) and a config.json in which node I
 serves HTTP on 127.0.0.1:<P+I> and listens for peers on 127.0.0.1:<P+1000+I>,
-with every other node as a bootstrap peer. Start node I with
+with every other node as a bootstrap peer. On a pow chain (difficulty 12
+bits, retargeting every 32 blocks toward --block-interval, final after 6
+confirmations) every node mines with one worker. Start node I with
 'ledgerd run --home DIR/nodeI'.`,
 		Example: "  ledgerd testnet --nodes 4 --dir ./net\n  for i in 0 1 2 3; do ledgerd run --home ./net/node$i & done",
 		Args:    cobra.NoArgs,
@@ -90,6 +92,11 @@ with every other node as a bootstrap peer. Start node I with
 					HTTP:      fmt.Sprintf("127.0.0.1:%d", basePort+i),
 					P2PListen: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", basePort+p2pPortOffset+i)},
 					Bootstrap: boot,
+				}
+				if g.Engine == ledger.EnginePoW {
+					// Every node mines, with one worker: N nodes share
+					// this machine's cores.
+					fc.Mine, fc.MineWorkers = true, 1
 				}
 				if err := writeFileConfig(filepath.Join(home, configFile), fc); err != nil {
 					return err

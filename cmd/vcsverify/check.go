@@ -136,8 +136,10 @@ func newAppendCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Ask the ledger to record a tag and wait for the commit",
 		Long: `append asks the ledger to record <repo>@<tag>. The validators fetch the
 repository and compute the hash themselves; append waits until the record is
-committed, verifies it, and prints it. A key that is already recorded is
-printed as it stands. append does not clone the repository: use
+committed, verifies it, and prints it; on a pow chain it waits until the
+record is final (buried under the chain's confirmations), or only
+--confirmations blocks deep. A key that is already recorded is printed as it
+stands. append does not clone the repository: use
 'check --append' to compare with what you fetch.`,
 		Example: "  vcsverify append https://github.com/spf13/cobra v1.10.2",
 		Args:    cobra.ExactArgs(2),
@@ -247,7 +249,8 @@ func runCheck(cmd *cobra.Command, stdout, stderr io.Writer, lf *ledgerFlags, rep
 
 // appendAndWait submits key (with the client's claim) to the first node
 // that accepts it and waits until every node's verified answer shows it
-// committed.
+// committed and, on a pow chain, buried under the chain's confirmations
+// (final) or --confirmations blocks.
 func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim api.Claim) (*lookupResult, error) {
 	req := api.SubmitRequest{Key: key.String(), Commit: claim.Commit, Tree: claim.Tree}
 	var submitted bool
@@ -276,11 +279,15 @@ func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim
 		if err != nil {
 			return nil, err
 		}
-		if res.entry != nil {
-			return res, nil
-		}
 		msg := "waiting for the record to be committed"
-		if p := res.pending; p != nil {
+		if res.entry != nil {
+			have, want := lc.confirmations(res)
+			if have >= want {
+				return res, nil
+			}
+			msg = fmt.Sprintf("committed in block %d, %d of %d confirmations", res.entry.Height, have, want)
+		}
+		if p := res.pending; p != nil && res.entry == nil {
 			msg = fmt.Sprintf("pending: %d/%d attestations", p.Attestations, p.Needed)
 			if p.LastError != "" {
 				msg += "; last fetch error: " + p.LastError
@@ -367,4 +374,21 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// confirmations returns how many blocks bury res's record on the chain of
+// the checkpoint it was proven against, and how many an append waits for:
+// 1 and 1 on poa chains, whose commits are final.
+func (lc *ledgerClient) confirmations(res *lookupResult) (have, want uint64) {
+	if lc.g.Engine != ledger.EnginePoW {
+		return 1, 1
+	}
+	want = lc.g.Confirmations
+	if lc.confs > 0 {
+		want = lc.confs
+	}
+	if res.header != nil && res.header.Height >= res.entry.Height {
+		have = res.header.Height - res.entry.Height + 1
+	}
+	return have, want
 }

@@ -37,6 +37,7 @@ type ledgerFlags struct {
 	genesis string
 	token   string
 	timeout time.Duration
+	confs   uint64 // pow: confirmations an append waits for; 0: the chain's (final)
 }
 
 const defaultNode = "http://127.0.0.1:8080"
@@ -47,6 +48,7 @@ func (f *ledgerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.genesis, "genesis", "", "pin the chain to this genesis file instead of trusting the first node on first contact")
 	fl.StringVar(&f.token, "token", "", "bearer token for appends (env VCSVERIFY_TOKEN)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "how long to wait for the ledger (and for an append to commit)")
+	fl.Uint64Var(&f.confs, "confirmations", 0, "pow chains: an append waits until the record is this many blocks deep (1 = committed); default the chain's confirmations, when it is final")
 }
 
 func (f *ledgerFlags) nodeURLs() []string {
@@ -82,6 +84,7 @@ type ledgerClient struct {
 	stderr io.Writer
 	quiet  bool
 	auths  map[string]*ledger.Authorities // per node URL (authority.go)
+	confs  uint64                         // --confirmations
 }
 
 func (f *ledgerFlags) connect(ctx context.Context, stderr io.Writer, quiet bool) (*ledgerClient, error) {
@@ -103,7 +106,7 @@ func (f *ledgerFlags) connect(ctx context.Context, stderr io.Writer, quiet bool)
 	if token == "" {
 		token = os.Getenv("VCSVERIFY_TOKEN")
 	}
-	lc := &ledgerClient{st: st, stderr: stderr, quiet: quiet}
+	lc := &ledgerClient{st: st, stderr: stderr, quiet: quiet, confs: f.confs}
 	hc := &http.Client{Timeout: f.timeout + 30*time.Second}
 	for _, u := range f.nodeURLs() {
 		c, err := api.NewClient(u, hc)

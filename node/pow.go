@@ -1,0 +1,546 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/vcsledger/vcsledger/consensus"
+	"github.com/vcsledger/vcsledger/ledger"
+)
+
+// A pow node (DESIGN §3 pow) keeps every block it accepted, main chain and
+// side branches, in a consensus.Tree and in the store (side blocks in the
+// store's side table), and follows the tree's fork choice: when the best
+// tip is not the store's head, the branch from their fork is validated
+// against the chain up to the fork (ledger.ValidateBranch) and the store
+// switches to it in one transaction (sqlitestore.Store.ReorgWithPending).
+// Records of the blocks it abandoned go back into the mempool unless the new
+// chain has them. Blocks arrive from gossip (blocks topic), from the miner
+// and from sync (pow_sync.go); all go through accept.
+
+// Limits of the pow block handling.
+const (
+	maxOrphans      = 1024            // blocks kept while their ancestors are fetched
+	powInbox        = 256             // gossiped blocks waiting to be handled
+	powRefreshEvery = 2 * time.Second // a mining template is rebuilt at least this often
+)
+
+// powState is the pow engine's state. mu guards everything in it and
+// serializes block handling.
+type powState struct {
+	mu      sync.Mutex
+	params  consensus.PoWParams
+	tree    *consensus.Tree
+	seal    *consensus.PoWSeal // ancestors from the tree
+	main    *consensus.TreeNode
+	orphans map[ledger.Hash]*ledger.Block // by hash, parent unknown
+	miner   *consensus.Miner              // nil: not mining
+	job     *ledger.Block                 // the block being mined (nonce 0)
+	jobID   uint64                        // its number from the miner
+	checked map[ledger.Key]ledger.Record  // records this node fetched and hashed itself
+
+	inbox chan powMsg
+	kick  chan peer.ID  // sync from this peer ("" any)
+	head  chan struct{} // closed and replaced when the main chain changes
+}
+
+type powMsg struct {
+	b    *ledger.Block
+	from peer.ID
+}
+
+// initPoW sets up a pow node in New.
+func (n *Node) initPoW() error {
+	p, err := consensus.NewPoWParams(n.g)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	signer, err := ledger.NewSigner(n.cfg.Key)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	// A miner attests the records it fetched and hashed (its attester runs
+	// when it mines, maybeAttest): those are the records it includes.
+	n.signer = signer
+	n.pow = &powState{
+		params:  p,
+		orphans: make(map[ledger.Hash]*ledger.Block),
+		checked: make(map[ledger.Key]ledger.Record),
+		inbox:   make(chan powMsg, powInbox),
+		kick:    make(chan peer.ID, 16),
+		head:    make(chan struct{}),
+	}
+	return nil
+}
+
+// openPoW builds the block tree from the store: the main chain, then the
+// side blocks, and switches to the best tip if it is not the head (a crash
+// between storing a side block and the reorg it called for).
+func (n *Node) openPoW(ctx context.Context) error {
+	ps := n.pow
+	g := n.g.Block().Header
+	tree, err := consensus.NewTree(ps.params, &g)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	for from := uint64(1); ; {
+		hs, err := n.store.Headers(ctx, from, 1024)
+		if err != nil {
+			return err
+		}
+		for i := range hs {
+			if _, err := tree.Insert(&hs[i]); err != nil {
+				return fmt.Errorf("node: main chain: %w", err)
+			}
+		}
+		if len(hs) < 1024 {
+			break
+		}
+		from += uint64(len(hs))
+	}
+	head, err := n.store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	side, err := n.store.SideHeaders(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range side {
+		tree.Insert(&side[i]) // a side block whose parent is gone stays out
+	}
+	if ps.seal, err = consensus.NewPoWSeal(n.g, tree); err != nil {
+		return err
+	}
+	ps.tree = tree
+	ps.main = tree.Get(head.Hash())
+	if ps.main == nil {
+		return fmt.Errorf("node: head %d is not in the block tree", head.Height)
+	}
+	if n.cfg.Mine {
+		if ps.miner, err = consensus.NewMiner(n.cfg.MineWorkers); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return n.powSwitch(ctx)
+}
+
+// runPoW starts the pow goroutines: block handling, sync and the miner.
+func (n *Node) runPoW(ctx context.Context) {
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.powReceive(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.powSyncLoop(ctx)
+	}()
+	if n.pow.miner != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer n.pow.miner.Close()
+			n.powMine(ctx)
+		}()
+	}
+}
+
+// powReceive handles gossiped blocks one at a time.
+func (n *Node) powReceive(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-n.pow.inbox:
+			if err := n.accept(ctx, m.b, m.from); err != nil {
+				n.log.Debug("block refused", "height", m.b.Header.Height, "hash", m.b.Hash().String(), "from", m.from, "err", err)
+			}
+		}
+	}
+}
+
+// powGossipCheck is the cheap check of a gossiped pow block before it is
+// forwarded: this chain, a pow header with its work done, no certificate,
+// not from the future.
+func (n *Node) powGossipCheck(b *ledger.Block) error {
+	h := &b.Header
+	switch {
+	case h.Chain != n.g.Chain:
+		return fmt.Errorf("block for chain %q", h.Chain)
+	case h.Engine != ledger.EnginePoW:
+		return fmt.Errorf("block of engine %q on a pow chain", h.Engine)
+	case b.Certificate != nil:
+		return fmt.Errorf("pow block %d with a certificate", h.Height)
+	}
+	if err := consensus.CheckWork(h); err != nil {
+		return err
+	}
+	return consensus.CheckFuture(h, n.cfg.Now(), n.cfg.MaxClockDrift)
+}
+
+// powDeliver queues a gossiped block.
+func (n *Node) powDeliver(b *ledger.Block, from peer.ID) {
+	select {
+	case n.pow.inbox <- powMsg{b, from}:
+	default:
+		n.log.Warn("pow block inbox full; block dropped", "height", b.Header.Height)
+	}
+}
+
+// accept handles a block from anywhere: the checks that need no chain
+// (work, time, attestations, and re-verification of its records), then,
+// under the lock, the tree's rules, storing it as a side block and
+// following the fork choice. A block whose parent is unknown waits as an
+// orphan while sync fetches its ancestors from the peer that sent it.
+func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error {
+	ps := n.pow
+	hash := b.Hash()
+	ps.mu.Lock()
+	known := ps.tree.Get(hash) != nil
+	ps.mu.Unlock()
+	if known {
+		return nil
+	}
+	if err := n.powGossipCheck(b); err != nil {
+		return err
+	}
+	if err := ledger.CheckAttestations(b, nil, ps.params.Attest); err != nil {
+		return err
+	}
+	for i := range b.Records {
+		if err := b.Records[i].Check(); err != nil {
+			return err
+		}
+	}
+	if err := n.reverify(ctx, b); err != nil {
+		return err
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.tree.Get(b.Header.Prev) == nil {
+		if len(ps.orphans) < maxOrphans {
+			ps.orphans[hash] = b
+		}
+		select {
+		case ps.kick <- from:
+		default:
+		}
+		return nil
+	}
+	if err := n.addBlock(ctx, b); err != nil {
+		return err
+	}
+	// Orphans waiting for this block, and for theirs.
+	for progress := true; progress; {
+		progress = false
+		for oh, ob := range ps.orphans {
+			if ps.tree.Get(ob.Header.Prev) == nil {
+				continue
+			}
+			delete(ps.orphans, oh)
+			progress = true
+			if err := n.addBlock(ctx, ob); err != nil {
+				n.log.Debug("orphan block refused", "height", ob.Header.Height, "err", err)
+			}
+		}
+	}
+	return n.powSwitch(ctx)
+}
+
+// addBlock adds b, whose parent is in the tree, to the tree and the store's
+// side blocks. ps.mu is held.
+func (n *Node) addBlock(ctx context.Context, b *ledger.Block) error {
+	ps := n.pow
+	if _, err := ps.tree.Add(ctx, &b.Header); err != nil {
+		return err
+	}
+	if err := n.store.PutSide(ctx, b); err != nil {
+		// Not stored: take it out of consideration until it comes again.
+		ps.tree.MarkInvalid(b.Hash())
+		return err
+	}
+	return nil
+}
+
+// powSwitch makes the store's main chain the tree's best tip: it
+// validates the branch from their fork block by block and switches to it
+// in one transaction, or to the longest valid prefix that is still better
+// than the head, marking the first invalid block and its descendants
+// invalid and trying the next best tip. ps.mu is held.
+func (n *Node) powSwitch(ctx context.Context) error {
+	ps := n.pow
+	for {
+		best := ps.tree.Best()
+		if best == ps.main {
+			return nil
+		}
+		fork := consensus.Fork(ps.main, best)
+		nodes := consensus.Branch(fork, best)
+		blocks := make([]*ledger.Block, len(nodes))
+		for i, x := range nodes {
+			b, err := n.store.SideBlock(ctx, x.Hash)
+			if err != nil {
+				ps.tree.MarkInvalid(x.Hash) // lost: never switch to it
+				n.log.Error("side block missing from the store", "height", x.Header.Height, "err", err)
+				blocks = nil
+				break
+			}
+			blocks[i] = b
+		}
+		if blocks == nil {
+			continue
+		}
+		hashes, good, err := ledger.ValidateBranch(ctx, n.store, fork.Header.Height, blocks, ps.seal)
+		if err != nil {
+			if !errors.Is(err, ledger.ErrInvalidBlock) {
+				return err
+			}
+			n.log.Warn("invalid block on a branch", "height", nodes[good].Header.Height, "hash", nodes[good].Hash.String(), "err", err)
+			ps.tree.MarkInvalid(nodes[good].Hash)
+			if good == 0 || !consensus.Better(nodes[good-1], ps.main) {
+				continue
+			}
+			blocks, hashes, nodes = blocks[:good], hashes[:good], nodes[:good]
+		}
+		if err := n.reorg(ctx, fork, nodes[len(nodes)-1], blocks, hashes); err != nil {
+			return err
+		}
+	}
+}
+
+// reorg switches the store to blocks after fork, ending at tip, then puts
+// the records of the abandoned blocks back into the mempool, tells waiting
+// clients and mines on the new head. ps.mu is held.
+func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks []*ledger.Block, hashes [][]ledger.Hash) error {
+	ps := n.pow
+	var removed []*ledger.Block
+	for h := fork.Header.Height + 1; h <= ps.main.Header.Height; h++ {
+		b, err := n.store.Block(ctx, h)
+		if err != nil {
+			return err
+		}
+		removed = append(removed, b)
+	}
+	var ids []string
+	for _, b := range blocks {
+		for i := range b.Records {
+			ids = append(ids, b.Records[i].Key.String())
+		}
+	}
+	n.appendMu.Lock()
+	err := n.store.ReorgWithPending(ctx, fork.Header.Height, blocks, hashes, ids)
+	n.appendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	ps.main = tip
+	if len(removed) > 0 {
+		n.log.Warn("chain reorganized", "fork", fork.Header.Height, "abandoned", len(removed), "adopted", len(blocks))
+		if err := n.pool.Reinsert(ctx, removed...); err != nil {
+			n.log.Warn("put records of abandoned blocks back", "err", err)
+		}
+	}
+	for _, b := range blocks {
+		n.appended(ctx, b)
+	}
+	close(ps.head)
+	ps.head = make(chan struct{})
+	n.mineLocked(ctx)
+	return nil
+}
+
+// headChanged returns a channel closed when the main chain next changes.
+func (n *Node) headChanged() <-chan struct{} {
+	n.pow.mu.Lock()
+	defer n.pow.mu.Unlock()
+	return n.pow.head
+}
+
+// powMine hands the miner a new template whenever the chain or the mempool
+// changes (and every powRefreshEvery, for the time) and accepts what it
+// solves.
+func (n *Node) powMine(ctx context.Context) {
+	ps := n.pow
+	t := time.NewTicker(powRefreshEvery)
+	defer t.Stop()
+	changed := n.pool.Changed()
+	ps.mu.Lock()
+	n.mineLocked(ctx)
+	ps.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sol := <-ps.miner.Found():
+			ps.mu.Lock()
+			job, current := ps.job, ps.jobID == sol.Job
+			ps.mu.Unlock()
+			if job == nil || !current {
+				continue // solved a template replaced meanwhile
+			}
+			h := sol.Header
+			b := *job
+			b.Header = h
+			if err := n.accept(ctx, &b, ""); err != nil {
+				n.log.Error("mined block refused", "height", h.Height, "err", err)
+				continue
+			}
+			n.log.Info("block mined", "height", h.Height, "hash", b.Hash().String(), "records", len(b.Records), "bits", h.Bits)
+			n.publish(ctx, topicBlocks, b.Format())
+			ps.mu.Lock()
+			if ps.job == job {
+				n.mineLocked(ctx)
+			}
+			ps.mu.Unlock()
+		case <-changed:
+			changed = n.pool.Changed()
+			ps.mu.Lock()
+			n.mineLocked(ctx)
+			ps.mu.Unlock()
+		case <-t.C:
+			ps.mu.Lock()
+			n.mineLocked(ctx)
+			ps.mu.Unlock()
+		}
+	}
+}
+
+// mineLocked starts mining the block after the main chain's head. ps.mu is
+// held. Mining never blocks: the miner's workers run on their own.
+func (n *Node) mineLocked(ctx context.Context) {
+	ps := n.pow
+	if ps.miner == nil {
+		return
+	}
+	b, err := n.template(ctx)
+	if err != nil {
+		n.log.Error("build a block to mine", "err", err)
+		ps.miner.Stop()
+		ps.job = nil
+		return
+	}
+	var seed [8]byte
+	rand.Read(seed[:])
+	id, err := ps.miner.Mine(b.Header, binary.LittleEndian.Uint64(seed[:]))
+	if err != nil {
+		n.log.Error("mine", "err", err)
+		return
+	}
+	ps.job, ps.jobID = b, id
+}
+
+// template returns the block to mine after the head: the records this node
+// fetched and hashed itself (its own attestation first, then others
+// agreeing, up to what the chain needs), the log after them, the time now
+// (not before the parent's), and the bits the retarget rule gives.
+func (n *Node) template(ctx context.Context) (*ledger.Block, error) {
+	ps := n.pow
+	parent := &ps.main.Header
+	need := ps.params.Attest
+	self := n.signer.Public()
+	b := &ledger.Block{}
+	var leaves []ledger.Hash
+	for _, r := range n.pool.Ready(0, n.cfg.MaxBlockRecords) {
+		if _, err := n.store.Lookup(ctx, r.Record.Key); err == nil {
+			continue
+		}
+		var atts []ledger.Attestation
+		for _, a := range r.Attestations {
+			if a.Validator == self {
+				atts = append([]ledger.Attestation{a}, atts...)
+			} else if len(atts) < max(need, 1) {
+				atts = append(atts, a)
+			}
+		}
+		if len(atts) == 0 || atts[0].Validator != self || len(atts) < need {
+			continue
+		}
+		b.Records = append(b.Records, r.Record)
+		b.Attestations = append(b.Attestations, atts[:max(need, 1)]...)
+		leaves = append(leaves, r.Record.LeafHash())
+	}
+	_, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, n.store), int64(parent.LogSize), leaves)
+	if err != nil {
+		return nil, err
+	}
+	bits, err := consensus.NextBits(ctx, ps.params, ps.tree, parent)
+	if err != nil {
+		return nil, err
+	}
+	b.Header = ledger.Header{
+		Chain:   n.g.Chain,
+		Height:  parent.Height + 1,
+		Prev:    ps.main.Hash,
+		Time:    max(n.cfg.Now().UnixMilli(), parent.Time),
+		Engine:  ledger.EnginePoW,
+		Records: uint64(len(b.Records)),
+		LogSize: parent.LogSize + uint64(len(b.Records)),
+		LogRoot: root,
+		Bits:    bits,
+	}
+	return b, nil
+}
+
+// reverify fetches and hashes the records of b that this node has not
+// hashed itself, when Config.Reverify is on, and refuses the block if a
+// repository it can fetch hashes to something else. A repository it cannot
+// fetch does not make the block invalid: the block's attestations vouch for
+// it.
+func (n *Node) reverify(ctx context.Context, b *ledger.Block) error {
+	if n.cfg.NoReverify {
+		return nil
+	}
+	for i := range b.Records {
+		r := &b.Records[i]
+		n.pow.mu.Lock()
+		have, ok := n.pow.checked[r.Key]
+		n.pow.mu.Unlock()
+		if !ok && n.signer != nil {
+			if e, found := n.pool.Get(r.Key); found {
+				for _, a := range e.Attestations {
+					if a.Validator == n.signer.Public() {
+						have, ok = a.Record, true
+					}
+				}
+			}
+		}
+		if !ok {
+			got, err := n.fetchRecord(ctx, r.Key)
+			if err != nil {
+				n.log.Info("cannot re-verify a record; trusting its attestations", "key", r.Key.String(), "err", err)
+				continue
+			}
+			have = got
+			n.pow.mu.Lock()
+			if len(n.pow.checked) > 100_000 {
+				clear(n.pow.checked)
+			}
+			n.pow.checked[r.Key] = got
+			n.pow.mu.Unlock()
+		}
+		if have != *r {
+			return fmt.Errorf("record %s: this node hashed commit %s tree %s; the block says commit %s tree %s",
+				r.Key, have.Commit, have.Tree, r.Commit, r.Tree)
+		}
+	}
+	return nil
+}
+
+// HeadChanged implements api.HeadNotifier: on pow chains a channel closed
+// at the next change of the main chain; nil (poll) on poa chains.
+func (b backend) HeadChanged() <-chan struct{} {
+	if b.n.pow == nil {
+		return nil
+	}
+	return b.n.headChanged()
+}
