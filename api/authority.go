@@ -81,7 +81,7 @@ func (s *Server) authority() (AuthorityBackend, error) {
 // changes to a GET /v1/validators answer.
 func (s *Server) fillValidators(vs *ValidatorSet) {
 	ab, ok := s.b.(AuthorityBackend)
-	if !ok {
+	if !ok || s.g.Engine != ledger.EnginePoA {
 		return
 	}
 	a := ab.Authorities()

@@ -145,6 +145,9 @@ func (n *Node) ProposedAuthority() []ledger.AuthorityChange {
 // those that can no longer enter a block (stale, or made invalid by the
 // committed changes).
 func (n *Node) pruneAuthority(b *ledger.Block) {
+	if n.pow != nil {
+		return // pow chains have no validator set
+	}
 	committed := make(map[ledger.Hash]bool, len(b.Authority))
 	for i := range b.Authority {
 		committed[b.Authority[i].ID()] = true

@@ -89,9 +89,6 @@ func New(cfg Config) (*Node, error) {
 		authChanged: make(chan struct{}, 1),
 		waiters:     make(map[ledger.Key][]chan struct{}),
 	}
-	if cfg.Genesis.Engine != ledger.EnginePoA {
-		return nil, fmt.Errorf("node: engine %q is not supported by this build", cfg.Genesis.Engine)
-	}
 	if cfg.Genesis.Engine == ledger.EnginePoW {
 		if err := n.initPoW(); err != nil {
 			return nil, err

@@ -228,9 +228,13 @@ func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error 
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if ps.tree.Get(b.Header.Prev) == nil {
-		if len(ps.orphans) < maxOrphans {
-			ps.orphans[hash] = b
+		for oh := range ps.orphans { // full: make room (any will do)
+			if len(ps.orphans) < maxOrphans {
+				break
+			}
+			delete(ps.orphans, oh)
 		}
+		ps.orphans[hash] = b
 		select {
 		case ps.kick <- from:
 		default:

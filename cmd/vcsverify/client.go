@@ -151,6 +151,12 @@ func (lc *ledgerClient) progress(format string, args ...any) {
 // checkpoint is older than the cached one: its "not found" answers cannot
 // be trusted.
 func (lc *ledgerClient) checkCheckpoint(ctx context.Context, cn conn, cp *api.Checkpoint, h *ledger.Header) (behind bool, err error) {
+	if lc.g.Engine == ledger.EnginePoW {
+		// pow.go: only final checkpoints are remembered and compared.
+		if cp, h, err = lc.finalCheckpoint(ctx, cn, h); cp == nil || err != nil {
+			return false, err
+		}
+	}
 	saved := savedCheckpoint{Header: cp.Header, Certificate: cp.Certificate, Node: cn.url}
 	err = lc.st.advanceCheckpoint(lc.g.Chain, h, saved, func(cached *ledger.Header) error {
 		// evidence returns the two signed checkpoints (evidence.go).
