@@ -107,6 +107,9 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		return err
 	case topicAttest:
 		if ledger.IsCosignature(data) {
+			if n.pow != nil {
+				return fmt.Errorf("checkpoint co-signature on a pow chain")
+			}
 			return n.validateCosig(data) // cosign.go
 		}
 		if isAuthorityMsg(data) {

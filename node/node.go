@@ -183,8 +183,10 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := n.openCosign(ctx, rctx); err != nil {
-		return err
+	if n.pow == nil { // validators co-sign poa checkpoints; pow has none
+		if err := n.openCosign(ctx, rctx); err != nil {
+			return err
+		}
 	}
 	if err := n.maybeAttest(); err != nil {
 		return err
