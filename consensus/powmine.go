@@ -187,7 +187,7 @@ func (m *Miner) Mine(h ledger.Header, start uint64) (uint64, error) {
 }
 
 func (m *Miner) work(job uint64, h ledger.Header, start, stride uint64, stop *atomic.Bool) {
-	const batch = 1 << 14
+	const batch = 1 << 10 // hashes counted per batch; stop is checked at least this often
 	for nonce := start; !stop.Load(); nonce += batch * stride {
 		sol, ok, err := Solve(&h, nonce, stride, batch, stop.Load)
 		m.hashes.Add(batch)
