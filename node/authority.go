@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
+	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
@@ -18,9 +21,30 @@ import (
 // them, in an authority pool. Changes travel on the attest topic (they are
 // validators' signed statements too) and enter a block once they carry the
 // quorum of the set in force.
+//
+// The pool is durable: each change, with every vote collected, is in the
+// store's pending journal under the id authorityJournalPrefix + its ID (no
+// mempool id, a key, holds a space) before the pool shows it, and leaves
+// the journal when a block commits it or it can no longer enter one. Open
+// reloads the journal, and every authorityRegossipEvery the node publishes
+// its pooled changes again, so that a restart loses no vote and a peer that
+// was down or joined later learns what is collecting votes.
 
 // maxProposedChanges bounds the authority pool.
 const maxProposedChanges = 64
+
+// authorityJournalPrefix starts the pending-journal id of a pooled change.
+const authorityJournalPrefix = "vcsledger-authority/1 "
+
+// authorityRegossipEvery is how often the pooled changes are published
+// again.
+const authorityRegossipEvery = 5 * time.Second
+
+func authorityJournalID(id ledger.Hash) string { return authorityJournalPrefix + id.String() }
+
+// isAuthorityJournalID reports whether a pending-journal id is a pooled
+// change's rather than a mempool entry's.
+func isAuthorityJournalID(id string) bool { return strings.HasPrefix(id, authorityJournalPrefix) }
 
 // ErrAuthorityPoolFull is returned when the authority pool holds
 // maxProposedChanges changes.
@@ -72,9 +96,10 @@ func isAuthorityMsg(data []byte) bool {
 // votes, carry at least one vote, and every vote must verify and be by a
 // validator in force at the next height. Its votes are merged with those
 // already heard for the same change. It returns the pooled change with every
-// vote collected so far, and tells the peers when it heard a new vote.
+// vote collected so far, durable in the store, and tells the peers when it
+// heard a new vote.
 func (n *Node) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, error) {
-	merged, added, err := n.addAuthority(c)
+	merged, added, err := n.addAuthority(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -85,10 +110,19 @@ func (n *Node) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (
 	return merged, nil
 }
 
-// addAuthority merges c into the pool.
-func (n *Node) addAuthority(c *ledger.AuthorityChange) (*ledger.AuthorityChange, bool, error) {
+// ErrAuthorityCommitted is returned for a change a block has committed
+// already: its votes cannot be used again.
+var ErrAuthorityCommitted = fmt.Errorf("%w: committed already", ledger.ErrBadAuthority)
+
+// addAuthority merges c into the pool, and into the journal before the
+// pool shows it.
+func (n *Node) addAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, bool, error) {
 	if err := n.auth().CheckChange(c, false); err != nil {
 		return nil, false, err
+	}
+	id := c.ID()
+	if n.committedAuthority(id) {
+		return nil, false, fmt.Errorf("%w: %s", ErrAuthorityCommitted, c)
 	}
 	p := &n.authPool
 	p.mu.Lock()
@@ -96,28 +130,109 @@ func (n *Node) addAuthority(c *ledger.AuthorityChange) (*ledger.AuthorityChange,
 	if p.m == nil {
 		p.m = make(map[ledger.Hash]*ledger.AuthorityChange)
 	}
-	id := c.ID()
 	have := p.m[id]
-	if have == nil {
-		if len(p.m) >= maxProposedChanges {
-			return nil, false, ErrAuthorityPoolFull
-		}
-		cp := *c
-		cp.Sigs = slices.Clone(c.Sigs)
-		p.m[id] = &cp
-		out := cp
-		out.Sigs = slices.Clone(cp.Sigs)
-		return &out, true, nil
+	if have == nil && len(p.m) >= maxProposedChanges {
+		return nil, false, ErrAuthorityPoolFull
 	}
-	added := false
+	next := *c
+	next.Sigs = nil
+	if have != nil {
+		next.Sigs = slices.Clone(have.Sigs)
+	}
+	added := have == nil
 	for _, v := range c.Sigs {
-		if have.AddVote(v) {
+		if next.AddVote(v) {
 			added = true
 		}
 	}
-	out := *have
-	out.Sigs = slices.Clone(have.Sigs)
+	if added {
+		if err := n.store.PutPending(ctx, authorityJournalID(id), next.Format()); err != nil {
+			return nil, false, fmt.Errorf("node: keep proposed authority change: %w", err)
+		}
+		p.m[id] = &next
+	}
+	out := *p.m[id]
+	out.Sigs = slices.Clone(out.Sigs)
 	return &out, added, nil
+}
+
+// committedAuthority reports whether a block committed the change id.
+func (n *Node) committedAuthority(id ledger.Hash) bool {
+	for _, e := range n.auth().Entries() {
+		if e.Change.ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// loadAuthority fills the pool from the journal at Open: each change with
+// the votes of validators in force at the next height, as long as it can
+// still enter a block. The others leave the journal.
+func (n *Node) loadAuthority(ctx context.Context) error {
+	items, err := n.store.LoadPendingPrefix(ctx, authorityJournalPrefix)
+	if err != nil {
+		return fmt.Errorf("node: load proposed authority changes: %w", err)
+	}
+	vals := n.current()
+	p := &n.authPool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = make(map[ledger.Hash]*ledger.AuthorityChange)
+	}
+	var drop []string
+	for _, it := range items {
+		c, err := ledger.ParseAuthorityChange(it.Data)
+		switch {
+		case err != nil:
+		case authorityJournalID(c.ID()) != it.ID:
+			err = fmt.Errorf("journal id %.80q holds change %s", it.ID, c.ID())
+		case n.committedAuthority(c.ID()):
+			err = errors.New("committed")
+		case len(p.m) >= maxProposedChanges:
+			err = ErrAuthorityPoolFull
+		default:
+			c.Sigs = slices.DeleteFunc(c.Sigs, func(s ledger.CertSig) bool { return !vals.Contains(s.Validator) })
+			err = errors.New("no vote left by a validator in force")
+			if len(c.Sigs) > 0 {
+				err = n.auth().CheckChange(c, false)
+			}
+		}
+		if err != nil {
+			n.log.Info("proposed authority change dropped", "id", it.ID, "err", err)
+			drop = append(drop, it.ID)
+			continue
+		}
+		p.m[c.ID()] = c
+	}
+	if len(p.m) > 0 {
+		n.log.Info("proposed authority changes reloaded", "changes", len(p.m))
+	}
+	if err := n.store.DeletePending(ctx, drop...); err != nil {
+		return fmt.Errorf("node: load proposed authority changes: %w", err)
+	}
+	return nil
+}
+
+// regossipAuthority publishes the pooled changes again every
+// authorityRegossipEvery, until ctx ends.
+func (n *Node) regossipAuthority(ctx context.Context) {
+	t := time.NewTicker(authorityRegossipEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.host == nil || len(n.host.Peers()) == 0 {
+			continue
+		}
+		for _, c := range n.ProposedAuthority() {
+			n.publish(ctx, topicAttest, c.Format())
+		}
+	}
 }
 
 // ProposedAuthority returns the changes in the pool, by effective height.
@@ -157,12 +272,16 @@ func (n *Node) pruneAuthority(b *ledger.Block) {
 	p := &n.authPool
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var drop []string
 	for id, c := range p.m {
 		if committed[id] {
 			delete(p.m, id)
+			drop = append(drop, authorityJournalID(id))
 			continue
 		}
-		// Votes of validators no longer in the set cannot count.
+		// Votes of validators no longer in the set cannot count. (The
+		// journal keeps them until the change's next vote; a reload drops
+		// them again.)
 		c.Sigs = slices.DeleteFunc(c.Sigs, func(s ledger.CertSig) bool { return !vals.Contains(s.Validator) })
 		err := errors.New("no vote left by a validator in force")
 		if len(c.Sigs) > 0 {
@@ -171,7 +290,12 @@ func (n *Node) pruneAuthority(b *ledger.Block) {
 		if err != nil {
 			n.log.Info("proposed authority change dropped", "change", c.String(), "err", err)
 			delete(p.m, id)
+			drop = append(drop, authorityJournalID(id))
 		}
+	}
+	// A failure leaves them in the journal, which the next Open prunes.
+	if err := n.store.DeletePending(n.runCtx, drop...); err != nil {
+		n.log.Error("drop proposed authority changes from the journal", "err", err)
 	}
 }
 
@@ -244,7 +368,7 @@ func (n *Node) deliverAuthorityMsg(data []byte) {
 	if err != nil {
 		return
 	}
-	if _, added, err := n.addAuthority(c); err != nil {
+	if _, added, err := n.addAuthority(n.runCtx, c); err != nil {
 		n.log.Debug("authority change from a peer refused", "err", err)
 	} else if added {
 		n.kickPool()
@@ -273,5 +397,9 @@ func (b backend) ProposedAuthority() []ledger.AuthorityChange { return b.n.Propo
 
 // SubmitAuthority implements api.AuthorityBackend.
 func (b backend) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, error) {
-	return b.n.SubmitAuthority(ctx, c)
+	got, err := b.n.SubmitAuthority(ctx, c)
+	if errors.Is(err, ErrAuthorityPoolFull) {
+		return nil, fmt.Errorf("%w: %v", api.ErrUnavailable, err)
+	}
+	return got, err
 }

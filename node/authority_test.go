@@ -182,3 +182,109 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 		t.Errorf("VerifyAuthority of a forged history = %v, want ErrVerification", err)
 	}
 }
+
+// TestNetworkAuthorityRestart: proposed changes and their votes survive
+// restarts and reach nodes that were down. With one validator down, the
+// first proposes adding a fifth and the second votes; then every node that
+// heard them goes down (the first killed, the others stopped) before the
+// change commits. All restart, the one that was down learns the change with
+// both votes from its peers' re-gossip, adds its vote, and the change
+// commits; every node's pool and journal are then empty of it.
+func TestNetworkAuthorityRestart(t *testing.T) {
+	c := newCluster(t, clusterOpts{validators: 4, followers: 1, attestQuorum: 0})
+	c.startAll()
+	c.waitPeers(4, 30*time.Second)
+	ctx := context.Background()
+	signer := func(i int) *ledger.Signer {
+		s, err := ledger.NewSigner(c.members[i].key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	v4 := signer(4)
+	vs, err := c.members[0].client().Validators(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := ledger.AuthorityChange{Chain: c.g.Chain, Op: ledger.AuthorityAdd, Validator: v4.Public(), Name: "n4", Effective: vs.Height + 10}
+	vote := func(i int) *api.AuthorityInfo {
+		t.Helper()
+		ch := add
+		ch.AddVote(ch.Vote(signer(i)))
+		info, err := c.members[i].client().SubmitAuthority(ctx, &ch)
+		if err != nil {
+			t.Fatalf("node %d: SubmitAuthority = %v", i, err)
+		}
+		return info
+	}
+	// proposed returns the votes node i holds for the change (-1: none).
+	proposed := func(i int) int {
+		for _, p := range c.members[i].ProposedAuthority() {
+			if p.ID() == add.ID() {
+				return len(p.Sigs)
+			}
+		}
+		return -1
+	}
+	waitVotes := func(i, want int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for proposed(i) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d holds %d votes for the change after 60s, want %d", i, proposed(i), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	c.stop(3)
+	vote(0)
+	if info := vote(1); info.Quorum != 3 {
+		t.Fatalf("the change needs %d votes, want 3", info.Quorum)
+	}
+	waitVotes(2, 2)
+	c.kill(0)
+	c.stop(1)
+	c.stop(2)
+	c.stop(4)
+	// Nothing committed it, and the store keeps it with its votes.
+	c.start(0)
+	if got := proposed(0); got < 1 {
+		t.Fatalf("after a kill and restart node 0 holds %d votes for the change, want its own at least", got)
+	}
+	if h := c.members[0].head().Height; h >= add.Effective-ledger.AuthorityDelay {
+		t.Fatalf("the chain reached height %d: the change went stale before the test voted", h)
+	}
+	c.start(1)
+	c.start(2)
+	c.start(3)
+	c.start(4)
+	c.waitPeers(4, 30*time.Second)
+	// Node 3 was down while the votes travelled: it learns them again.
+	waitVotes(3, 2)
+	waitVotes(4, 2)
+	vote(3)
+	c.waitHeight(nil, add.Effective, 60*time.Second)
+	c.waitConverged(30 * time.Second)
+	for _, i := range c.live() {
+		m := c.members[i]
+		if !m.current().Contains(v4.Public()) {
+			t.Errorf("node %d: the fifth is not in the set at height %d", i, add.Effective)
+		}
+		if got := proposed(i); got >= 0 {
+			t.Errorf("node %d still pools the committed change (%d votes)", i, got)
+		}
+		if items, err := m.Store().LoadPendingPrefix(ctx, authorityJournalPrefix); err != nil || len(items) != 0 {
+			t.Errorf("node %d: journal of proposed changes = %d items, %v; want none", i, len(items), err)
+		}
+	}
+	c.audit()
+
+	// A committed change is refused, whatever votes it carries.
+	again := add
+	again.AddVote(again.Vote(signer(1)))
+	if _, err := c.members[1].client().SubmitAuthority(ctx, &again); !errors.Is(err, api.ErrBadRequest) {
+		t.Errorf("SubmitAuthority(a committed change) = %v, want a 400", err)
+	}
+}

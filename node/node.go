@@ -169,6 +169,9 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		}
 	}
 	n.runCtx = rctx
+	if err := n.loadAuthority(ctx); err != nil { // authority.go
+		return err
+	}
 	if err := n.openPool(ctx); err != nil {
 		return err
 	}
@@ -207,6 +210,11 @@ func (n *Node) Open(ctx context.Context) (err error) {
 	go func() {
 		defer n.wg.Done()
 		n.housekeeping(rctx)
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.regossipAuthority(rctx)
 	}()
 	head, _ := n.store.Head(ctx)
 	n.log.Info("node open", "chain", n.g.Chain, "genesis", n.g.Hash().String(), "height", head.Height,

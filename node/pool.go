@@ -14,7 +14,9 @@ import (
 	"github.com/vcsledger/vcsledger/vcs"
 )
 
-// journal adapts the store's pending table to the mempool's Journal.
+// journal adapts the store's pending table to the mempool's Journal. The
+// table holds the authority pool's changes too (authority.go), which the
+// mempool does not see.
 type journal struct{ n *Node }
 
 func (j journal) PutPending(ctx context.Context, id string, data []byte) error {
@@ -31,6 +33,9 @@ func (j journal) LoadPending(ctx context.Context, fn func(id string, data []byte
 		return err
 	}
 	for _, it := range items {
+		if isAuthorityJournalID(it.ID) {
+			continue
+		}
 		if err := fn(it.ID, it.Data); err != nil {
 			return err
 		}

@@ -63,7 +63,25 @@ func deletePending(ctx context.Context, tx *sql.Tx, ids []string) error {
 
 // LoadPending returns the pending journal in insertion order.
 func (s *Store) LoadPending(ctx context.Context) ([]PendingItem, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT id, data FROM pending ORDER BY seq")
+	return s.loadPending(ctx, "SELECT id, data FROM pending ORDER BY seq")
+}
+
+// LoadPendingPrefix returns the entries of the pending journal whose id
+// starts with prefix, in insertion order. The node keeps items other than
+// the mempool's in the journal under ids no key can be (they hold a space),
+// and reads them back with this.
+func (s *Store) LoadPendingPrefix(ctx context.Context, prefix string) ([]PendingItem, error) {
+	if prefix == "" || prefix[len(prefix)-1] == 0xff {
+		return nil, fmt.Errorf("sqlitestore: load pending: prefix %q: want a non-empty prefix not ending in 0xff", prefix)
+	}
+	// The ids from prefix up to, not including, prefix with its last byte
+	// incremented: a range of the id index.
+	end := prefix[:len(prefix)-1] + string([]byte{prefix[len(prefix)-1] + 1})
+	return s.loadPending(ctx, "SELECT id, data FROM pending WHERE id >= ? AND id < ? ORDER BY seq", prefix, end)
+}
+
+func (s *Store) loadPending(ctx context.Context, query string, args ...any) ([]PendingItem, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: load pending: %w", err)
 	}

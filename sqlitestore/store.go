@@ -31,6 +31,11 @@
 // "vcsledger-authority/1 <index, 20 digits>", which no key can be (keys
 // hold no space): Authorities reads them by that prefix of the key index.
 //
+// Pending ids and data are opaque to the store. The node keeps mempool
+// entries under their keys and the validator-set changes collecting votes
+// under "vcsledger-authority/1 <change id>"; LoadPendingPrefix reads one
+// kind by a range of the id index.
+//
 // Headers, records and certificates are stored in their canonical encodings
 // (ledger's Format) and parsed on read, so reads return exactly what was
 // appended. Appending record i adds the tlog stored hashes

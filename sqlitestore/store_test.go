@@ -266,6 +266,34 @@ func TestPending(t *testing.T) {
 	if got, err := s.LoadPending(ctx); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("LoadPending after reopen = %q, %v; want %q", got, err, want)
 	}
+
+	// Items of another kind under ids with a prefix, read back alone.
+	for _, id := range []string{"kind 2", "kind 1", "kind!", "kind", "kinc 9", "kind\xff"} {
+		s.PutPending(ctx, id, []byte(id))
+	}
+	for _, c := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"kind ", []string{"kind 2", "kind 1"}},
+		{"kind", []string{"kind 2", "kind 1", "kind!", "kind", "kind\xff"}},
+		{"a", []string{"a"}},
+		{"x", nil},
+	} {
+		got, err := s.LoadPendingPrefix(ctx, c.prefix)
+		var ids []string
+		for _, it := range got {
+			ids = append(ids, it.ID)
+		}
+		if err != nil || !reflect.DeepEqual(ids, c.want) {
+			t.Errorf("LoadPendingPrefix(%q) = %q, %v; want %q", c.prefix, ids, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "a\xff"} {
+		if _, err := s.LoadPendingPrefix(ctx, bad); err == nil {
+			t.Errorf("LoadPendingPrefix(%q) = nil error", bad)
+		}
+	}
 }
 
 func TestState(t *testing.T) {
