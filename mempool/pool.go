@@ -403,51 +403,110 @@ func (p *Pool) Expire(ctx context.Context, need int) ([]Entry, error) {
 	return out, nil
 }
 
-// Reinsert puts back the records of blocks that left the chain (a pow
-// reorg), with their attestations, so that a later block can commit them.
-// Call it after the store holds the new chain: records committed there are
-// skipped. Reinserted entries ignore the pool's limits (they were accepted
-// once), keep no submitter and go to the end of arrival order. It returns
-// the journal failures and attestation refusals it met, joined.
-func (p *Pool) Reinsert(ctx context.Context, blocks ...*ledger.Block) error {
-	var errs []error
-	for _, b := range blocks {
-		for i := range b.Records {
-			if err := p.reinsert(ctx, b.Records[i].Key); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for _, a := range b.Attestations {
-			if err := p.AddAttestation(ctx, a); err != nil && !errors.Is(err, ErrCommitted) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
+// A JournalItem is an item for the pool's journal: Journal.PutPending's
+// id and data.
+type JournalItem struct {
+	ID   string
+	Data []byte
 }
 
-func (p *Pool) reinsert(ctx context.Context, key ledger.Key) error {
-	if err := checkKey(key); err != nil {
-		return err
-	}
+// Reinsert puts back the records of blocks that left the chain (a pow
+// reorg), with the attestations the blocks carried, except those whose key
+// onNew reports committed on the chain that replaces them. A key already
+// pending keeps its entry and gains the block's attestations of validators
+// it lacks. Reinserted entries ignore the pool's limits (they were accepted
+// once), keep no submitter and go to the end of arrival order. Their
+// attestations are not verified again: they were when their block was.
+//
+// Reinsert does not write the journal itself: it calls write, holding the
+// pool's write lock, with the items the journal needs (one per entry added
+// or extended), and the pool changes only if write returns nil. A node's
+// write switches the chain and puts the items in one transaction
+// (sqlitestore's ReorgWithPending), so that a crash leaves every record of
+// an abandoned block either on the chain or pending. write is called even
+// when there are no items. Reinsert returns write's error.
+func (p *Pool) Reinsert(ctx context.Context, blocks []*ledger.Block, onNew func(ledger.Key) bool, write func([]JournalItem) error) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	if _, ok := p.Get(key); ok {
-		return nil
+	type change struct {
+		old   *entry // nil: a new entry
+		e     Entry
+		order int64
+		size  int
 	}
-	if err := p.checkCommitted(ctx, key); errors.Is(err, ErrCommitted) {
-		return nil
-	} else if err != nil {
+	var changes []change
+	at := make(map[ledger.Key]int) // index in changes
+	next := p.next
+	p.mu.RLock()
+	for _, b := range blocks {
+		for i := range b.Records {
+			k := b.Records[i].Key
+			if _, dup := at[k]; dup || onNew(k) || checkKey(k) != nil {
+				continue
+			}
+			c := change{old: p.entries[k]}
+			if c.old != nil {
+				c.e, c.order = c.old.Entry, c.old.order
+				c.e.Attestations = slices.Clone(c.e.Attestations)
+			} else {
+				c.e, c.order = Entry{Key: k, Added: p.stamp()}, next
+				next++
+			}
+			at[k] = len(changes)
+			changes = append(changes, c)
+		}
+	}
+	p.mu.RUnlock()
+	grown := make([]bool, len(changes))
+	for _, b := range blocks {
+		for _, a := range b.Attestations {
+			j, ok := at[a.Record.Key]
+			if !ok || a.Chain != p.cfg.Chain || !p.allowed(a.Validator) {
+				continue
+			}
+			c := &changes[j]
+			i, found := slices.BinarySearchFunc(c.e.Attestations, a.Validator, func(x ledger.Attestation, v ledger.PublicKey) int {
+				return x.Validator.Compare(v)
+			})
+			if found || p.cfg.Validators == nil && len(c.e.Attestations) >= p.cfg.MaxAttestations {
+				continue // the entry's own attestation stays
+			}
+			c.e.Attestations = slices.Insert(c.e.Attestations, i, a)
+			grown[j] = true
+		}
+	}
+	var items []JournalItem
+	keep := changes[:0]
+	for j, c := range changes {
+		if c.old != nil && !grown[j] {
+			continue // pending already, durably, and unchanged
+		}
+		data := encodeEntry(&c.e, c.order)
+		c.size = len(data)
+		items = append(items, JournalItem{ID: c.e.Key.String(), Data: data})
+		keep = append(keep, c)
+	}
+	if err := write(items); err != nil {
 		return err
 	}
-	e := Entry{Key: key, Added: p.stamp()}
-	order := p.next
-	data := encodeEntry(&e, order)
-	if err := p.journal.PutPending(ctx, key.String(), data); err != nil {
-		return fmt.Errorf("mempool: reinsert %s: journal: %w", key, err)
+	if len(keep) == 0 {
+		return nil
 	}
 	p.mu.Lock()
-	p.insert(e, order, len(data))
+	for _, c := range keep {
+		e := c.old
+		if e == nil {
+			e = p.insert(c.e, c.order, c.size)
+		} else {
+			p.bytes += int64(c.size - e.size)
+			e.size = c.size
+			e.Attestations = c.e.Attestations
+			e.retally(p.cfg.Self)
+		}
+		if e.self >= 0 {
+			e.Error, e.ErrorAt = "", time.Time{}
+		}
+	}
 	p.mu.Unlock()
 	p.notify()
 	return nil

@@ -814,24 +814,74 @@ func TestSetError(t *testing.T) {
 	}
 }
 
+// TestReinsert puts back the records of an abandoned block: the journal
+// items go to the caller's write, and the pool changes only when it
+// succeeds; what write stores is what a restart loads.
 func TestReinsert(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 3, func(c *Config) { c.MaxEntries = 1 })
 	k0, k1, k2 := testKey(t, 0), testKey(t, 1), testKey(t, 2)
 	f.add(t, k2)
-	b := &ledger.Block{Records: []ledger.Record{record(k0, ""), record(k1, "")}}
+	f.attest(t, 1, record(k2, ""))
+	b := &ledger.Block{Records: []ledger.Record{record(k0, ""), record(k1, ""), record(k2, "")}}
 	for _, r := range b.Records {
 		b.Attestations = append(b.Attestations, ledger.Attest(f.vals[1], testChain, r), ledger.Attest(f.vals[2], testChain, r))
 	}
-	f.chain.commit(record(k1, "")) // on the new chain too
-	if err := f.pool.Reinsert(ctx, b); err != nil {
+	onNew := func(k ledger.Key) bool { return k == k1 } // on the new chain
+	before := f.journal.Len()
+
+	// A failed write changes nothing.
+	boom := errors.New("boom")
+	if err := f.pool.Reinsert(ctx, []*ledger.Block{b}, onNew, func([]JournalItem) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("Reinsert(failing write) = %v, want boom", err)
+	}
+	if got := keysOf(f.pool.List(0)); !slices.Equal(got, []string{k2.String()}) {
+		t.Fatalf("after a failed write List() = %v, want [%s]", got, k2)
+	}
+	if e, _ := f.pool.Get(k2); len(e.Attestations) != 1 {
+		t.Fatalf("after a failed write %s has %d attestations, want 1", k2, len(e.Attestations))
+	}
+
+	var items []JournalItem
+	write := func(its []JournalItem) error {
+		items = its
+		for _, it := range its {
+			if err := f.journal.MemJournal.PutPending(ctx, it.ID, it.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := f.pool.Reinsert(ctx, []*ledger.Block{b}, onNew, write); err != nil {
 		t.Fatalf("Reinsert = %v", err)
+	}
+	var ids []string
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	// k2 gains vals[2]'s attestation; k0 is new; k1 is on the new chain.
+	if want := []string{k0.String(), k2.String()}; !slices.Equal(slices.Sorted(slices.Values(ids)), slices.Sorted(slices.Values(want))) {
+		t.Errorf("journal items %v, want %v", ids, want)
+	}
+	if f.journal.Len() != before+1 {
+		t.Errorf("journal holds %d items, want %d", f.journal.Len(), before+1)
 	}
 	if got, want := keysOf(f.pool.List(0)), []string{k2.String(), k0.String()}; !slices.Equal(got, want) {
 		t.Errorf("List() = %v, want %v (limits ignored, committed skipped)", got, want)
 	}
-	if got := readyKeys(f.pool.Ready(2, 0)); !slices.Equal(got, []string{k0.String()}) {
-		t.Errorf("Ready(2) = %v, want [%s]", got, k0)
+	if got := readyKeys(f.pool.Ready(2, 0)); !slices.Equal(got, []string{k2.String(), k0.String()}) {
+		t.Errorf("Ready(2) = %v, want [%s %s]", got, k2, k0)
+	}
+	// Again: nothing changes, nothing to write.
+	if err := f.pool.Reinsert(ctx, []*ledger.Block{b}, onNew, write); err != nil || len(items) != 0 {
+		t.Errorf("Reinsert again = %v with %d items, want none", err, len(items))
+	}
+	f.reopen(t)
+	if got, want := keysOf(f.pool.List(0)), []string{k2.String(), k0.String()}; !slices.Equal(got, want) {
+		t.Errorf("after reopening List() = %v, want %v", got, want)
+	}
+	if got := readyKeys(f.pool.Ready(2, 0)); !slices.Equal(got, []string{k2.String(), k0.String()}) {
+		t.Errorf("after reopening Ready(2) = %v", got)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/mempool"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // A pow node (DESIGN §3 pow) keeps every block it accepted, main chain and
@@ -22,7 +24,7 @@ import (
 // against the chain up to the fork (ledger.ValidateBranch) and the store
 // switches to it in one transaction (sqlitestore.Store.ReorgWithPending).
 // Records of the blocks it abandoned go back into the mempool unless the new
-// chain has them. Blocks arrive from gossip (blocks topic), from the miner
+// chain has them, written to the pending journal in that same transaction. Blocks arrive from gossip (blocks topic), from the miner
 // and from sync (pow_sync.go); all go through accept.
 
 // Limits of the pow block handling.
@@ -322,9 +324,10 @@ func (n *Node) powSwitch(ctx context.Context) error {
 	}
 }
 
-// reorg switches the store to blocks after fork, ending at tip, then puts
-// the records of the abandoned blocks back into the mempool, tells waiting
-// clients and mines on the new head. ps.mu is held.
+// reorg switches the store to blocks after fork, ending at tip, and puts
+// the records of the abandoned blocks back into the mempool in the same
+// transaction (mempool.Pool.Reinsert), then tells waiting clients and
+// mines on the new head. ps.mu is held.
 func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks []*ledger.Block, hashes [][]ledger.Hash) error {
 	ps := n.pow
 	var removed []*ledger.Block
@@ -336,23 +339,30 @@ func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks 
 		removed = append(removed, b)
 	}
 	var ids []string
+	onNew := make(map[ledger.Key]bool)
 	for _, b := range blocks {
 		for i := range b.Records {
 			ids = append(ids, b.Records[i].Key.String())
+			onNew[b.Records[i].Key] = true
 		}
 	}
-	n.appendMu.Lock()
-	err := n.store.ReorgWithPending(ctx, fork.Header.Height, blocks, hashes, ids)
-	n.appendMu.Unlock()
+	back := 0
+	err := n.pool.Reinsert(ctx, removed, func(k ledger.Key) bool { return onNew[k] }, func(items []mempool.JournalItem) error {
+		put := make([]sqlitestore.PendingItem, len(items))
+		for i, it := range items {
+			put[i] = sqlitestore.PendingItem{ID: it.ID, Data: it.Data}
+		}
+		back = len(items)
+		n.appendMu.Lock()
+		defer n.appendMu.Unlock()
+		return n.store.ReorgWithPending(ctx, fork.Header.Height, blocks, hashes, ids, put)
+	})
 	if err != nil {
 		return err
 	}
 	ps.main = tip
 	if len(removed) > 0 {
-		n.log.Warn("chain reorganized", "fork", fork.Header.Height, "abandoned", len(removed), "adopted", len(blocks))
-		if err := n.pool.Reinsert(ctx, removed...); err != nil {
-			n.log.Warn("put records of abandoned blocks back", "err", err)
-		}
+		n.log.Warn("chain reorganized", "fork", fork.Header.Height, "abandoned", len(removed), "adopted", len(blocks), "pending_again", back)
 	}
 	for _, b := range blocks {
 		n.appended(ctx, b)

@@ -68,7 +68,9 @@ func (c *cluster) waitCommittedEverywhere(keys []ledger.Key, timeout time.Durati
 }
 
 // chainWork returns the work (sum of 2^bits above block 0) and the head of
-// the main chain in stopped member i's store.
+// the chain stopped member i follows when it starts again: the best tip of
+// its main chain and side blocks (a side block stored just before the
+// node stopped is switched to at the next start).
 func (c *cluster) chainWork(i int) (*big.Int, *ledger.Header) {
 	c.tb.Helper()
 	ctx := context.Background()
@@ -77,22 +79,53 @@ func (c *cluster) chainWork(i int) (*big.Int, *ledger.Header) {
 		c.tb.Fatal(err)
 	}
 	defer s.Close()
-	head, err := s.Head(ctx)
+	p, err := consensus.NewPoWParams(c.g)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
-	w := new(big.Int)
-	for from := uint64(1); from <= head.Height; {
-		hs, err := s.Headers(ctx, from, 1000)
-		if err != nil {
-			c.tb.Fatal(err)
-		}
-		for _, h := range hs {
-			w.Add(w, consensus.Work(h.Bits))
-		}
-		from += uint64(len(hs))
+	g := c.g.Block().Header
+	tree, err := consensus.NewTree(p, &g)
+	if err != nil {
+		c.tb.Fatal(err)
 	}
-	return w, head
+	hs, err := s.Headers(ctx, 1, 1<<20)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	side, err := s.SideHeaders(ctx)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	for _, h := range append(hs, side...) {
+		tree.Insert(&h) // side blocks off the tree stay out
+	}
+	best := tree.Best()
+	return best.Work, &best.Header
+}
+
+// checkCommittedOrPending checks that stopped member i's store has each of
+// keys committed or in its pending journal.
+func (c *cluster) checkCommittedOrPending(i int, keys ...ledger.Key) {
+	c.tb.Helper()
+	ctx := context.Background()
+	s, err := sqlitestore.Open(ctx, c.members[i].Cfg.DBPath)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	defer s.Close()
+	items, err := s.LoadPending(ctx)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	pending := make(map[string]bool)
+	for _, it := range items {
+		pending[it.ID] = true
+	}
+	for _, k := range keys {
+		if _, err := s.Lookup(ctx, k); err != nil && !pending[k.String()] {
+			c.tb.Errorf("node %d: %s neither committed (%v) nor pending", i, k, err)
+		}
+	}
 }
 
 // TestPoWThreeMiners runs three miners racing at low difficulty: records
@@ -201,11 +234,15 @@ func TestPoWPartition(t *testing.T) {
 	for _, i := range c.live() {
 		c.members[i].audit()
 	}
-	// The lighter side's record is pending again on its node (or on the
-	// heavier chain already, if both sides committed it); mining again
-	// commits it everywhere.
+	// Each record is still committed, or pending again on the node that
+	// answered it final (the reorg wrote it to the pending journal).
+	// Mining again commits both everywhere.
 	for _, i := range []int{0, 1, 2} {
 		c.stop(i)
+	}
+	c.checkCommittedOrPending(0, kA)
+	c.checkCommittedOrPending(1, kB)
+	for _, i := range []int{0, 1, 2} {
 		c.members[i].Cfg.Mine = true
 		c.start(i)
 	}

@@ -41,13 +41,18 @@ func (s *Store) createSide(ctx context.Context) error {
 // stored hashes leave the main chain and the new ones enter it in one
 // transaction.
 func (s *Store) Reorg(ctx context.Context, fork uint64, blocks []*ledger.Block, hashes [][]ledger.Hash) error {
-	return s.ReorgWithPending(ctx, fork, blocks, hashes, nil)
+	return s.ReorgWithPending(ctx, fork, blocks, hashes, nil, nil)
 }
 
 // ReorgWithPending reorganizes like Reorg and, in the same transaction,
 // deletes the pending journal entries pendingIDs (the mempool entries the
-// new blocks commit), as AppendWithPending does.
-func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*ledger.Block, hashes [][]ledger.Hash, pendingIDs []string) error {
+// new blocks commit), as AppendWithPending does, and puts the entries put
+// (as PutPending does; the mempool entries of the records the replaced
+// blocks held that the new ones do not). After a crash the store holds
+// either the old chain and the old journal or the new chain and the new
+// journal: a record of an abandoned block is never neither committed nor
+// pending.
+func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*ledger.Block, hashes [][]ledger.Hash, pendingIDs []string, put []PendingItem) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	fail := func(format string, args ...any) error {
@@ -115,6 +120,9 @@ func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*led
 		size = b.Header.LogSize
 	}
 	if err := deletePending(ctx, tx, pendingIDs); err != nil {
+		return fail("%w", err)
+	}
+	if err := putPending(ctx, tx, put); err != nil {
 		return fail("%w", err)
 	}
 	if err := tx.Commit(); err != nil {

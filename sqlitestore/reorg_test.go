@@ -36,10 +36,33 @@ func reorgBranches(t testing.TB, s ledger.Store, withB bool) (a, b []*ledger.Blo
 	return a, b, ha, hb
 }
 
+// keysAbove returns the record keys of blocks, as pending journal ids.
+func keysAbove(blocks []*ledger.Block) []string {
+	var ids []string
+	for _, b := range blocks {
+		for i := range b.Records {
+			ids = append(ids, b.Records[i].Key.String())
+		}
+	}
+	return ids
+}
+
+// pendingOf returns the pending journal items of ids, as a node's mempool
+// would put them back.
+func pendingOf(ids []string) []PendingItem {
+	out := make([]PendingItem, len(ids))
+	for i, id := range ids {
+		out[i] = PendingItem{ID: id, Data: []byte("pending " + id)}
+	}
+	return out
+}
+
 // TestReorgHelperProcess is not a test: run by TestReorgCrashSafety as a
-// child process, it builds branch A, then switches the main chain between
-// A and B until it is killed, printing "tip A" or "tip B" after each Reorg
-// returned.
+// child process, it builds branch A, with B's records pending, then
+// switches the main chain between A and B until it is killed, printing
+// "tip A" or "tip B" after each Reorg returned. Each switch takes the new
+// branch's records out of the pending journal and puts the abandoned
+// branch's back, as a node does (ReorgWithPending).
 func TestReorgHelperProcess(t *testing.T) {
 	path := os.Getenv(reorgHelperEnv)
 	if path == "" {
@@ -67,13 +90,22 @@ func TestReorgHelperProcess(t *testing.T) {
 		}
 	}
 	a, b, ha, hb := reorgBranches(t, s, true)
+	if head, _ := s.Head(ctx); head.Hash() == a[len(a)-1].Hash() {
+		// B's records are pending (a no-op after the first run).
+		for _, it := range pendingOf(keysAbove(b)) {
+			if err := s.PutPending(ctx, it.ID, it.Data); err != nil {
+				fmt.Fprintln(os.Stderr, "helper:", err)
+				os.Exit(3)
+			}
+		}
+	}
 	for {
 		head, _ := s.Head(ctx)
-		to, hs, name := b, hb, "B"
+		to, hs, from, name := b, hb, a[5:], "B"
 		if head.Hash() == b[len(b)-1].Hash() {
-			to, hs, name = a[5:], ha[5:], "A"
+			to, hs, from, name = a[5:], ha[5:], b, "A"
 		}
-		if err := s.Reorg(ctx, 5, to, hs); err != nil {
+		if err := s.ReorgWithPending(ctx, 5, to, hs, keysAbove(to), pendingOf(keysAbove(from))); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			os.Exit(3)
 		}
@@ -84,7 +116,9 @@ func TestReorgHelperProcess(t *testing.T) {
 // TestReorgCrashSafety kills (SIGKILL) a process switching a store's main
 // chain back and forth between two branches, at random moments, and checks
 // after each kill that the store opens, passes ledger.Audit, and holds one
-// branch whole as its main chain and the other's blocks as side blocks.
+// branch whole as its main chain and the other's blocks as side blocks, and
+// that each record of either branch is either committed or pending, never
+// both and never neither.
 func TestReorgCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
@@ -164,6 +198,26 @@ func TestReorgCrashSafety(t *testing.T) {
 		for _, blk := range off {
 			if _, err := s.SideBlock(ctx, blk.Hash()); err != nil {
 				t.Fatalf("round %d: block %d of the other branch is not a side block: %v", round, blk.Header.Height, err)
+			}
+		}
+		items, err := s.LoadPending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := make(map[string]bool)
+		for _, it := range items {
+			if string(it.Data) != "pending "+it.ID {
+				t.Fatalf("round %d: pending %s holds %q", round, it.ID, it.Data)
+			}
+			pending[it.ID] = true
+		}
+		for _, blk := range append(a[5:], b...) {
+			for i := range blk.Records {
+				k := blk.Records[i].Key
+				_, err := s.Lookup(ctx, k)
+				if committed := err == nil; committed == pending[k.String()] {
+					t.Fatalf("round %d: record %s of block %d: committed %v, pending %v (%v)", round, k, blk.Header.Height, committed, pending[k.String()], err)
+				}
 			}
 		}
 		t.Logf("round %d: killed after %d reorgs; head %d, %d records", round, seen, rep.Head.Height, rep.Records)

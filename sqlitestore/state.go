@@ -18,8 +18,28 @@ type PendingItem struct {
 // PutPending stores data under id in the pending journal, durably. Putting
 // an id again replaces its data and keeps its place in the order.
 func (s *Store) PutPending(ctx context.Context, id string, data []byte) error {
-	if _, err := s.w.ExecContext(ctx, "INSERT INTO pending (id, data) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data", id, nonNil(data)); err != nil {
+	if _, err := s.w.ExecContext(ctx, putPendingSQL, id, nonNil(data)); err != nil {
 		return fmt.Errorf("sqlitestore: put pending %q: %w", id, err)
+	}
+	return nil
+}
+
+const putPendingSQL = "INSERT INTO pending (id, data) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+
+// putPending puts items in tx as PutPending does.
+func putPending(ctx context.Context, tx *sql.Tx, items []PendingItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	put, err := tx.PrepareContext(ctx, putPendingSQL)
+	if err != nil {
+		return fmt.Errorf("put pending: %w", err)
+	}
+	defer put.Close()
+	for _, it := range items {
+		if _, err := put.ExecContext(ctx, it.ID, nonNil(it.Data)); err != nil {
+			return fmt.Errorf("put pending %q: %w", it.ID, err)
+		}
 	}
 	return nil
 }
