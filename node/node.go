@@ -169,8 +169,10 @@ func (n *Node) Open(ctx context.Context) (err error) {
 		}
 	}
 	n.runCtx = rctx
-	if err := n.loadAuthority(ctx); err != nil { // authority.go
-		return err
+	if n.pow == nil { // pow chains have no validator set
+		if err := n.loadAuthority(ctx); err != nil { // authority.go
+			return err
+		}
 	}
 	if err := n.openPool(ctx); err != nil {
 		return err
