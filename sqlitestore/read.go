@@ -322,6 +322,14 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 	for j, i := range miss {
 		idx[j] = indexes[i]
 	}
+	if len(idx) <= fewHashes {
+		if hs, ok := readFew(ctx, s.r, idx); ok {
+			for j, i := range miss {
+				out[i] = hs[j]
+			}
+			return out, nil
+		}
+	}
 	var q queryer = s.r
 	if len(idx) > inChunk {
 		tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -339,6 +347,48 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 		out[i] = hs[j]
 	}
 	return out, nil
+}
+
+// fewHashes is the most hashes readFew reads.
+const fewHashes = 8
+
+// fewQueries[k] is readFew's query for k hashes: one row, the k hashes
+// concatenated, each read by a rowid lookup of its row that checks the
+// row's length; NULL when a row is missing or of the wrong length.
+var fewQueries = func() []string {
+	qs := make([]string, fewHashes+1)
+	for k := 1; k <= fewHashes; k++ {
+		parts := make([]string, k)
+		for i := range parts {
+			parts[i] = "(SELECT CASE WHEN length(hashes) = ? THEN substr(hashes, ?, 32) END FROM records WHERE idx = ?)"
+		}
+		qs[k] = "SELECT " + strings.Join(parts, " || ")
+	}
+	return qs
+}()
+
+// readFew reads a few stored hashes (a proof's, below the cached levels) in
+// one query of one row. It reports false when it cannot (an index no log
+// has, a missing or malformed row), for readHashes to read them again and
+// say what is wrong.
+func readFew(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, bool) {
+	args := make([]any, 0, 3*len(indexes))
+	for _, x := range indexes {
+		rec, level := hashSlot(x)
+		if rec < 0 {
+			return nil, false
+		}
+		args = append(args, 32*(ledger.StoredHashCount(rec+1)-ledger.StoredHashCount(rec)), 1+32*level, rec)
+	}
+	var buf []byte
+	if err := q.QueryRowContext(ctx, fewQueries[len(indexes)], args...).Scan(&buf); err != nil || len(buf) != 32*len(indexes) {
+		return nil, false
+	}
+	out := make([]ledger.Hash, len(indexes))
+	for i := range out {
+		out[i] = ledger.Hash(buf[32*i : 32*i+32])
+	}
+	return out, true
 }
 
 // maxStoredHash bounds the stored-hash indexes hashSlot maps (a log of
