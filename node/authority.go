@@ -218,6 +218,9 @@ func (n *Node) loadAuthority(ctx context.Context) error {
 // regossipAuthority publishes the pooled changes again every
 // authorityRegossipEvery, until ctx ends.
 func (n *Node) regossipAuthority(ctx context.Context) {
+	if n.pow != nil {
+		return // pow chains have no validator set
+	}
 	t := time.NewTicker(authorityRegossipEvery)
 	defer t.Stop()
 	for {
