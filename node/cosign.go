@@ -35,6 +35,9 @@ import (
 // is evidence. Those of heights the node does not have yet (a peer
 // committed first) wait in memory, up to cosignAhead heights above the
 // head, until the block arrives.
+//
+// Gossip sends each co-signature once; a node that missed them asks its
+// peers (cosign_pull.go).
 const (
 	cosignCatchUp   = 1024
 	cosignGossipAge = 10 * time.Minute
@@ -44,6 +47,7 @@ const (
 // cosigner is the node's co-signing state.
 type cosigner struct {
 	kick chan struct{}
+	pull chan struct{} // ask peers for co-signatures now (cosign_pull.go)
 
 	mu    sync.Mutex
 	ahead map[uint64]map[ledger.PublicKey]ledger.Cosignature // waiting for their block
@@ -83,12 +87,17 @@ func (n *Node) openCosign(ctx, rctx context.Context) error {
 			n.cos.done = head.Height - min(head.Height, cosignCatchUp)
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.cosignLoop(rctx)
 	}()
+	go func() {
+		defer n.wg.Done()
+		n.cosignPullLoop(rctx)
+	}()
 	n.cosignKick()
+	n.cosignPullKick()
 	return nil
 }
 
@@ -212,6 +221,11 @@ func (n *Node) validateCosig(data []byte) error {
 	if err != nil {
 		return err
 	}
+	return n.checkCosig(c)
+}
+
+// checkCosig checks a parsed co-signature as validateCosig does.
+func (n *Node) checkCosig(c *ledger.Cosignature) error {
 	if c.Chain != n.g.Chain {
 		return fmt.Errorf("co-signature for chain %q", c.Chain)
 	}

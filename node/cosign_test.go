@@ -168,3 +168,43 @@ func TestNetworkCosignedCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkCosignRecovery: a validator that was down while blocks were
+// committed, and a replica that comes back on an empty database, serve a
+// note of the current head signed by a quorum without any block being
+// committed after they return: gossip sent the co-signatures while they
+// were away, so they ask their peers for them (sync/2).
+func TestNetworkCosignRecovery(t *testing.T) {
+	repo := newFixtureRepo(t)
+	repo.release("v0")
+	c := newCluster(t, clusterOpts{validators: 4, followers: 1, attestQuorum: 0})
+	c.startAll()
+	c.waitPeers(4, 30*time.Second)
+	first := keysOf(repo, repo.tagMany("before", 2))
+	c.submitAll(0, first)
+	c.waitAllCommitted(first, 30*time.Second)
+	c.waitConverged(30 * time.Second)
+
+	c.stop(3)
+	c.stop(4)
+	down := keysOf(repo, repo.tagMany("down", 3))
+	c.submitAll(0, down)
+	c.waitAllCommitted(down, 30*time.Second)
+	head := c.waitConverged(30 * time.Second)
+	c.waitNote(0, head.Height, 30*time.Second)
+
+	c.start(3)
+	c.startEmpty(4)
+	c.waitHeight([]int{3, 4}, head.Height, time.Minute)
+	for _, i := range []int{3, 4} {
+		msg := c.waitNote(i, head.Height, 30*time.Second)
+		if cp, err := api.VerifyNote(c.g, msg); err != nil || *cp != ledger.CheckpointOf(head) {
+			t.Errorf("node %d: note %+v, %v; want the checkpoint of head %d", i, cp, err, head.Height)
+		}
+	}
+	for i, h := range c.heads() {
+		if h.Hash() != head.Hash() {
+			t.Fatalf("node %d: head %d, want %d: a block was committed, the test proves nothing", i, h.Height, head.Height)
+		}
+	}
+}

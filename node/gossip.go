@@ -32,6 +32,10 @@ type pendingItem struct {
 }
 
 func (n *Node) openP2P(ctx context.Context) error {
+	var src p2p.BlockSource = n.store
+	if n.pow == nil {
+		src = cosigSource{n.store} // sync/2 serves co-signatures (cosign_pull.go)
+	}
 	h, err := p2p.New(ctx, p2p.Config{
 		Chain:     n.g.Chain,
 		Genesis:   n.g.Hash(),
@@ -41,7 +45,7 @@ func (n *Node) openP2P(ctx context.Context) error {
 		MDNS:      n.cfg.MDNS,
 		Logger:    n.log,
 		Version:   "vcsledger/" + Version,
-		Source:    n.store,
+		Source:    src,
 		Handler:   gossip{n},
 	})
 	if err != nil {
@@ -51,6 +55,7 @@ func (n *Node) openP2P(ctx context.Context) error {
 	if n.pow != nil {
 		return nil // pow_sync.go syncs branches
 	}
+	h.OnHello(n.cosignPullKick)
 	n.syncer, err = p2p.NewSyncer(h, p2p.SyncConfig{
 		Store:  n.store,
 		Seal:   n.seal,

@@ -87,6 +87,7 @@ func New(cfg Config) (*Node, error) {
 		inbox:       make(chan *consensus.Message, 1024),
 		synced:      make(chan struct{}, 1),
 		authChanged: make(chan struct{}, 1),
+		cos:         cosigner{pull: make(chan struct{}, 1)},
 		waiters:     make(map[ledger.Key][]chan struct{}),
 	}
 	if cfg.Genesis.Engine == ledger.EnginePoW {

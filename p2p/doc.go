@@ -94,6 +94,13 @@
 // Config.SyncTimeout (1 min); the client reads under the same deadline
 // (or its context's) and refuses responses over its limits.
 //
+// /vcsledger/<chain>/sync/2 is version 1 plus one request, cosigs, for
+// the validators' co-signatures of the checkpoints of a range of heights
+// (cosigsync.go): a node that was down, or is new, gets those of its head
+// from its peers instead of waiting for the next block's gossip. A host
+// serves sync/2 when its Source is a CosigSource; the Syncer still speaks
+// sync/1.
+//
 // # Syncer
 //
 // A Syncer asks every connected peer for its head, picks the highest

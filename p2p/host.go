@@ -72,6 +72,7 @@ type Host struct {
 	strikes   *strikes
 	helloID   protocol.ID
 	syncID    protocol.ID
+	sync2ID   protocol.ID // sync/1 and co-signatures (cosigsync.go)
 	bootstrap []peer.AddrInfo
 	redial    chan peer.ID
 
@@ -113,12 +114,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		strikes: newStrikes(time.Now, cfg.InvalidWindow),
 		helloID: protocol.ID("/vcsledger/" + cfg.Chain + "/hello/1"),
 		syncID:  protocol.ID("/vcsledger/" + cfg.Chain + "/sync/1"),
+		sync2ID: protocol.ID("/vcsledger/" + cfg.Chain + "/sync/2"),
 		redial:  make(chan peer.ID, 64),
 		peers:   make(map[peer.ID]*peerState),
 		scores:  make(map[peer.ID]float64),
 		mesh:    make(map[string]map[peer.ID]bool),
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(&cfg, h.helloID, h.syncID)), rcmgr.WithMetricsDisabled())
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(&cfg, h.helloID, h.syncID, h.sync2ID)), rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -164,6 +166,9 @@ func (h *Host) start(ctx context.Context, listen []ma.Multiaddr) error {
 	h.host.SetStreamHandler(h.helloID, h.handleHello)
 	if h.cfg.Source != nil {
 		h.host.SetStreamHandler(h.syncID, h.handleSync)
+		if _, ok := h.cfg.Source.(CosigSource); ok {
+			h.host.SetStreamHandler(h.sync2ID, h.handleSync)
+		}
 	}
 	sub, err := h.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
 	if err != nil {
@@ -441,6 +446,11 @@ func (h *Host) addKicker(f func()) {
 	defer h.mu.Unlock()
 	h.kickers = append(h.kickers, f)
 }
+
+// OnHello registers f to be called, without blocking, whenever a peer
+// passes the hello (the node asks new peers for what gossip does not
+// repeat).
+func (h *Host) OnHello(f func()) { h.addKicker(f) }
 
 func (h *Host) syncKick() {
 	h.mu.Lock()

@@ -11,7 +11,7 @@ import (
 // limits scaled to cfg.MaxMemory and cfg.MaxFDs (not to the machine, so a
 // node behaves the same everywhere), our two protocols' limits, and the
 // system connection, memory and descriptor caps from cfg.
-func resourceLimits(cfg *Config, helloID, syncID protocol.ID) rcmgr.ConcreteLimitConfig {
+func resourceLimits(cfg *Config, helloID protocol.ID, syncIDs ...protocol.ID) rcmgr.ConcreteLimitConfig {
 	l := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&l)
 	// hello: one short stream each way per connection.
@@ -21,13 +21,16 @@ func resourceLimits(cfg *Config, helloID, syncID protocol.ID) rcmgr.ConcreteLimi
 	l.AddProtocolPeerLimit(helloID,
 		rcmgr.BaseLimit{StreamsInbound: 2, StreamsOutbound: 2, Streams: 4, Memory: 1 << 20},
 		rcmgr.BaseLimitIncrease{})
-	// sync: our Syncer keeps at most two requests in flight per peer.
-	l.AddProtocolLimit(syncID,
-		rcmgr.BaseLimit{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 256 << 20},
-		rcmgr.BaseLimitIncrease{})
-	l.AddProtocolPeerLimit(syncID,
-		rcmgr.BaseLimit{StreamsInbound: 4, StreamsOutbound: 4, Streams: 8, Memory: 64 << 20},
-		rcmgr.BaseLimitIncrease{})
+	// sync (each version): our Syncer keeps at most two requests in
+	// flight per peer.
+	for _, id := range syncIDs {
+		l.AddProtocolLimit(id,
+			rcmgr.BaseLimit{StreamsInbound: 64, StreamsOutbound: 64, Streams: 128, Memory: 256 << 20},
+			rcmgr.BaseLimitIncrease{})
+		l.AddProtocolPeerLimit(id,
+			rcmgr.BaseLimit{StreamsInbound: 4, StreamsOutbound: 4, Streams: 8, Memory: 64 << 20},
+			rcmgr.BaseLimitIncrease{})
+	}
 	scaled := l.Scale(cfg.MaxMemory, cfg.MaxFDs)
 	conns := rcmgr.LimitVal(cfg.MaxConns)
 	part := rcmgr.PartialLimitConfig{

@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
@@ -48,6 +49,7 @@ const (
 	reqStatus  = "status"
 	reqHeaders = "headers"
 	reqBlocks  = "blocks"
+	reqCosigs  = "cosigs" // sync/2 only (cosigsync.go)
 )
 
 // A request is a parsed sync request.
@@ -60,7 +62,7 @@ type request struct {
 
 func (r *request) format() []byte {
 	switch r.Kind {
-	case reqHeaders:
+	case reqHeaders, reqCosigs:
 		return fmt.Appendf(nil, "%s %d %d\n", r.Kind, r.From, r.Count)
 	case reqBlocks:
 		return fmt.Appendf(nil, "%s %d %d %d\n", r.Kind, r.From, r.Count, r.MaxBytes)
@@ -86,7 +88,7 @@ func parseRequest(line string) (*request, error) {
 	switch {
 	case r.Kind == reqStatus && len(f) == 1:
 		return r, nil
-	case r.Kind == reqHeaders && len(f) == 3, r.Kind == reqBlocks && len(f) == 4:
+	case (r.Kind == reqHeaders || r.Kind == reqCosigs) && len(f) == 3, r.Kind == reqBlocks && len(f) == 4:
 		var err error
 		if r.From, err = num(f[1], 1<<62); err != nil {
 			return nil, err
@@ -199,6 +201,9 @@ func (h *Host) handleSync(s network.Stream) {
 	if err == nil {
 		req, err = parseRequest(line)
 	}
+	if err == nil && req.Kind == reqCosigs && s.Protocol() != h.sync2ID {
+		err = fmt.Errorf("%w: %s request on %s", ErrProtocol, reqCosigs, s.Protocol())
+	}
 	if err != nil {
 		if errors.Is(err, ErrProtocol) {
 			h.strike(p, err)
@@ -259,6 +264,8 @@ func (h *Host) serve(ctx context.Context, w *bufio.Writer, req *request) error {
 			}
 		}
 		return nil
+	case reqCosigs:
+		return h.serveCosigs(ctx, item, req)
 	}
 	count := min(req.Count, h.cfg.SyncMaxBlocks)
 	budget := min(req.MaxBytes, h.cfg.SyncMaxBytes)
@@ -285,10 +292,15 @@ func (h *Host) serve(ctx context.Context, w *bufio.Writer, req *request) error {
 
 // request sends req to p and reads the response's items.
 func (h *Host) request(ctx context.Context, p peer.ID, req *request, lim responseLimits) ([][]byte, error) {
+	return h.requestOn(ctx, p, h.syncID, req, lim)
+}
+
+// requestOn is request on protocol proto (sync/1 or sync/2).
+func (h *Host) requestOn(ctx context.Context, p peer.ID, proto protocol.ID, req *request, lim responseLimits) ([][]byte, error) {
 	if !h.waitVerified(ctx, p) {
 		return nil, fmt.Errorf("p2p: peer %s: not connected or no hello", p)
 	}
-	s, err := h.host.NewStream(ctx, p, h.syncID)
+	s, err := h.host.NewStream(ctx, p, proto)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: sync with %s: %w", p, err)
 	}
