@@ -77,11 +77,19 @@ func (s *Server) authority() (AuthorityBackend, error) {
 	return ab, nil
 }
 
-// fillValidators adds the set's height, the pending and the proposed
-// changes to a GET /v1/validators answer.
+// fillValidators adds to a GET /v1/validators answer the quorum of the set
+// in force at the next height (the genesis's, for a backend whose set does
+// not change; none on pow chains), and the set's height, the pending and
+// the proposed changes.
 func (s *Server) fillValidators(vs *ValidatorSet) {
+	if s.g.Engine != ledger.EnginePoA {
+		return
+	}
 	ab, ok := s.b.(AuthorityBackend)
-	if !ok || s.g.Engine != ledger.EnginePoA {
+	if !ok {
+		if set, err := s.g.ValidatorSet(); err == nil {
+			vs.Quorum = set.Quorum()
+		}
 		return
 	}
 	a := ab.Authorities()

@@ -13,7 +13,7 @@ import (
 
 // Checkpoints as C2SP signed notes (docs/FORMAT.md, "Checkpoints"):
 //
-//	GET /checkpoint              the newest checkpoint note signed by a quorum of validators (text/plain)
+//	GET /checkpoint              the newest checkpoint note signed by a quorum of validators (text/plain; 404 on pow chains)
 //	GET /v1/proof/inclusion      an inclusion proof in the log of any size up to the head's
 
 // An InclusionProof answers GET /v1/proof/inclusion: that record Index is
@@ -27,6 +27,9 @@ type InclusionProof struct {
 func (s *Server) getNote(w http.ResponseWriter, r *http.Request, _ string) error {
 	if _, err := parseQuery(r); err != nil {
 		return err
+	}
+	if s.g.Engine == ledger.EnginePoW {
+		return errf(http.StatusNotFound, CodeNotFound, "chain %s runs proof of work: no validators co-sign its checkpoints, so it has no checkpoint note (GET /v1/checkpoint serves its head, as good as the work above it)", s.g.Chain)
 	}
 	msg, err := s.b.CosignedCheckpoint(r.Context())
 	if errors.Is(err, ledger.ErrNotFound) {

@@ -466,10 +466,7 @@ func (s *Server) getValidators(w http.ResponseWriter, r *http.Request, _ string)
 		v := &vs.Validators[i]
 		v.VerifierKey = ledger.VerifierKey(s.g.Chain, ledger.Validator{Key: v.Key, Name: v.Name})
 	}
-	if set, err := s.g.ValidatorSet(); err == nil {
-		vs.Quorum = set.Quorum()
-	}
-	s.fillValidators(&vs) // authority.go
+	s.fillValidators(&vs) // authority.go: the set in force, its quorum, changes
 	return s.writeJSON(w, http.StatusOK, vs)
 }
 

@@ -47,10 +47,6 @@ func NewAuthorities(g *Genesis) (*Authorities, error) {
 // head, from the authority records s lists (Store.Authorities). Every
 // change is checked again as when its block was appended.
 func LoadAuthorities(ctx context.Context, s Store, g *Genesis) (*Authorities, error) {
-	a, err := NewAuthorities(g)
-	if err != nil {
-		return nil, err
-	}
 	head, err := s.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load authorities: %w", err)
@@ -59,6 +55,25 @@ func LoadAuthorities(ctx context.Context, s Store, g *Genesis) (*Authorities, er
 	if err != nil {
 		return nil, fmt.Errorf("ledger: load authorities: %w", err)
 	}
+	a, err := AuthoritiesOf(g, es, head.Height)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: load authorities: %w: %w", ErrCorrupt, err)
+	}
+	return a, nil
+}
+
+// AuthoritiesOf returns the history of the chain of g through height
+// through, given every change committed through it, es, in log order with
+// their heights and log indexes. Each block's changes must have
+// consecutive indexes, blocks come in height order, none above through,
+// and every change is checked as when its block was appended (its votes a
+// quorum of the set in force at its height, by the history before it).
+// Errors wrap ErrBadAuthority or ErrMalformed.
+func AuthoritiesOf(g *Genesis, es []AuthorityEntry, through uint64) (*Authorities, error) {
+	a, err := NewAuthorities(g)
+	if err != nil {
+		return nil, err
+	}
 	for i := 0; i < len(es); {
 		j := i
 		var cs []AuthorityChange
@@ -66,20 +81,25 @@ func LoadAuthorities(ctx context.Context, s Store, g *Genesis) (*Authorities, er
 			cs = append(cs, es[j].Change)
 		}
 		h := es[i].Height
-		if h > head.Height || (len(a.entries) > 0 && h <= a.entries[len(a.entries)-1].Height) || es[i].Index < 0 {
-			return nil, fmt.Errorf("ledger: load authorities: %w: authority record %d at height %d out of order", ErrCorrupt, es[i].Index, h)
+		if h == 0 || h > through || (len(a.entries) > 0 && h <= a.entries[len(a.entries)-1].Height) || es[i].Index < 0 {
+			return nil, fmt.Errorf("%w: authority record %d at height %d out of order", ErrMalformed, es[i].Index, h)
 		}
 		for k := i; k < j; k++ {
 			if es[k].Index != es[i].Index+int64(k-i) {
-				return nil, fmt.Errorf("ledger: load authorities: %w: authority records of height %d not consecutive", ErrCorrupt, h)
+				return nil, fmt.Errorf("%w: authority records of height %d not consecutive", ErrMalformed, h)
+			}
+		}
+		if len(a.entries) > 0 {
+			if last := a.entries[len(a.entries)-1]; es[i].Index <= last.Index {
+				return nil, fmt.Errorf("%w: authority record %d at height %d after record %d", ErrMalformed, es[i].Index, h, last.Index)
 			}
 		}
 		if err := a.add(h, es[i].Index, cs); err != nil {
-			return nil, fmt.Errorf("ledger: load authorities: %w: %w", ErrCorrupt, err)
+			return nil, err
 		}
 		i = j
 	}
-	a.through = head.Height
+	a.through = through
 	return a, nil
 }
 

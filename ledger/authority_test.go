@@ -5,11 +5,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
@@ -336,6 +341,7 @@ func authorityVectors(t *testing.T) any {
 			Validators []string `json:"validators"`
 			Quorum     int      `json:"quorum"`
 		} `json:"sets"`
+		Proof authorityProofVector `json:"proof"`
 	}
 	out.Validator.Name, out.Validator.Seed, out.Validator.PublicKey = "erin", hex.EncodeToString(vectorSeed(4)), erin.Public().String()
 	add := c.Change(ledger.AuthorityAdd, erin.Public(), "erin", h+ledger.AuthorityDelay)
@@ -380,7 +386,59 @@ func authorityVectors(t *testing.T) any {
 			Quorum     int      `json:"quorum"`
 		}{height, keys, vs.Quorum()})
 	}
+	out.Proof = authorityProof(t, c, erin)
 	return out
+}
+
+// An authorityProofVector is a tlog-proof across validator-set changes
+// (docs/FORMAT.md, "Proof bundle").
+type authorityProofVector struct {
+	Record  int      `json:"record"`
+	Height  uint64   `json:"height"`
+	Signers []string `json:"signers"`
+	Encoded string   `json:"encoded"`
+	Note    string   `json:"note"`
+}
+
+// authorityProof continues the vector chain after block 8: block 9 removes
+// alice (effective at 11), blocks 10 and 11 are empty. It returns the
+// tlog-proof of record 0 against block 11's checkpoint, signed by erin,
+// bob and carol: a quorum of the set of height 11 (bob, carol, dave,
+// erin), which the genesis set alone does not see (erin is unknown to it).
+func authorityProof(t *testing.T, c *ledgertest.Chain, erin *ledger.Signer) authorityProofVector {
+	var alice ledger.PublicKey
+	named := map[string]*ledger.Signer{"erin": erin}
+	for i, v := range c.Vals.Validators() {
+		named[v.Name] = c.Signers[i]
+		if v.Name == "alice" {
+			alice = v.Key
+		}
+	}
+	c.NextWith(nil, []ledger.AuthorityChange{c.Change(ledger.AuthorityRemove, alice, "", 11)})
+	c.Next(nil)
+	c.Next(nil)
+	head := &c.Head().Header
+	cp := ledger.CheckpointOf(head)
+	signers := []string{"bob", "carol", "erin"}
+	var ss []*ledger.Signer
+	for _, name := range signers {
+		ss = append(ss, named[name])
+	}
+	e, err := c.Store.Record(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes, err := ledger.ProveRecord(ledger.HashReaderOf(t.Context(), c.Store), int64(cp.LogSize), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := ledger.ProofExtra{Record: e.Record, Changes: provenChanges(t, c, head.Height, head.LogSize)}
+	p := ledger.Proof{Extra: extra.Format(), Index: 0, Hashes: hashes, Checkpoint: noteOf(t, cp, c.ValsAt(head.Height), ss...)}
+	if _, _, err := p.Verify(c.Genesis); err != nil {
+		t.Fatalf("the vector proof does not verify: %v", err)
+	}
+	return authorityProofVector{Record: 0, Height: head.Height, Signers: signers, Encoded: b64(p.Format()),
+		Note: "record 0 against block 11, after erin's addition (block 7, effective 9) and alice's removal (block 9, effective 11)"}
 }
 
 // TestAuthorityVectorsIndependent checks authority.json without the code
@@ -411,6 +469,7 @@ func TestAuthorityVectorsIndependent(t *testing.T) {
 			Height  uint64 `json:"height"`
 			Encoded string `json:"encoded"`
 		} `json:"block_data"`
+		Proof authorityProofVector `json:"proof"`
 	}
 	readVector(t, "authority.json", &av)
 	if len(av.Changes) == 0 {
@@ -449,6 +508,182 @@ func TestAuthorityVectorsIndependent(t *testing.T) {
 	}
 	if n := len(av.Sets); n != 3 || len(av.Sets[0].Validators) != 4 || len(av.Sets[2].Validators) != 5 || av.Sets[2].Quorum != 4 {
 		t.Errorf("sets = %+v; want four validators before the effective height, five (quorum 4) from it", av.Sets)
+	}
+}
+
+// TestAuthorityProofVectorIndependent checks authority.json's proof
+// without the code that wrote it: the extra data's sections, the record
+// and both changes proven with RFC 6962 in the log of block 11 (the 25
+// vector records, erin's addition, alice's removal), the removal voted by
+// four of the five, and the note opened with the stock note package by
+// the set of height 11 but not by the genesis set.
+func TestAuthorityProofVectorIndependent(t *testing.T) {
+	var av struct {
+		Changes []struct {
+			Height  uint64 `json:"height"`
+			Encoded string `json:"encoded"`
+			Message string `json:"message"`
+			Leaf    string `json:"leaf_hash"`
+			Valid   bool   `json:"valid"`
+			Note    string `json:"note"`
+		} `json:"changes"`
+		Validator struct {
+			Name      string `json:"name"`
+			Seed      string `json:"seed"`
+			PublicKey string `json:"public_key"`
+		} `json:"validator"`
+		BlockData json.RawMessage      `json:"block_data"`
+		Sets      json.RawMessage      `json:"sets"`
+		Proof     authorityProofVector `json:"proof"`
+	}
+	var cv checkpointVectors
+	var recs []recordVector
+	readVector(t, "authority.json", &av)
+	readVector(t, "checkpoints.json", &cv)
+	readVector(t, "records.json", &recs)
+	enc := string(unb64(t, av.Proof.Encoded))
+	head, after, ok := strings.Cut(enc, "\n\n")
+	if !ok {
+		t.Fatal("the proof has no empty line")
+	}
+	noteMsg := []byte(after)
+	ls := strings.Split(head, "\n")
+	if ls[0] != "c2sp.org/tlog-proof@v1" || !strings.HasPrefix(ls[1], "extra ") || ls[2] != "index 0" {
+		t.Fatalf("proof starts %q", ls[:3])
+	}
+	extra := unb64(t, strings.TrimPrefix(ls[1], "extra "))
+
+	// Sections: "<name> <n>\n" and n bytes.
+	rest, ok := bytes.CutPrefix(extra, []byte("vcsledger-proof-extra/1\n"))
+	if !ok {
+		t.Fatalf("extra data starts %q", extra[:min(len(extra), 40)])
+	}
+	var names []string
+	var bodies [][]byte
+	for len(rest) > 0 {
+		line, after, _ := bytes.Cut(rest, []byte("\n"))
+		f := strings.Fields(string(line))
+		n := 0
+		if len(f) == 2 {
+			fmt.Sscan(f[1], &n)
+		}
+		if len(f) != 2 || n > len(after) {
+			t.Fatalf("bad section line %q", line)
+		}
+		names, bodies, rest = append(names, f[0]), append(bodies, after[:n]), after[n:]
+	}
+	if strings.Join(names, " ") != "record authority authority" || string(bodies[0]) != string(unb64(t, recs[0].Encoded)) {
+		t.Fatalf("sections %q; want the record (records.json[0]) and two changes", names)
+	}
+	type proven struct {
+		height, index string
+		hashes        []string
+		change        []byte
+	}
+	var changes []proven
+	for _, b := range bodies[1:] {
+		var p proven
+		for {
+			line, after, _ := bytes.Cut(b, []byte("\n"))
+			k, v, _ := strings.Cut(string(line), " ")
+			switch k {
+			case "height":
+				p.height = v
+			case "index":
+				p.index = v
+			case "hash":
+				p.hashes = append(p.hashes, v)
+			}
+			if k != "height" && k != "index" && k != "hash" {
+				break
+			}
+			b = after
+		}
+		p.change = b
+		changes = append(changes, p)
+	}
+	add := unb64(t, av.Changes[0].Encoded)
+	if !av.Changes[0].Valid || !bytes.Equal(changes[0].change, add) || changes[0].height != "7" || changes[0].index != "25" {
+		t.Errorf("first change: height %s index %s, want erin's addition at 7, index 25", changes[0].height, changes[0].index)
+	}
+	rm := changes[1].change
+	if changes[1].height != "9" || changes[1].index != "26" ||
+		!bytes.HasPrefix(rm, []byte("vcsledger-authority/1\nchain vcsledger-vectors\nop remove\nvalidator ")) {
+		t.Errorf("second change: height %s index %s %q, want a removal at 9, index 26", changes[1].height, changes[1].index, rm)
+	}
+	// The removal's votes: four of the five in force at height 9.
+	members := map[string]bool{av.Validator.PublicKey: true}
+	for _, vk := range cv.VerifierKeys {
+		members[vk.PublicKey] = true
+	}
+	i0 := bytes.Index(rm, []byte("\nsig "))
+	votes := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(rm[i0+1:]), "\n"), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && members[f[1]] && ed25519.Verify(unhex(t, f[1]), rm[:i0+1], unhex(t, f[2])) {
+			votes++
+		}
+	}
+	if votes < 4 {
+		t.Errorf("the removal carries %d valid votes of members, want 4 at least", votes)
+	}
+
+	// The log of block 11: the records, then the two changes.
+	var leaves []rfcHash
+	for _, r := range recs {
+		leaves = append(leaves, hash32(t, r.LeafHash))
+	}
+	for _, c := range changes {
+		leaves = append(leaves, sha256.Sum256(append([]byte{0}, c.change...)))
+	}
+	text := strings.Split(string(noteMsg), "\n")
+	root := rfcRoot(leaves)
+	if text[0] != "vcsledger-vectors" || text[1] != "27" || text[2] != base64.StdEncoding.EncodeToString(root[:]) || !strings.HasPrefix(text[3], "block 11 ") {
+		t.Fatalf("note text %q, want the log of 27 leaves at block 11", text[:4])
+	}
+	check := func(what string, index int, got []string) {
+		path := rfcPath(index, leaves)
+		if len(got) != len(path) {
+			t.Errorf("%s: %d hashes, RFC 6962 gives %d", what, len(got), len(path))
+			return
+		}
+		for i := range path {
+			if got[i] != base64.StdEncoding.EncodeToString(path[i][:]) {
+				t.Errorf("%s: hash %d differs from RFC 6962's", what, i)
+			}
+		}
+	}
+	check("record 0", 0, ls[3:])
+	check("the addition", 25, changes[0].hashes)
+	check("the removal", 26, changes[1].hashes)
+
+	// The note: three signatures; a quorum (3 of 4) of bob, carol, dave
+	// and erin, but only two of the genesis's validators.
+	var genesisVerifiers, verifiers []note.Verifier
+	removed := strings.TrimPrefix(strings.Split(string(rm), "\n")[3], "validator ")
+	for _, vk := range cv.VerifierKeys {
+		v, err := note.NewVerifier(vk.VerifierKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		genesisVerifiers = append(genesisVerifiers, v)
+		if vk.PublicKey != removed {
+			verifiers = append(verifiers, v)
+		}
+	}
+	name := "vcsledger-vectors/erin"
+	pub := unhex(t, av.Validator.PublicKey)
+	sum := sha256.Sum256(append(append([]byte(name+"\n"), 1), pub...))
+	ev, err := note.NewVerifier(name + "+" + hex.EncodeToString(sum[:4]) + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifiers = append(verifiers, ev)
+	if n, err := note.Open(noteMsg, note.VerifierList(verifiers...)); err != nil || len(n.Sigs) != 3 || len(verifiers) != 4 {
+		t.Errorf("note.Open with the set of height 11 = %v, %v; want 3 signatures of 4 validators", n, err)
+	}
+	if n, err := note.Open(noteMsg, note.VerifierList(genesisVerifiers...)); err == nil && len(n.Sigs)*3 > 2*len(genesisVerifiers) {
+		t.Errorf("the note is a quorum of the genesis set too: the vector shows nothing")
 	}
 }
 

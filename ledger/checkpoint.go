@@ -50,8 +50,9 @@ const (
 	// MaxNoteBytes caps a signed checkpoint note (a note with 1,000
 	// signatures is about 130 KB).
 	MaxNoteBytes = 256 << 10
-	// MaxProofBytes caps a tlog-proof bundle.
-	MaxProofBytes = 512 << 10
+	// MaxProofBytes caps a tlog-proof bundle (one carrying validator-set
+	// changes holds every change's votes).
+	MaxProofBytes = 4 << 20
 )
 
 // A Checkpoint is what a block says about the log: the log's size and root
@@ -375,11 +376,13 @@ func FormatNote(c Checkpoint, vals *ValidatorSet, sigs []Cosignature) ([]byte, e
 }
 
 // A Proof is an offline proof that a record is in the log, in the C2SP
-// tlog-proof format (SPEC: c2sp.org/tlog-proof): the record's canonical
-// bytes as the extra data, its index, its inclusion proof and a signed
-// checkpoint note of the log the proof is for.
+// tlog-proof format (SPEC: c2sp.org/tlog-proof): the record (with the
+// validator-set changes that lead from the genesis to the checkpoint's
+// set, when there are any) as the extra data (ProofExtra), its index, its
+// inclusion proof and a signed checkpoint note of the log the proof is
+// for.
 type Proof struct {
-	Extra      []byte // the record's canonical bytes (not trusted: its leaf hash is proven)
+	Extra      []byte // ProofExtra.Format() (not trusted: every leaf in it is proven)
 	Index      int64
 	Hashes     []Hash // RFC 6962 inclusion proof, from the leaf's sibling up
 	Checkpoint []byte // the signed note, verbatim
@@ -412,7 +415,8 @@ func (p *Proof) Format() []byte {
 
 // ParseProof parses a tlog-proof (at most MaxProofBytes) strictly: the
 // lines Format writes, canonical base64 and decimal, at most 63 proof
-// hashes, and a non-empty checkpoint. It verifies nothing (Verify does).
+// hashes, and a non-empty checkpoint. It verifies nothing (Verify does,
+// and parses the extra data).
 func ParseProof(b []byte) (*Proof, error) {
 	fail := func(format string, args ...any) (*Proof, error) {
 		return nil, &FormatError{What: "tlog-proof", Msg: fmt.Sprintf(format, args...)}
@@ -474,23 +478,4 @@ func ParseProof(b []byte) (*Proof, error) {
 	}
 	p.Checkpoint = append([]byte(nil), rest...)
 	return &p, nil
-}
-
-// Verify checks the proof against the validators of chain: the checkpoint
-// is a note signed by a quorum of vals (OpenCheckpoint), the extra data is
-// a well-formed record, and the hashes prove that record's leaf at Index
-// in the checkpoint's log. It returns the record and the checkpoint.
-func (p *Proof) Verify(chain string, vals *ValidatorSet) (*Record, *Checkpoint, error) {
-	c, _, err := OpenCheckpoint(p.Checkpoint, chain, vals)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := ParseRecord(p.Extra)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tlog-proof extra data: %w", err)
-	}
-	if err := CheckRecord(p.Hashes, int64(c.LogSize), c.LogRoot, p.Index, r.LeafHash()); err != nil {
-		return nil, nil, fmt.Errorf("record %s at index %d in the log of %d records: %w", r.Key, p.Index, c.LogSize, err)
-	}
-	return r, c, nil
 }

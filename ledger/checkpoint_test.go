@@ -262,7 +262,7 @@ func TestProof(t *testing.T) {
 	if !bytes.Equal(got.Format(), enc) {
 		t.Errorf("ParseProof(Format()).Format() differs:\n%s\n%s", got.Format(), enc)
 	}
-	r, gcp, err := got.Verify("test", c.Vals)
+	r, gcp, err := got.Verify(c.Genesis)
 	if err != nil || *gcp != cp {
 		t.Fatalf("Verify() = %v, %+v", err, gcp)
 	}
@@ -280,7 +280,7 @@ func TestProof(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			if r, _, err := p.Verify("test", c.Vals); err == nil {
+			if r, _, err := p.Verify(c.Genesis); err == nil {
 				t.Fatalf("byte %d ^ %#x: Verify() = %v, nil; want an error", i, x, r.Key)
 			}
 		}
@@ -298,7 +298,7 @@ func TestProof(t *testing.T) {
 	} {
 		x := *recordProof(t, c, cp, 4, 0, 1, 3)
 		change(&x)
-		if _, _, err := x.Verify("test", c.Vals); err == nil {
+		if _, _, err := x.Verify(c.Genesis); err == nil {
 			t.Errorf("Verify() with another %s = nil, want an error", name)
 		}
 	}
@@ -405,5 +405,6 @@ func checkpointSeeds(tb testing.TB) map[string][][]byte {
 		"FuzzParseCheckpointText": {cp.Text()},
 		"FuzzParseProof":          {p.Format()},
 		"FuzzOpenCheckpoint":      {msg},
+		"FuzzParseProofExtra":     {e.Record.Format(), setChangeProofExtra(tb)},
 	}
 }

@@ -313,7 +313,10 @@ func newLookupCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Look a key up in the ledger (proof verified, no clone)",
 		Long: `lookup prints the ledger's record for <key> (<repo>@<tag>) after verifying its
 inclusion proof and the signed checkpoint it is proven against. It does not
-fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
+fetch the repository. With --proof-out it also writes an offline proof that
+'vcsverify verify-proof' checks with no network (proof-of-authority chains
+only: nobody co-signs the checkpoints of a proof-of-work chain). Exit 0
+found, 3 not in the ledger, 1 SECURITY ERROR.`,
 		Example: "  vcsverify lookup github.com/spf13/cobra@v1.10.2",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -327,6 +330,11 @@ fetch the repository. Exit 0 found, 3 not in the ledger, 1 SECURITY ERROR.`,
 			lc, err := lf.connect(ctx, stderr, quiet)
 			if err != nil {
 				return err
+			}
+			if proofOut != "" {
+				if err := lc.canProve(); err != nil { // proof.go
+					return err
+				}
 			}
 			res, err := lc.lookup(ctx, key)
 			if err != nil {

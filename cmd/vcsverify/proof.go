@@ -17,8 +17,10 @@ import (
 )
 
 // Offline proof bundles are C2SP tlog-proofs (docs/FORMAT.md, "Proof
-// bundle"): the record's bytes as the extra data, its index and inclusion
-// proof, and a checkpoint note signed by a quorum of the validators.
+// bundle"): the record (and the validator-set changes that lead from the
+// genesis to the checkpoint's set) as the extra data, its index and
+// inclusion proof, and a checkpoint note signed by a quorum of the
+// validators.
 
 // noteWait is how long lookup --proof-out waits for a co-signed checkpoint
 // that covers the record (validators sign a block's checkpoint right after
@@ -30,8 +32,8 @@ const noteWait = 30 * time.Second
 // (quorum, and consistent with the checkpoint the record was proven
 // against) and proves the record in its log.
 func (lc *ledgerClient) proofBundle(ctx context.Context, res *lookupResult) (*ledger.Proof, error) {
-	if lc.g.Engine != ledger.EnginePoA {
-		return nil, &exitError{code: exitOther, err: fmt.Errorf("chain %s runs %s: only proof-of-authority chains have co-signed checkpoints for offline proofs", lc.g.Chain, lc.g.Engine)}
+	if err := lc.canProve(); err != nil {
+		return nil, err
 	}
 	var cn conn
 	for _, c := range lc.conns {
@@ -74,18 +76,39 @@ func (lc *ledgerClient) proofBundle(ctx context.Context, res *lookupResult) (*le
 	if err != nil {
 		return nil, fmt.Errorf("node %s: inclusion proof: %w", cn.url, err)
 	}
-	p := &ledger.Proof{Extra: res.entry.Record.Format(), Index: res.entry.Index, Hashes: ip.Proof, Checkpoint: msg}
-	vals, err := lc.g.ValidatorSet()
+	extra := ledger.ProofExtra{Record: res.entry.Record}
+	// The validator-set changes in force at the note's height, proven in
+	// its log, so that verify-proof derives that height's set from the
+	// genesis alone.
+	a, err := lc.authority(ctx, cn, nc.Height)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := ledger.OpenCheckpoint(msg, lc.g.Chain, vals); err != nil {
-		return nil, &exitError{code: exitOther, err: fmt.Errorf("the co-signed checkpoint at height %d is not signed by a quorum of the genesis's validators (the chain changed its validator set), so 'vcsverify verify-proof' could not check it offline: %v", nc.Height, err)}
+	if a != nil {
+		for _, e := range a.Entries() {
+			if e.Change.Effective > nc.Height {
+				break
+			}
+			cp, err := cn.c.Inclusion(ctx, e.Index, nc.LogSize)
+			if err != nil {
+				return nil, fmt.Errorf("node %s: inclusion proof of %s: %w", cn.url, &e.Change, err)
+			}
+			extra.Changes = append(extra.Changes, ledger.ProvenChange{AuthorityEntry: e, Hashes: cp.Proof})
+		}
 	}
-	if _, _, err := p.Verify(lc.g.Chain, vals); err != nil {
-		return nil, securityErrorf("node %s's inclusion proof of %s in its co-signed checkpoint fails verification: %v", cn.url, res.entry.Record.Key, err)
+	p := &ledger.Proof{Extra: extra.Format(), Index: res.entry.Index, Hashes: ip.Proof, Checkpoint: msg}
+	if _, _, err := p.Verify(lc.g); err != nil {
+		return nil, securityErrorf("node %s's proof of %s in its co-signed checkpoint at height %d fails verification: %v", cn.url, res.entry.Record.Key, nc.Height, err)
 	}
 	return p, nil
+}
+
+// canProve refuses offline proofs of a pow chain.
+func (lc *ledgerClient) canProve() error {
+	if lc.g.Engine != ledger.EnginePoA {
+		return &exitError{code: exitOther, err: fmt.Errorf("chain %s runs proof of work: no validators co-sign its checkpoints, so there is no offline proof of its records (a pow checkpoint is only as good as the work above it, which only the live network shows); verify with 'vcsverify lookup' against the nodes, or keep a mirror with 'vcsverify audit --mirror'", lc.g.Chain)}
+	}
+	return nil
 }
 
 // A verifiedNote is a co-signed checkpoint note that verified.
@@ -186,11 +209,14 @@ func newVerifyProofCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Check an offline proof bundle (no network)",
 		Long: `verify-proof checks a proof written by 'vcsverify lookup --proof-out', a C2SP
 tlog-proof (c2sp.org/tlog-proof): the checkpoint note must be signed by a
-quorum of the chain's validators, and the inclusion proof must show the
-record (the proof's extra data) at its index in that checkpoint's log. The
-validators come from --genesis, or from the genesis this client pinned for
-the chain the note names; with neither, nothing can be trusted and the
-command fails. The JSON bundles of earlier versions are still read.
+quorum of the chain's validators of the checkpoint's height, and the
+inclusion proof must show the record (the proof's extra data) at its index
+in that checkpoint's log. The validators are those of --genesis, or of the
+genesis this client pinned for the chain the note names (with neither,
+nothing can be trusted and the command fails), changed by the validator-set
+changes the proof carries: each must be voted by a quorum of the set before
+it and be proven in the same checkpoint's log. The JSON bundles of earlier
+versions are still read. Proof-of-work chains have no offline proofs.
 
 Exit 0 verified, 1 SECURITY ERROR (it does not verify), 2 anything else.`,
 		Example: "  vcsverify lookup --proof-out cobra.tlog-proof github.com/spf13/cobra@v1.10.2\n  vcsverify verify-proof cobra.tlog-proof",
@@ -216,13 +242,15 @@ Exit 0 verified, 1 SECURITY ERROR (it does not verify), 2 anything else.`,
 			if g.Chain != chain {
 				return securityErrorf("%s is a proof for chain %q, %s is chain %q", args[0], chain, trust, g.Chain)
 			}
-			vals, err := g.ValidatorSet()
-			if err != nil {
-				return &exitError{code: exitOther, err: fmt.Errorf("%s: %w", trust, err)}
+			if g.Engine != ledger.EnginePoA {
+				return &exitError{code: exitOther, err: fmt.Errorf("%s: chain %s runs proof of work, whose checkpoints no validators sign: it has no offline proofs", trust, g.Chain)}
 			}
-			r, c, err := p.Verify(g.Chain, vals)
+			r, c, err := p.Verify(g)
 			if err != nil {
 				return securityErrorf("%s does not verify against %s: %v", args[0], trust, err)
+			}
+			if e, err := ledger.ParseProofExtra(p.Extra); err == nil && len(e.Changes) > 0 {
+				trust += fmt.Sprintf(" and %s proven in the checkpoint's log", changesText(len(e.Changes)))
 			}
 			if asJSON {
 				return writeJSON(stdout, map[string]any{"result": "verified", "key": r.Key.String(), "commit": r.Commit,
@@ -299,4 +327,12 @@ func verifyJSONBundle(stdout io.Writer, path string, data []byte, genesisFile st
 	fmt.Fprintf(stdout, "verified: %s\n  commit  %s\n  tree    %s\n  ledger  record %d in block %d, proven in the log of %d records signed at block %d\n  trusted %s\n",
 		e.Record.Key, e.Record.Commit, e.Record.Tree, e.Index, e.Height, h.LogSize, h.Height, trust)
 	return nil
+}
+
+// changesText says "1 validator-set change" or "n validator-set changes".
+func changesText(n int) string {
+	if n == 1 {
+		return "1 validator-set change"
+	}
+	return fmt.Sprintf("%d validator-set changes", n)
 }
