@@ -24,7 +24,9 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 1x -timeout 60m ./sqlitestore
 //
-// BenchmarkAppend1M builds the store the others read; run alone, each of
+// BenchmarkAppend1M builds the store the others read, inserting each
+// block's records into a plain table too (the baseline) right after the
+// block; run alone, each of
 // them builds it first, untimed.
 
 const benchPerBlock = 1000
@@ -82,8 +84,10 @@ type appendStats struct {
 
 // buildBenchStore appends n records in blocks of benchPerBlock to a new
 // store at path, timing only the Append calls (and stopping b's timer
-// while blocks are built).
-func buildBenchStore(b *testing.B, path string, n int) (*testChain, appendStats) {
+// while blocks are built). With raw not nil, each block's records are also
+// inserted there right after the block is appended, so that the two share
+// this machine's load alike.
+func buildBenchStore(b *testing.B, path string, n int, raw *rawDB) (*testChain, appendStats) {
 	ctx := context.Background()
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		os.Remove(p)
@@ -99,6 +103,7 @@ func buildBenchStore(b *testing.B, path string, n int) (*testChain, appendStats)
 	head := &c.gen.Block().Header
 	var mem memHashes
 	var st appendStats
+	data := make([][]byte, 0, benchPerBlock)
 	for int(head.LogSize) < n {
 		b.StopTimer()
 		k := min(benchPerBlock, n-int(head.LogSize))
@@ -113,6 +118,15 @@ func buildBenchStore(b *testing.B, path string, n int) (*testChain, appendStats)
 		}
 		st.appendIn += time.Since(t0)
 		st.cpu += cpuTime() - c0
+		if raw != nil {
+			b.StopTimer()
+			data = data[:0]
+			for i := range blk.Records {
+				data = append(data, blk.Records[i].Format())
+			}
+			raw.insert(b, int(head.LogSize), data)
+			b.StartTimer()
+		}
 		mem = append(mem, stored...)
 		head = &blk.Header
 	}
@@ -143,9 +157,17 @@ func diskSize(path string) int64 {
 	return n
 }
 
-// rawInsert is the baseline: the same canonical record bytes inserted into
-// a plain table of the same pragmas, one transaction per block.
-func rawInsert(b *testing.B, path string, n int) appendStats {
+// A rawDB is the baseline: the same canonical record bytes inserted into a
+// plain table, on a connection of the same settings as the store's (WAL,
+// synchronous=FULL and the rest, see dsn and connPragmas), one transaction
+// per block.
+type rawDB struct {
+	path string
+	db   *sql.DB
+	st   appendStats
+}
+
+func openRaw(b *testing.B, path string) *rawDB {
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		os.Remove(p)
 	}
@@ -157,41 +179,41 @@ func rawInsert(b *testing.B, path string, n int) appendStats {
 	if _, err := db.Exec("CREATE TABLE raw (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"); err != nil {
 		b.Fatal(err)
 	}
-	var st appendStats
-	data := make([][]byte, benchPerBlock)
-	for i := 0; i < n; i += benchPerBlock {
-		k := min(benchPerBlock, n-i)
-		for j := 0; j < k; j++ {
-			r := testRecord(i + j)
-			data[j] = r.Format()
-		}
-		t0, c0 := time.Now(), cpuTime()
-		tx, err := db.Begin()
-		if err != nil {
-			b.Fatal(err)
-		}
-		ins, err := tx.Prepare("INSERT INTO raw (id, data) VALUES (?, ?)")
-		if err != nil {
-			b.Fatal(err)
-		}
-		for j := 0; j < k; j++ {
-			if _, err := ins.Exec(i+j, data[j]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		ins.Close()
-		if err := tx.Commit(); err != nil {
-			b.Fatal(err)
-		}
-		st.appendIn += time.Since(t0)
-		st.cpu += cpuTime() - c0
-		st.records += k
-	}
-	if err := db.Close(); err != nil {
+	return &rawDB{path: path, db: db}
+}
+
+// insert inserts data as rows first, first+1, ... in one transaction.
+func (r *rawDB) insert(b *testing.B, first int, data [][]byte) {
+	t0, c0 := time.Now(), cpuTime()
+	tx, err := r.db.Begin()
+	if err != nil {
 		b.Fatal(err)
 	}
-	st.bytes = diskSize(path)
-	return st
+	ins, err := tx.Prepare("INSERT INTO raw (id, data) VALUES (?, ?)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for j, d := range data {
+		if _, err := ins.Exec(first+j, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ins.Close()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	r.st.appendIn += time.Since(t0)
+	r.st.cpu += cpuTime() - c0
+	r.st.records += len(data)
+}
+
+func (r *rawDB) close(b *testing.B) appendStats {
+	if err := r.db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	r.st.bytes = diskSize(r.path)
+	os.Remove(r.path)
+	return r.st
 }
 
 func BenchmarkAppend1M(b *testing.B) {
@@ -204,10 +226,9 @@ func BenchmarkAppend1M(b *testing.B) {
 		benchFixture.mu.Lock()
 		benchFixture.n = 0 // being rebuilt
 		benchFixture.mu.Unlock()
-		c, st = buildBenchStore(b, path, n)
-		b.StopTimer()
-		raw = rawInsert(b, filepath.Join(dir, "raw.db"), n)
-		b.StartTimer()
+		rdb := openRaw(b, filepath.Join(dir, "raw.db"))
+		c, st = buildBenchStore(b, path, n, rdb)
+		raw = rdb.close(b)
 	}
 	b.StopTimer()
 	benchFixture.mu.Lock()
@@ -223,6 +244,7 @@ func BenchmarkAppend1M(b *testing.B) {
 	b.ReportMetric(rate/rawRate, "ratio-vs-raw")
 	b.ReportMetric(float64(st.cpu.Nanoseconds())/1e3/float64(st.records), "cpu-µs/record")
 	b.ReportMetric(float64(raw.cpu.Nanoseconds())/1e3/float64(raw.records), "raw-cpu-µs/record")
+	b.ReportMetric(float64(raw.cpu)/float64(raw.records)/(float64(st.cpu)/float64(st.records)), "cpu-ratio-vs-raw")
 }
 
 // fixture returns the shared benchmark store, building it if needed.
@@ -233,7 +255,7 @@ func fixture(b *testing.B) (*Store, *testChain, int) {
 	benchFixture.mu.Unlock()
 	if !ready {
 		path := filepath.Join(benchDir(b), "ledger.db")
-		c, _ := buildBenchStore(b, path, n)
+		c, _ := buildBenchStore(b, path, n, nil)
 		benchFixture.mu.Lock()
 		benchFixture.path, benchFixture.n, benchFixture.chain = path, n, c
 		benchFixture.mu.Unlock()
