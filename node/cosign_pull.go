@@ -97,6 +97,9 @@ func (n *Node) cosignPullKick() {
 // pullCosigs asks the peers, one after the other, for the co-signatures of
 // the heights up to head, until the node has a note for head.
 func (n *Node) pullCosigs(ctx context.Context, head uint64) {
+	if n.host == nil {
+		return
+	}
 	from := head - min(head-1, cosignPullHeights-1)
 	for _, p := range n.host.Peers() {
 		if p.Height != 0 && p.Height < from {
