@@ -43,12 +43,29 @@ type ledgerRecord struct {
 	Height         uint64 `json:"height"`
 	CheckpointSize uint64 `json:"checkpoint_log_size"`
 	CheckpointAt   uint64 `json:"checkpoint_height"`
+	// Status is the API's: committed, or on a pow chain final once the
+	// record is under the chain's confirmations. Confirmations (pow
+	// only) is the blocks from the record's to the checkpoint's, both
+	// counted; Final those the chain requires.
+	Status        string `json:"status"`
+	Confirmations uint64 `json:"confirmations,omitempty"`
+	Final         uint64 `json:"final_confirmations,omitempty"`
+	pow           bool
 }
 
-func newLedgerRecord(r *lookupResult) *ledgerRecord {
+func (lc *ledgerClient) ledgerRecord(r *lookupResult) *ledgerRecord {
 	e := r.entry
-	return &ledgerRecord{Commit: e.Record.Commit, Tree: e.Record.Tree, H1: e.Record.H1, Index: e.Index, Height: e.Height,
-		CheckpointSize: r.header.LogSize, CheckpointAt: r.header.Height}
+	lr := &ledgerRecord{Commit: e.Record.Commit, Tree: e.Record.Tree, H1: e.Record.H1, Index: e.Index, Height: e.Height,
+		CheckpointSize: r.header.LogSize, CheckpointAt: r.header.Height, Status: api.StatusCommitted}
+	if lc.g.Engine == ledger.EnginePoW {
+		lr.pow = true
+		lr.Confirmations, _ = lc.confirmations(r)
+		lr.Final = lc.g.Confirmations
+		if lr.Confirmations >= lr.Final {
+			lr.Status = api.StatusFinal
+		}
+	}
+	return lr
 }
 
 func (r *report) print(w io.Writer, asJSON bool) {
@@ -84,9 +101,20 @@ func (r *report) print(w io.Writer, asJSON bool) {
 			fmt.Fprintf(w, "  h1      %s\n", r.Ledger.H1)
 		}
 	}
-	if r.Ledger != nil {
+	switch l := r.Ledger; {
+	case l == nil:
+	case l.pow:
+		fmt.Fprintf(w, "  ledger  record %d in block %d, proven in the log of %d records at block %d\n",
+			l.Index, l.Height, l.CheckpointSize, l.CheckpointAt)
+		if l.Status == api.StatusFinal {
+			fmt.Fprintf(w, "  final   %d confirmations (the chain requires %d)\n", l.Confirmations, l.Final)
+		} else {
+			fmt.Fprintf(w, "  NOT FINAL YET: %d of %d confirmations (accepted with --confirmations); a branch with more work could still replace this block\n",
+				l.Confirmations, l.Final)
+		}
+	default:
 		fmt.Fprintf(w, "  ledger  record %d in block %d, proven in the log of %d records signed at block %d\n",
-			r.Ledger.Index, r.Ledger.Height, r.Ledger.CheckpointSize, r.Ledger.CheckpointAt)
+			l.Index, l.Height, l.CheckpointSize, l.CheckpointAt)
 	}
 	if r.Reason != "" {
 		fmt.Fprintf(w, "  %s\n", r.Reason)
@@ -109,7 +137,10 @@ func newCheckCmd(stdout, stderr io.Writer) *cobra.Command {
 compares the hash with the ledger's record for <repo>@<tag>. The ledger's
 answer is verified: the record's inclusion proof against a checkpoint signed
 by a quorum of the chain's validators, which the client pinned on first
-contact.
+contact. On a proof-of-work chain check waits until the record is final
+(the chain's confirmations deep; at most --timeout, then exit 2) before it
+answers either way; --confirmations N accepts a record N blocks deep, which
+a branch with more work could still replace (reported as NOT FINAL YET).
 
 Exit codes: 0 verified; 1 SECURITY ERROR (the tag now points at other code,
 or the ledger nodes lie or disagree); 3 not in the ledger (see --append);
@@ -159,7 +190,7 @@ stands. append does not clone the repository: use
 			if err != nil {
 				return err
 			}
-			rep := &report{Result: "appended", Key: key.String(), Repo: key.Repo, Tag: key.Tag, Ledger: newLedgerRecord(res), Node: res.node}
+			rep := &report{Result: "appended", Key: key.String(), Repo: key.Repo, Tag: key.Tag, Ledger: lc.ledgerRecord(res), Node: res.node}
 			rep.print(stdout, asJSON)
 			return nil
 		},
@@ -233,9 +264,14 @@ func runCheck(cmd *cobra.Command, stdout, stderr io.Writer, lf *ledgerFlags, rep
 		}
 		rep.Result = "appended"
 	} else {
+		// pow: wait until final (or --confirmations deep) before
+		// answering either way.
+		if found, err = lc.awaitDepth(ctx, "check", key, found); err != nil {
+			return err
+		}
 		rep.Result = "verified"
 	}
-	rep.Ledger = newLedgerRecord(found)
+	rep.Ledger = lc.ledgerRecord(found)
 	rep.Node = found.node
 	if found.entry.Record.Commit != res.Commit || found.entry.Record.Tree != res.Tree {
 		rep.Result = "mismatch"
@@ -250,7 +286,7 @@ func runCheck(cmd *cobra.Command, stdout, stderr io.Writer, lf *ledgerFlags, rep
 // appendAndWait submits key (with the client's claim) to the first node
 // that accepts it and waits until every node's verified answer shows it
 // committed and, on a pow chain, buried under the chain's confirmations
-// (final) or --confirmations blocks.
+// (final) or --confirmations blocks (awaitDepth).
 func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim api.Claim) (*lookupResult, error) {
 	req := api.SubmitRequest{Key: key.String(), Commit: claim.Commit, Tree: claim.Tree}
 	var submitted bool
@@ -272,12 +308,25 @@ func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim
 	if !submitted {
 		return nil, &exitError{code: exitOther, err: fmt.Errorf("append %s: %w", key, lastErr)}
 	}
+	return lc.awaitDepth(ctx, "append", key, nil)
+}
+
+// awaitDepth returns key's verified record once it is as deep as the
+// client wants: at once on a poa chain, whose commits are final; on a pow
+// chain once it is final, or --confirmations blocks deep. res is the
+// answer so far (nil: none yet); until then it looks the key up again every
+// 250 ms, printing progress, and fails with exit 2 when ctx ends first
+// (--timeout): a record that is not deep enough is never reported as if it
+// were. cmd names the command in errors.
+func (lc *ledgerClient) awaitDepth(ctx context.Context, cmd string, key ledger.Key, res *lookupResult) (*lookupResult, error) {
 	start := time.Now()
 	last := ""
 	for {
-		res, err := lc.lookup(ctx, key)
-		if err != nil {
-			return nil, err
+		if res == nil {
+			var err error
+			if res, err = lc.lookup(ctx, key); err != nil {
+				return nil, err
+			}
 		}
 		msg := "waiting for the record to be committed"
 		if res.entry != nil {
@@ -299,9 +348,16 @@ func (lc *ledgerClient) appendAndWait(ctx context.Context, key ledger.Key, claim
 		}
 		select {
 		case <-ctx.Done():
-			return nil, &exitError{code: exitOther, err: fmt.Errorf("append %s: not committed after %s: %w", key, time.Since(start).Round(time.Second), ctx.Err())}
+			err := fmt.Errorf("%s %s: not committed after %s: %w", cmd, key, time.Since(start).Round(time.Second), ctx.Err())
+			if res.entry != nil {
+				have, want := lc.confirmations(res)
+				err = fmt.Errorf("%s %s: not final after %s: committed in block %d with %d of the %d confirmations required (--confirmations %d accepts it as it stands, --timeout waits longer): %w",
+					cmd, key, time.Since(start).Round(time.Second), res.entry.Height, have, want, max(have, 1), ctx.Err())
+			}
+			return nil, &exitError{code: exitOther, err: err}
 		case <-time.After(250 * time.Millisecond):
 		}
+		res = nil
 	}
 }
 
@@ -315,8 +371,10 @@ func newLookupCmd(stdout, stderr io.Writer) *cobra.Command {
 inclusion proof and the signed checkpoint it is proven against. It does not
 fetch the repository. With --proof-out it also writes an offline proof that
 'vcsverify verify-proof' checks with no network (proof-of-authority chains
-only: nobody co-signs the checkpoints of a proof-of-work chain). Exit 0
-found, 3 not in the ledger, 1 SECURITY ERROR.`,
+only: nobody co-signs the checkpoints of a proof-of-work chain). On a
+proof-of-work chain it waits until the record is final, as check does
+(--confirmations N for fewer). Exit 0 found, 3 not in the ledger, 1
+SECURITY ERROR, 2 anything else (such as not final within --timeout).`,
 		Example: "  vcsverify lookup github.com/spf13/cobra@v1.10.2",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -349,7 +407,10 @@ found, 3 not in the ledger, 1 SECURITY ERROR.`,
 				rep.print(stdout, asJSON)
 				return &exitError{code: exitNotFound, err: fmt.Errorf("%s is not in the ledger", key)}
 			}
-			rep.Result, rep.Ledger, rep.Node = "found", newLedgerRecord(res), res.node
+			if res, err = lc.awaitDepth(ctx, "lookup", key, res); err != nil {
+				return err
+			}
+			rep.Result, rep.Ledger, rep.Node = "found", lc.ledgerRecord(res), res.node
 			if proofOut != "" {
 				p, err := lc.proofBundle(ctx, res) // proof.go
 				if err != nil {
@@ -385,8 +446,8 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // confirmations returns how many blocks bury res's record on the chain of
-// the checkpoint it was proven against, and how many an append waits for:
-// 1 and 1 on poa chains, whose commits are final.
+// the checkpoint it was proven against, and how many check, lookup and
+// append wait for: 1 and 1 on poa chains, whose commits are final.
 func (lc *ledgerClient) confirmations(res *lookupResult) (have, want uint64) {
 	if lc.g.Engine != ledger.EnginePoW {
 		return 1, 1

@@ -37,7 +37,7 @@ type ledgerFlags struct {
 	genesis string
 	token   string
 	timeout time.Duration
-	confs   uint64 // pow: confirmations an append waits for; 0: the chain's (final)
+	confs   uint64 // pow: confirmations check, lookup and append wait for; 0: the chain's (final)
 }
 
 const defaultNode = "http://127.0.0.1:8080"
@@ -48,7 +48,7 @@ func (f *ledgerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.genesis, "genesis", "", "pin the chain to this genesis file instead of trusting the first node on first contact")
 	fl.StringVar(&f.token, "token", "", "bearer token for appends (env VCSVERIFY_TOKEN)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "how long to wait for the ledger (and for an append to commit)")
-	fl.Uint64Var(&f.confs, "confirmations", 0, "pow chains: an append waits until the record is this many blocks deep (1 = committed); default the chain's confirmations, when it is final")
+	fl.Uint64Var(&f.confs, "confirmations", 0, "pow chains: wait (up to --timeout) until the record is this many blocks deep before answering (1 = committed); default the chain's confirmations, when it is final")
 }
 
 func (f *ledgerFlags) nodeURLs() []string {
