@@ -31,7 +31,25 @@ type Authorities struct {
 	entries []AuthorityEntry // in log order; effective heights never decrease
 	sets    []*ValidatorSet  // sets[i] is the set after entries[:i+1]
 	through uint64
+
+	// verified remembers the changes whose votes verified against a set
+	// (the sets are never modified), so that checking one again costs no
+	// signature: a proposer checks its ready changes at each poll, and a
+	// node checks a proposed block's changes, then again when it appends
+	// the block.
+	vmu      sync.Mutex
+	verified map[verifiedVotes]bool
 }
+
+// A verifiedVotes names a change, votes included, and a set its votes
+// verified against.
+type verifiedVotes struct {
+	leaf Hash
+	set  *ValidatorSet
+}
+
+// maxVerified bounds Authorities.verified; it starts over when full.
+const maxVerified = 1024
 
 // NewAuthorities returns the history of poa chain g at its genesis block:
 // the genesis set, no change, Through 0.
@@ -285,6 +303,27 @@ func (a *Authorities) record(h uint64, first int64, cs []AuthorityChange, sets [
 	}
 }
 
+// verifyVotes is c.VerifyVotes(vals), remembered when it succeeds.
+func (a *Authorities) verifyVotes(c *AuthorityChange, vals *ValidatorSet) error {
+	k := verifiedVotes{c.LeafHash(), vals}
+	a.vmu.Lock()
+	done := a.verified[k]
+	a.vmu.Unlock()
+	if done {
+		return nil
+	}
+	if err := c.VerifyVotes(vals); err != nil {
+		return err
+	}
+	a.vmu.Lock()
+	if a.verified == nil || len(a.verified) >= maxVerified {
+		a.verified = make(map[verifiedVotes]bool)
+	}
+	a.verified[k] = true
+	a.vmu.Unlock()
+	return nil
+}
+
 // before returns the number of entries included below height h.
 func (a *Authorities) before(h uint64) int {
 	return sort.Search(len(a.entries), func(i int) bool { return a.entries[i].Height >= h })
@@ -358,7 +397,7 @@ func (a *Authorities) check(n int, h uint64, cs []AuthorityChange, votes int) ([
 			return fail("attest quorum %d exceeds the %d validators it would leave", a.attest, ns.Len())
 		}
 		if votes != votesUnchecked {
-			if err := c.VerifyVotes(inForce); err != nil {
+			if err := a.verifyVotes(c, inForce); err != nil {
 				return nil, fmt.Errorf("%s at height %d: %w", c, h, err)
 			}
 			if votes == votesQuorum && len(c.Sigs) < inForce.Quorum() {

@@ -105,6 +105,36 @@ func TestAuthorityVotes(t *testing.T) {
 	}
 }
 
+// TestAuthoritiesVerifiesAgain: a change whose votes verified once is
+// checked without verifying them again, but a copy whose vote was altered,
+// or which carries another vote, is verified afresh.
+func TestAuthoritiesVerifiesAgain(t *testing.T) {
+	c := ledgertest.NewChain(t, 4)
+	a, err := ledger.NewAuthorities(c.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := ledger.AuthorityChange{Chain: c.Genesis.Chain, Op: ledger.AuthorityAdd, Validator: ledgertest.Signer(9).Public(), Name: "n", Effective: 3}
+	ch.AddVote(ch.Vote(ledgertest.Signer(0)))
+	for i := 0; i < 2; i++ {
+		if err := a.CheckChange(&ch, false); err != nil {
+			t.Fatalf("CheckChange #%d = %v", i+1, err)
+		}
+	}
+	forged := ch
+	forged.Sigs = append([]ledger.CertSig(nil), ch.Sigs...)
+	forged.Sigs[0].Sig[5] ^= 1
+	if err := a.CheckChange(&forged, false); !errors.Is(err, ledger.ErrBadSignature) {
+		t.Errorf("CheckChange with an altered vote after a good one = %v, want ErrBadSignature", err)
+	}
+	more := ch
+	more.Sigs = append([]ledger.CertSig(nil), ch.Sigs...)
+	more.AddVote(ledger.CertSig{Validator: ledgertest.Signer(1).Public(), Sig: ch.Sigs[0].Sig})
+	if err := a.CheckChange(&more, false); !errors.Is(err, ledger.ErrBadSignature) {
+		t.Errorf("CheckChange with another's signature as a vote = %v, want ErrBadSignature", err)
+	}
+}
+
 // TestAuthoritiesRules builds a chain of 4, adds a fifth and removes one,
 // and checks every refusal on the way.
 func TestAuthoritiesRules(t *testing.T) {
