@@ -31,6 +31,14 @@ import (
 // partition, every crashed node restarted) it checks liveness: every
 // correct node commits new heights within a bounded simulated time.
 //
+// In a quarter of the schedules the validator set changes mid-run: a node
+// that starts as a follower is voted in and one of the validators (correct
+// or not) is voted out, effective at random early heights, by authority
+// changes the proposers put in blocks. Every node follows the set of each
+// height from its own store (ledger.Authorities, reloaded at each boot), its
+// engine and seal look it up per height, and the checks above hold against
+// the set in force at each height.
+//
 // A failure prints the seed; rerun it alone with its trace:
 //
 //	go test ./consensus -run 'TestSimulation/n=4' -sim.seed=123 -sim.trace
@@ -78,6 +86,7 @@ func TestSimulation(t *testing.T) {
 // simStats sums what schedules did.
 type simStats struct {
 	schedules, real, heights, events, messages, crashes, byz, evidence, syncs int
+	setChanges, setChanged                                                    int // schedules with changes; changes committed
 	maxRound                                                                  uint32
 }
 
@@ -91,12 +100,14 @@ func (a *simStats) add(b simStats) {
 	a.byz += b.byz
 	a.evidence += b.evidence
 	a.syncs += b.syncs
+	a.setChanges += b.setChanges
+	a.setChanged += b.setChanged
 	a.maxRound = max(a.maxRound, b.maxRound)
 }
 
 func (a simStats) String() string {
-	return fmt.Sprintf("%d with real ed25519, %d heights committed, %d events, %d messages, %d crashes, %d Byzantine validators, %d evidence, %d syncs, highest round %d",
-		a.real, a.heights, a.events, a.messages, a.crashes, a.byz, a.evidence, a.syncs, a.maxRound)
+	return fmt.Sprintf("%d with real ed25519, %d heights committed, %d events, %d messages, %d crashes, %d Byzantine validators, %d evidence, %d syncs, highest round %d, %d with set changes (%d changes committed)",
+		a.real, a.heights, a.events, a.messages, a.crashes, a.byz, a.evidence, a.syncs, a.maxRound, a.setChanges, a.setChanged)
 }
 
 // Simulated time constants.
@@ -168,14 +179,16 @@ func simSigner(tb testing.TB, i int) ([]byte, *ledger.Signer) {
 type simNode struct {
 	id        int
 	name      string
-	signer    *ledger.Signer // nil for the follower
+	signer    *ledger.Signer // nil for the follower; the joiner's is not in the genesis set
 	seed      []byte         // ed25519 seed of signer
 	byz       bool
 	silent    float64   // Byzantine: share of its messages it withholds
 	workFrom  time.Time // its mempool has work from then on
 	skew      time.Duration
 	store     *ledgertest.MemStore
-	top       *ledger.Header // the store's head
+	top       *ledger.Header      // the store's head
+	auth      *ledger.Authorities // the set of each height, from store (loaded at boot)
+	seal      ledger.SealChecker  // follows auth
 	app       *simApp
 	e         *PoA
 	up        bool
@@ -192,10 +205,17 @@ type sim struct {
 	real   bool
 	crypto *fakeCrypto
 	g      *ledger.Genesis
-	vals   *ledger.ValidatorSet
-	seal   ledger.SealChecker
-	cfg    Config // template
+	vals   *ledger.ValidatorSet // the genesis set
+	cfg    Config               // template
 	nodes  []*simNode
+	last   int // the last genesis validator
+
+	// Set changes: the changes every proposer puts in its blocks as soon as
+	// the rules accept them (none in most schedules), and the history of
+	// the set along the committed blocks.
+	changes     []ledger.AuthorityChange
+	changesFrom []uint64 // the first height whose blocks may carry each
+	ref         *ledger.Authorities
 
 	now    time.Time
 	queue  eventQueue
@@ -245,9 +265,21 @@ func newSim(tb testing.TB, n int, seed uint64, real bool) *sim {
 	f := (n - 1) / 3
 	byz := rng.IntN(f + 1) // 0..f Byzantine validators
 	s.stats.byz = byz
-	for i := 0; i < n+1; i++ { // n validators and a follower
+	// A separate stream decides on set changes, so that the other
+	// schedules stay what they were before set changes existed.
+	vr := rand.New(rand.NewPCG(seed, 0x5e7))
+	setChange := vr.IntN(4) == 0 || (real && seed%2 == 1) // and some with real ed25519
+	nodes := n + 1                                        // n validators and a follower
+	if setChange {
+		nodes++ // and the joiner
+	}
+	for i := 0; i < nodes; i++ {
 		nd := &simNode{id: i, store: ledgertest.NewMemStore(), skew: time.Duration(rng.IntN(201)-100) * time.Millisecond}
-		if i < n {
+		if i > n { // the joiner
+			nd.seed, nd.signer = simSigner(tb, i)
+			s.crypto.seeds[nd.signer.Public()] = nd.seed
+			nd.name = "joiner"
+		} else if i < n {
 			nd.seed, nd.signer = simSigner(tb, i)
 			s.crypto.seeds[nd.signer.Public()] = nd.seed
 			nd.byz = i < byz
@@ -267,12 +299,31 @@ func newSim(tb testing.TB, n int, seed uint64, real bool) *sim {
 		tb.Fatal(err)
 	}
 	s.g = g
-	if real {
-		if s.seal, err = NewPoASeal(g); err != nil {
-			tb.Fatal(err)
+	s.last = n - 1
+	if s.ref, err = ledger.NewAuthorities(g); err != nil {
+		tb.Fatal(err)
+	}
+	if setChange {
+		// The joiner in, then a validator out (Byzantine or not), each
+		// voted by every genesis validator: the quorum of the set in force
+		// whenever the block that carries it comes. Proposers put each in
+		// their blocks from a random height on (when its votes came in).
+		s.stats.setChanges = 1
+		joiner := s.nodes[n+1]
+		out := s.nodes[vr.IntN(n)]
+		from1 := 1 + uint64(vr.IntN(4))
+		from2 := from1 + uint64(vr.IntN(4))
+		add := ledger.AuthorityChange{Chain: g.Chain, Op: ledger.AuthorityAdd, Validator: joiner.signer.Public(), Name: "joiner",
+			Effective: from1 + ledger.AuthorityDelay + uint64(vr.IntN(4))}
+		rm := ledger.AuthorityChange{Chain: g.Chain, Op: ledger.AuthorityRemove, Validator: out.signer.Public(),
+			Effective: max(add.Effective, from2+ledger.AuthorityDelay) + uint64(vr.IntN(4))}
+		for _, nd := range s.nodes[:n] {
+			add.AddVote(add.Vote(nd.signer))
+			rm.AddVote(rm.Vote(nd.signer))
 		}
-	} else {
-		s.seal = &fakeSeal{s: s}
+		s.changes = []ledger.AuthorityChange{add, rm}
+		s.changesFrom = []uint64{from1, from2}
+		s.tracef("set change: %s, proposed from height %d; %s (%s), from height %d", add.String(), from1, rm.String(), out.name, from2)
 	}
 	for _, nd := range s.nodes {
 		if err := ledger.InitStore(context.Background(), nd.store, g); err != nil {
@@ -417,6 +468,42 @@ func (s *sim) run() {
 		}
 	}
 	s.stats.heights = len(s.committed)
+	if s.changes != nil && !s.failed {
+		s.checkSets()
+	}
+}
+
+// checkSets checks, in a schedule with set changes, that each committed
+// block was proposed and certified by the set in force at its height (the
+// joiner only once voted in, the removed validator not after its removal).
+func (s *sim) checkSets() {
+	for h := uint64(1); h <= uint64(len(s.committed)); h++ {
+		vals, err := s.ref.At(h)
+		if err != nil {
+			s.fail("set of committed height %d: %v", h, err)
+			return
+		}
+		var b *ledger.Block
+		for _, nd := range s.nodes {
+			if got, err := nd.store.Block(context.Background(), h); err == nil {
+				b = got
+				break
+			}
+		}
+		if b == nil {
+			continue // committed by a node that crashed before appending
+		}
+		if !vals.Contains(b.Header.Proposer) {
+			s.fail("block %d proposed by %s, not in the set of its height", h, b.Header.Proposer)
+			return
+		}
+		for _, sg := range b.Certificate.Sigs {
+			if !vals.Contains(sg.Validator) {
+				s.fail("block %d signed by %s, not in the set of its height", h, sg.Validator)
+				return
+			}
+		}
+	}
 }
 
 // live reports whether every correct node reached the target.
@@ -435,9 +522,10 @@ func (s *sim) live() bool {
 func (s *sim) head(nd *simNode) *ledger.Header { return nd.top }
 
 // appendBlock appends b to a node's store, checking it as the node does
-// (ValidateNext with the seal) and that it is the committed block.
+// (ValidateNext with the seal, which follows the node's validator set) and
+// that it is the committed block.
 func (s *sim) appendBlock(nd *simNode, b *ledger.Block) bool {
-	if err := ledger.AppendNext(context.Background(), nd.store, b, s.seal); err != nil {
+	if err := ledger.AppendNext(context.Background(), nd.store, b, nd.seal); err != nil {
 		s.fail("%s: append block %d: %v", nd.name, b.Header.Height, err)
 		return false
 	}
@@ -461,7 +549,11 @@ func (s *sim) handle(ev *simEvent) {
 			return
 		}
 		s.stats.messages++
-		stale := ev.msg.height() < nd.e.h // ignored without an error, junk or not
+		// Ignored without an error, junk or not: a message of a height
+		// decided already, or of one whose validator set the node does
+		// not know yet (as if lost).
+		_, unknown := nd.auth.At(ev.msg.height())
+		stale := ev.msg.height() < nd.e.h || unknown != nil
 		a, err := nd.e.Receive(nd.clock(s), ev.msg)
 		if err != nil && !ev.junk && !s.nodes[ev.from].byz {
 			s.fail("%s refused a message of correct %s: %v", nd.name, s.nodes[ev.from].name, err)
@@ -495,6 +587,11 @@ func (s *sim) handle(ev *simEvent) {
 		for _, n := range s.nodes {
 			s.target = max(s.target, s.head(n).Height+2)
 		}
+		if len(s.changes) > 0 {
+			// Past every change's effective height: the changed set
+			// decides blocks.
+			s.target = max(s.target, s.changes[len(s.changes)-1].Effective+2)
+		}
 		s.tracef("heal: target height %d", s.target)
 		for _, n := range s.nodes {
 			if !n.up {
@@ -515,7 +612,23 @@ func (s *sim) boot(nd *simNode) {
 			return
 		}
 	}
+	// The validator set of each height, from the store, as a node's Open
+	// loads it.
+	auth, err := ledger.LoadAuthorities(context.Background(), nd.store, s.g)
+	if err != nil {
+		s.fail("%s: load the validator set's history: %v", nd.name, err)
+		return
+	}
+	nd.auth = auth
+	if s.real {
+		if nd.seal, err = NewPoASealAt(s.g, auth); err != nil {
+			s.tb.Fatal(err)
+		}
+	} else {
+		nd.seal = &fakeSeal{s: s, auth: auth}
+	}
 	cfg := s.cfg
+	cfg.Sets = auth
 	cfg.Signer = nd.signer
 	cfg.App = nd.app
 	e, err := NewPoA(cfg, s.head(nd), st)
@@ -583,7 +696,11 @@ func (s *sim) do(nd *simNode, a Actions) {
 			return
 		}
 		if s.real {
-			if err := ev.Verify(s.vals); err != nil {
+			vals, err := s.ref.At(ev.Height())
+			if err == nil {
+				err = ev.Verify(vals)
+			}
+			if err != nil {
 				s.fail("evidence does not verify: %v", err)
 			}
 		}
@@ -764,7 +881,7 @@ func (s *sim) byzSend(nd *simNode, m *Message) {
 		bad.Sig[3] ^= 0x40
 		s.broadcast(nd, &Message{Vote: &bad}, peers, true)
 		forged := *m.Vote
-		forged.Validator = s.nodes[len(s.nodes)-2].signer.Public() // claims to be the last validator, correct
+		forged.Validator = s.nodes[s.last].signer.Public() // claims to be the last validator, correct
 		s.broadcast(nd, &Message{Vote: &forged}, peers, true)
 		chain := *m.Vote
 		chain.Chain = "other"
@@ -787,6 +904,17 @@ func (s *sim) commit(nd *simNode, b *ledger.Block) {
 	if prev, ok := s.committed[h]; ok && prev != b.Hash() {
 		s.fail("SAFETY: %s committed %s at height %d, another node committed %s", nd.name, b.Hash(), h, prev)
 		return
+	}
+	if _, ok := s.committed[h]; !ok {
+		// The first commit of h: the set's history follows the chain.
+		if err := s.ref.Apply(b); err != nil {
+			s.fail("%s committed block %d, whose authority changes break the rules: %v", nd.name, h, err)
+			return
+		}
+		for i := range b.Authority {
+			s.stats.setChanged++
+			s.tracef("height %d commits %s", h, b.Authority[i].String())
+		}
 	}
 	s.committed[h] = b.Hash()
 	if len(b.Records) == 0 {
@@ -851,11 +979,18 @@ func (a *simApp) Propose(parent *ledger.Header, height uint64, now time.Time) (*
 	}
 	recs := ledgertest.Records(a.rng, a.next, 1+a.rng.IntN(3))
 	a.next += len(recs)
-	leaves := make([]ledger.Hash, len(recs))
-	for i := range recs {
-		leaves[i] = recs[i].LeafHash()
+	b := &ledger.Block{Records: recs}
+	// Every set change the rules accept at this height, in order.
+	for i, c := range a.s.changes {
+		if height < a.s.changesFrom[i] {
+			continue
+		}
+		cand := ledger.Block{Header: ledger.Header{Height: height}, Authority: append(slices.Clone(b.Authority), c)}
+		if a.n.auth.Check(&cand) == nil {
+			b.Authority = cand.Authority
+		}
 	}
-	_, root, err := ledger.AppendLog(ledger.HashReaderOf(context.Background(), a.n.store), int64(parent.LogSize), leaves)
+	_, root, err := ledger.AppendLog(ledger.HashReaderOf(context.Background(), a.n.store), int64(parent.LogSize), b.LeafHashes())
 	if err != nil {
 		return nil, err
 	}
@@ -863,13 +998,10 @@ func (a *simApp) Propose(parent *ledger.Header, height uint64, now time.Time) (*
 	if a.n.signer != nil {
 		proposer = a.n.signer.Public()
 	}
-	b := &ledger.Block{
-		Header: ledger.Header{
-			Chain: parent.Chain, Height: height, Prev: parent.Hash(), Time: max(now.UnixMilli(), parent.Time),
-			Engine: ledger.EnginePoA, Proposer: proposer,
-			Records: uint64(len(recs)), LogSize: parent.LogSize + uint64(len(recs)), LogRoot: root,
-		},
-		Records: recs,
+	b.Header = ledger.Header{
+		Chain: parent.Chain, Height: height, Prev: parent.Hash(), Time: max(now.UnixMilli(), parent.Time),
+		Engine: ledger.EnginePoA, Proposer: proposer,
+		Records: uint64(b.Leaves()), LogSize: parent.LogSize + uint64(b.Leaves()), LogRoot: root,
 	}
 	a.recent = append(a.recent, b.Hash())
 	if len(a.recent) > 8 {
@@ -894,6 +1026,9 @@ func (a *simApp) anyBlock() ledger.Hash {
 func (a *simApp) Check(parent *ledger.Header, b *ledger.Block, now time.Time) error {
 	if b.Header.Time > now.Add(10*time.Second).UnixMilli() {
 		return errFutureBlock
+	}
+	if err := a.n.auth.Check(b); err != nil {
+		return err
 	}
 	_, err := ledger.ValidateNext(context.Background(), a.n.store, parent, b, nil)
 	return err
@@ -927,10 +1062,21 @@ func (c *fakeCrypto) verify(k ledger.PublicKey, msg []byte, sig ledger.Signature
 }
 
 // fakeSeal is PoASeal with fakeCrypto: the same checks as
-// ledger.Certificate.Verify.
-type fakeSeal struct{ s *sim }
+// ledger.Certificate.Verify against the set of the block's height, and it
+// follows a node's validator set as PoASeal does.
+type fakeSeal struct {
+	s    *sim
+	auth *ledger.Authorities
+}
 
 func (f *fakeSeal) CheckSeal(ctx context.Context, parent *ledger.Header, b *ledger.Block) error {
+	if err := f.check(b); err != nil {
+		return err
+	}
+	return f.auth.Apply(b)
+}
+
+func (f *fakeSeal) check(b *ledger.Block) error {
 	s := f.s
 	c := b.Certificate
 	if c == nil {
@@ -943,11 +1089,15 @@ func (f *fakeSeal) CheckSeal(ctx context.Context, parent *ledger.Header, b *ledg
 	if c.Chain != s.g.Chain || c.Height != b.Header.Height || c.Block != b.Hash() {
 		return fmt.Errorf("certificate for %q %d %s", c.Chain, c.Height, c.Block)
 	}
-	if !s.vals.Contains(b.Header.Proposer) {
+	vals, err := f.auth.At(b.Header.Height)
+	if err != nil {
+		return err
+	}
+	if !vals.Contains(b.Header.Proposer) {
 		return fmt.Errorf("proposer %s is not a validator", b.Header.Proposer)
 	}
-	if len(c.Sigs) < s.vals.Quorum() {
-		return fmt.Errorf("%d signatures, quorum %d", len(c.Sigs), s.vals.Quorum())
+	if len(c.Sigs) < vals.Quorum() {
+		return fmt.Errorf("%d signatures, quorum %d", len(c.Sigs), vals.Quorum())
 	}
 	if !slices.IsSortedFunc(c.Sigs, func(a, b ledger.CertSig) int { return a.Validator.Compare(b.Validator) }) {
 		return fmt.Errorf("signatures not sorted")
@@ -957,7 +1107,7 @@ func (f *fakeSeal) CheckSeal(ctx context.Context, parent *ledger.Header, b *ledg
 			return fmt.Errorf("signer twice")
 		}
 		v := c.Vote(sg.Validator)
-		if !s.vals.Contains(sg.Validator) || !s.crypto.verify(sg.Validator, v.Format(), sg.Sig) {
+		if !vals.Contains(sg.Validator) || !s.crypto.verify(sg.Validator, v.Format(), sg.Sig) {
 			return fmt.Errorf("bad signature by %s", sg.Validator)
 		}
 	}
