@@ -49,7 +49,15 @@ the set do not count. A change whose votes come in after its effective height
 minus 2 is stale: propose it again with a later --effective. To replace a
 validator of a four-validator set, add the new one first, then remove the old.
 A new validator's operator starts its node (ledgerd run, same genesis) before
-the effective height; it follows the chain and begins to sign at that height.`,
+the effective height; it follows the chain and begins to sign at that height.
+
+Each node keeps the proposed changes and their votes on disk and gossips them
+again every few seconds: restarts lose no vote, and a node that was down
+learns them.
+
+Exit status: 0 done; 2 otherwise (bad flags, a home without a node key, a
+node that cannot be reached, a key that is not a validator, a change the
+node refuses), with the reason on stderr.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newAuthorityProposeCmd(stdout, &af), newAuthorityVoteCmd(stdout, &af), newAuthorityListCmd(stdout, &af))
@@ -77,7 +85,7 @@ func (f *authorityFlags) connect(ctx context.Context) (*ledger.Signer, *api.Clie
 	}
 	priv, err := readKey(filepath.Join(f.home, keyFile))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, usageErrorf("--home %s: %v", f.home, err)
 	}
 	signer, err := ledger.NewSigner(priv)
 	if err != nil {
@@ -108,12 +116,24 @@ func (f *authorityFlags) connect(ctx context.Context) (*ledger.Signer, *api.Clie
 	c = c.WithToken(token)
 	vs, err := c.Validators(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node %s: %w", url, err)
+		return nil, nil, nil, fmt.Errorf("cannot reach the node at %s (--node, or the home's config.json \"http\"): %w", url, err)
 	}
 	if vs.Height == 0 {
 		return nil, nil, nil, fmt.Errorf("node %s: this chain's validator set does not change", url)
 	}
 	return signer, c, vs, nil
+}
+
+// mustValidate refuses a key that is not in vs, the set of the next
+// height: only its validators propose and vote.
+func mustValidate(signer *ledger.Signer, vs *api.ValidatorSet) error {
+	for _, v := range vs.Validators {
+		if v.Key == signer.Public() {
+			return nil
+		}
+	}
+	return fmt.Errorf("this home's key %s is not a validator at height %d: only the validators in force propose and vote (ledgerd authority list)",
+		signer.Public(), vs.Height)
 }
 
 func newAuthorityProposeCmd(stdout io.Writer, af *authorityFlags) *cobra.Command {
@@ -159,6 +179,9 @@ the other operators vote for it.`,
 			if err != nil {
 				return err
 			}
+			if err := mustValidate(signer, vs); err != nil {
+				return err
+			}
 			c.Effective = effective
 			if c.Effective == 0 {
 				c.Effective = vs.Height + delay
@@ -174,7 +197,7 @@ the other operators vote for it.`,
 			c.AddVote(c.Vote(signer))
 			info, err := cl.SubmitAuthority(ctx, &c)
 			if err != nil {
-				return err
+				return fmt.Errorf("the node refused the change: %w", err)
 			}
 			fmt.Fprintf(stdout, "proposed %s\n", describe(info))
 			fmt.Fprintf(stdout, "the other validators vote with: ledgerd authority vote --home DIR %s\n", info.ID.String()[:12])
@@ -206,6 +229,9 @@ it: the vote is this validator's consent. Voting twice is harmless.`,
 			if err != nil {
 				return err
 			}
+			if err := mustValidate(signer, vs); err != nil {
+				return err
+			}
 			n := 0
 			for _, p := range vs.Proposed {
 				if len(args) > 0 && !hasPrefixAny(p.ID.String(), args) {
@@ -218,10 +244,13 @@ it: the vote is this validator's consent. Voting twice is harmless.`,
 				c.AddVote(c.Vote(signer))
 				info, err := cl.SubmitAuthority(ctx, c)
 				if err != nil {
-					return fmt.Errorf("vote for %s: %w", p.ID, err)
+					return fmt.Errorf("the node refused the vote for %s: %w", p.ID, err)
 				}
 				fmt.Fprintf(stdout, "voted %s\n", describe(info))
 				n++
+			}
+			if n == 0 && len(args) > 0 {
+				return fmt.Errorf("no proposed change with an id starting with %s (ledgerd authority list)", strings.Join(args, " or "))
 			}
 			if n == 0 {
 				return fmt.Errorf("no proposed change to vote for (ledgerd authority list)")
