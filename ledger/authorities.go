@@ -303,6 +303,24 @@ func (a *Authorities) record(h uint64, first int64, cs []AuthorityChange, sets [
 	}
 }
 
+// repeats reports whether c (its message, whatever its votes) is one of
+// the first n entries or of before. Effective heights never decrease, so
+// only the entries at c's effective height, the last ones, can be.
+func (a *Authorities) repeats(n int, before []AuthorityChange, c *AuthorityChange) bool {
+	id := c.ID()
+	for k := n - 1; k >= 0 && a.entries[k].Change.Effective == c.Effective; k-- {
+		if a.entries[k].Change.ID() == id {
+			return true
+		}
+	}
+	for k := range before {
+		if before[k].ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
 // verifyVotes is c.VerifyVotes(vals), remembered when it succeeds.
 func (a *Authorities) verifyVotes(c *AuthorityChange, vals *ValidatorSet) error {
 	k := verifiedVotes{c.LeafHash(), vals}
@@ -367,6 +385,8 @@ func (a *Authorities) check(n int, h uint64, cs []AuthorityChange, votes int) ([
 			return fail("effective height %d is more than %d heights after the block", c.Effective, MaxAuthorityDelay)
 		case c.Effective < lastEffective:
 			return fail("effective height %d is below %d, that of a change committed before it", c.Effective, lastEffective)
+		case a.repeats(n, cs[:i], c):
+			return fail("committed before: its votes count once")
 		}
 		vals := proj.Validators()
 		var next []Validator

@@ -135,6 +135,35 @@ func TestAuthoritiesVerifiesAgain(t *testing.T) {
 	}
 }
 
+// TestAuthoritiesReplay: a committed change cannot be committed again,
+// even where the rules it passed then would pass again (an addition and
+// the removal of the same key, both effective at one height, then the
+// addition's votes replayed).
+func TestAuthoritiesReplay(t *testing.T) {
+	c := ledgertest.NewChain(t, 5)
+	v5 := ledgertest.Signer(5)
+	add := c.Change(ledger.AuthorityAdd, v5.Public(), "v5", 10)
+	rm := c.Change(ledger.AuthorityRemove, v5.Public(), "", 10)
+	b, _ := c.UnsealedWith(nil, []ledger.AuthorityChange{add, rm, add})
+	if err := c.Auth.Check(b); !errors.Is(err, ledger.ErrBadAuthority) {
+		t.Errorf("add, remove, add in one block: Check = %v, want ErrBadAuthority", err)
+	}
+	c.NextWith(nil, []ledger.AuthorityChange{add}) // height 1
+	c.NextWith(nil, []ledger.AuthorityChange{rm})  // height 2
+	b, _ = c.UnsealedWith(nil, []ledger.AuthorityChange{add})
+	if err := c.Auth.Check(b); !errors.Is(err, ledger.ErrBadAuthority) || !strings.Contains(err.Error(), "committed before") {
+		t.Errorf("the addition replayed: Check = %v, want ErrBadAuthority (committed before)", err)
+	}
+	if err := c.Auth.CheckChange(&add, true); !errors.Is(err, ledger.ErrBadAuthority) {
+		t.Errorf("the addition replayed: CheckChange = %v, want ErrBadAuthority", err)
+	}
+	// The same addition at another effective height is a new change.
+	again := c.Change(ledger.AuthorityAdd, v5.Public(), "v5", 11)
+	if err := c.Auth.CheckChange(&again, true); err != nil {
+		t.Errorf("a new addition of the key: CheckChange = %v", err)
+	}
+}
+
 // TestAuthoritiesRules builds a chain of 4, adds a fifth and removes one,
 // and checks every refusal on the way.
 func TestAuthoritiesRules(t *testing.T) {

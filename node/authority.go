@@ -110,10 +110,6 @@ func (n *Node) SubmitAuthority(ctx context.Context, c *ledger.AuthorityChange) (
 	return merged, nil
 }
 
-// ErrAuthorityCommitted is returned for a change a block has committed
-// already: its votes cannot be used again.
-var ErrAuthorityCommitted = fmt.Errorf("%w: committed already", ledger.ErrBadAuthority)
-
 // addAuthority merges c into the pool, and into the journal before the
 // pool shows it.
 func (n *Node) addAuthority(ctx context.Context, c *ledger.AuthorityChange) (*ledger.AuthorityChange, bool, error) {
@@ -121,9 +117,6 @@ func (n *Node) addAuthority(ctx context.Context, c *ledger.AuthorityChange) (*le
 		return nil, false, err
 	}
 	id := c.ID()
-	if n.committedAuthority(id) {
-		return nil, false, fmt.Errorf("%w: %s", ErrAuthorityCommitted, c)
-	}
 	p := &n.authPool
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -156,16 +149,6 @@ func (n *Node) addAuthority(ctx context.Context, c *ledger.AuthorityChange) (*le
 	return &out, added, nil
 }
 
-// committedAuthority reports whether a block committed the change id.
-func (n *Node) committedAuthority(id ledger.Hash) bool {
-	for _, e := range n.auth().Entries() {
-		if e.Change.ID() == id {
-			return true
-		}
-	}
-	return false
-}
-
 // loadAuthority fills the pool from the journal at Open: each change with
 // the votes of validators in force at the next height, as long as it can
 // still enter a block. The others leave the journal.
@@ -188,8 +171,6 @@ func (n *Node) loadAuthority(ctx context.Context) error {
 		case err != nil:
 		case authorityJournalID(c.ID()) != it.ID:
 			err = fmt.Errorf("journal id %.80q holds change %s", it.ID, c.ID())
-		case n.committedAuthority(c.ID()):
-			err = errors.New("committed")
 		case len(p.m) >= maxProposedChanges:
 			err = ErrAuthorityPoolFull
 		default:
