@@ -75,10 +75,12 @@ var (
 	descSyncing     = prometheus.NewDesc("vcsledger_syncing", "1 while the node catches up with its peers.", nil, nil)
 	descFetchErrors = prometheus.NewDesc("vcsledger_fetch_errors_total", "Repository fetches that failed.", nil, nil)
 	descInvalidMsgs = prometheus.NewDesc("vcsledger_invalid_messages_total", "Invalid messages received from peers.", nil, nil)
+	descAppendFails = prometheus.NewDesc("vcsledger_append_failures_total", "Committed blocks the store failed to append.", nil, nil)
+	descStalled     = prometheus.NewDesc("vcsledger_stalled", "1 while the node takes no part in consensus after a store failure, resyncing from peers.", nil, nil)
 )
 
 func (c chainCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHeight, descRecords, descMempool, descMempoolB, descPeers, descSyncing, descFetchErrors, descInvalidMsgs} {
+	for _, d := range []*prometheus.Desc{descHeight, descRecords, descMempool, descMempoolB, descPeers, descSyncing, descFetchErrors, descInvalidMsgs, descAppendFails, descStalled} {
 		ch <- d
 	}
 }
@@ -107,4 +109,10 @@ func (c chainCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSyncing, syncing)
 	counter(descFetchErrors, float64(st.FetchErrors))
 	counter(descInvalidMsgs, float64(st.InvalidMessages))
+	counter(descAppendFails, float64(st.AppendFailures))
+	stalled := 0.0
+	if st.Stalled != "" {
+		stalled = 1
+	}
+	gauge(descStalled, stalled)
 }

@@ -246,6 +246,11 @@ type Status struct {
 	MempoolBytes    int64     `json:"mempool_bytes"` // their size in the pool's journal
 	FetchErrors     uint64    `json:"fetch_errors"`  // repository fetches that failed, since start
 	InvalidMessages uint64    `json:"invalid_messages"`
+	// AppendFailures counts committed blocks the store failed to append,
+	// since start; Stalled says why, while the node takes no part in
+	// consensus and resyncs from its peers.
+	AppendFailures uint64 `json:"append_failures"`
+	Stalled        string `json:"stalled,omitempty"`
 }
 
 // A Peer is a connected peer.

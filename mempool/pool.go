@@ -280,6 +280,10 @@ func (p *Pool) addAttestation(ctx context.Context, a ledger.Attestation, create 
 	return true, nil
 }
 
+// Has reports whether the pool holds exactly a (same record and
+// signature): an attestation it verified when it accepted it.
+func (p *Pool) Has(a ledger.Attestation) bool { return p.has(&a) }
+
 // has reports whether the pool holds exactly a (same record and signature).
 func (p *Pool) has(a *ledger.Attestation) bool {
 	p.mu.RLock()
@@ -350,7 +354,31 @@ func (p *Pool) Ready(need, limit int) []Ready {
 func (p *Pool) Remove(ctx context.Context, keys ...ledger.Key) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	ids := p.drop(keys)
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := p.journal.DeletePending(ctx, ids...); err != nil {
+		return fmt.Errorf("mempool: remove: journal: %w", err)
+	}
+	return nil
+}
+
+// Forget drops keys from the pool but not from the journal: for keys whose
+// journal items the caller has deleted itself, as a node does in the
+// transaction that appends the block committing them. Keys that are not
+// pending are ignored.
+func (p *Pool) Forget(keys ...ledger.Key) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.drop(keys)
+}
+
+// drop removes keys from the pool and returns the journal ids of those
+// that were pending; p.wmu must be held.
+func (p *Pool) drop(keys []ledger.Key) []string {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	var ids []string
 	for _, k := range keys {
 		if e := p.entries[k]; e != nil {
@@ -359,14 +387,7 @@ func (p *Pool) Remove(ctx context.Context, keys ...ledger.Key) error {
 		}
 	}
 	p.compact()
-	p.mu.Unlock()
-	if len(ids) == 0 {
-		return nil
-	}
-	if err := p.journal.DeletePending(ctx, ids...); err != nil {
-		return fmt.Errorf("mempool: remove: journal: %w", err)
-	}
-	return nil
+	return ids
 }
 
 // Expire drops, from the pool and the journal, the entries added at least

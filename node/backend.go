@@ -190,6 +190,11 @@ func (b backend) Status() api.Status {
 		Mempool:      count,
 		MempoolBytes: bytes,
 		FetchErrors:  c.fetchErrors,
+
+		AppendFailures: c.appendFailures,
+	}
+	if st := n.stalled.Load(); st != nil {
+		s.Stalled = st.Error()
 	}
 	if n.IsValidator() {
 		s.ValidatorKey = n.signer.Public().String()
@@ -267,6 +272,9 @@ func (b backend) Evidence(ctx context.Context, limit int) ([]api.Evidence, error
 }
 
 func (b backend) Ready() error {
+	if st := b.n.stalled.Load(); st != nil {
+		return st
+	}
 	if _, err := b.n.store.Head(context.Background()); err != nil {
 		return err
 	}

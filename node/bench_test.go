@@ -54,9 +54,16 @@ func benchEnv(b *testing.B, name string, def int) int {
 // (mempool default: bursts of 60, then 10 per second), and the benchmark
 // stands for many clients, not one bulk importer.
 func benchClients(b *testing.B, url string, n int) []*api.Client {
+	return benchClientsFrom(b, url, n, 0)
+}
+
+// benchClientsFrom is benchClients with source addresses from the first
+// one after the offset-th.
+func benchClientsFrom(b *testing.B, url string, n, offset int) []*api.Client {
 	cs := make([]*api.Client, n)
 	for i := range cs {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(1+i%250))}}
+		a := i + offset
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+a/250), byte(1+a%250))}}
 		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := d.DialContext(ctx, network, addr)
 			if err != nil && ctx.Err() == nil {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/p2p"
 )
@@ -62,7 +61,11 @@ func (n *Node) openP2P(ctx context.Context) error {
 		Lock:   &n.appendMu,
 		Logger: n.log,
 		OnAppend: func(ctx context.Context, b *ledger.Block) {
-			n.appended(ctx, b)
+			n.appended(ctx, b, false)
+			n.kickEngine()
+		},
+		OnStoreError: func(height uint64, err error) {
+			n.stall(height, fmt.Errorf("append synced block: %w", err))
 			n.kickEngine()
 		},
 	})
@@ -133,12 +136,15 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		if n.pow == nil && !n.member(a.Validator) {
 			return fmt.Errorf("attestation by non-validator %s", a.Validator)
 		}
+		if n.pool.Has(*a) {
+			return nil // verified when the pool took it (a re-announcement)
+		}
 		return a.Verify()
 	case topicConsensus:
 		if n.pow != nil {
 			return fmt.Errorf("consensus message on a pow chain")
 		}
-		m, err := consensus.ParseMessage(data)
+		m, err := n.parseConsensus(data)
 		if err != nil {
 			return err
 		}
@@ -162,7 +168,10 @@ func (g gossip) Validate(topic string, from string, data []byte) error {
 		}
 		return m.Verify(n.setFor(h))
 	case topicBlocks:
-		b, err := ledger.ParseBlock(data)
+		if n.storedBlock(context.Background(), data) {
+			return fmt.Errorf("%w: block already stored", p2p.ErrIgnore)
+		}
+		b, err := n.parseBlock(data)
 		if err != nil {
 			return err
 		}
@@ -218,7 +227,7 @@ func (g gossip) Deliver(topic string, from string, data []byte) {
 			}
 		}
 	case topicConsensus:
-		m, err := consensus.ParseMessage(data)
+		m, err := n.parseConsensus(data)
 		if err == nil {
 			select {
 			case n.inbox <- m:
@@ -227,7 +236,7 @@ func (g gossip) Deliver(topic string, from string, data []byte) {
 			}
 		}
 	case topicBlocks:
-		b, err := ledger.ParseBlock(data)
+		b, err := n.parseBlock(data)
 		if err != nil {
 			return
 		}

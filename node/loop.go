@@ -50,6 +50,22 @@ func (n *Node) loop(ctx context.Context) {
 	changed := n.pool.Changed()
 	for {
 		var acts consensus.Actions
+		if n.stalled.Load() != nil {
+			// Take no part until the store has the blocks the network
+			// committed: drop messages, tick nothing (stall.go).
+			select {
+			case <-ctx.Done():
+				return
+			case <-n.inbox:
+			case <-changed:
+				changed = n.pool.Changed()
+			case <-timer.C:
+				n.resume(ctx, timer)
+			case <-n.synced:
+				n.resume(ctx, timer)
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -81,7 +97,7 @@ func (n *Node) loop(ctx context.Context) {
 		// without starting the height, and its Wake (the next rebroadcast,
 		// up to 2 s away) would replace the timer, so the next proposer sat
 		// idle that long.
-		for acts.Commit != nil && ctx.Err() == nil {
+		for acts.Commit != nil && ctx.Err() == nil && n.stalled.Load() == nil {
 			acts = n.engine.Tick(n.cfg.Now())
 			n.do(ctx, acts, timer)
 		}
@@ -105,8 +121,11 @@ func (n *Node) do(ctx context.Context, a consensus.Actions, timer *time.Timer) {
 		n.addEvidence(ctx, ev.Kind(), ev.Format())
 	}
 	if a.Commit != nil {
-		if err := n.commit(ctx, a.Commit); err != nil {
-			n.log.Error("append committed block", "height", a.Commit.Header.Height, "err", err)
+		if err := n.commit(ctx, a.Commit); err != nil && ctx.Err() == nil {
+			// The engine has moved past a block the store lacks.
+			n.stall(a.Commit.Header.Height, fmt.Errorf("append committed block %d: %w", a.Commit.Header.Height, err))
+			n.kickSyncer(timer)
+			return
 		}
 	}
 	if a.Behind > 0 && n.syncer != nil {
@@ -142,7 +161,7 @@ func (n *Node) commit(ctx context.Context, b *ledger.Block) error {
 		n.appendMu.Unlock()
 		return nil // already have it (sync got there first)
 	}
-	stored, err := ledger.ValidateNext(ctx, n.store, parent, b, n.seal)
+	stored, err := n.validateCommitted(ctx, parent, b)
 	if err != nil {
 		n.appendMu.Unlock()
 		return err
@@ -156,14 +175,15 @@ func (n *Node) commit(ctx context.Context, b *ledger.Block) error {
 	if err != nil {
 		return err
 	}
-	n.appended(ctx, b)
+	n.appended(ctx, b, true)
 	n.publish(ctx, topicBlocks, b.Format())
 	return nil
 }
 
 // appended runs after a block is durably stored, however it arrived: its
-// records leave the mempool and waiting clients are told.
-func (n *Node) appended(ctx context.Context, b *ledger.Block) {
+// records leave the mempool and waiting clients are told. journaled says
+// that the append removed the records from the pending journal too.
+func (n *Node) appended(ctx context.Context, b *ledger.Block, journaled bool) {
 	keys := make([]ledger.Key, len(b.Records))
 	now := n.cfg.Now()
 	for i := range b.Records {
@@ -172,7 +192,9 @@ func (n *Node) appended(ctx context.Context, b *ledger.Block) {
 			n.server.ObserveAppend(now.Sub(e.Added))
 		}
 	}
-	if err := n.pool.Remove(ctx, keys...); err != nil {
+	if journaled {
+		n.pool.Forget(keys...)
+	} else if err := n.pool.Remove(ctx, keys...); err != nil {
 		n.log.Error("remove committed records from the mempool", "err", err)
 	}
 	n.pruneAuthority(b) // authority.go
@@ -199,6 +221,11 @@ func (n *Node) appended(ctx context.Context, b *ledger.Block) {
 // engine, which may still be deciding that height.
 func (n *Node) gossipedBlock(ctx context.Context, b *ledger.Block) error {
 	if err := n.commit(ctx, b); err != nil {
+		if !errors.Is(err, ledger.ErrInvalidBlock) && ctx.Err() == nil {
+			// Not the block's fault: the store's.
+			n.stall(b.Header.Height, fmt.Errorf("append gossiped block %d: %w", b.Header.Height, err))
+			n.kickEngine()
+		}
 		return err
 	}
 	n.kickEngine()
@@ -249,8 +276,9 @@ func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledg
 			continue
 		}
 		b.Records = append(b.Records, r.Record)
-		if need > 0 && len(atts) > need {
-			atts = atts[:need]
+		// None when the proposer's word is enough.
+		if len(atts) > need {
+			atts = atts[:max(need, 0)]
 		}
 		b.Attestations = append(b.Attestations, atts...)
 		leaves = append(leaves, r.Record.LeafHash())
@@ -261,7 +289,7 @@ func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledg
 	for i := range b.Authority {
 		leaves = append(leaves, b.Authority[i].LeafHash())
 	}
-	_, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, n.store), int64(parent.LogSize), leaves)
+	stored, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, n.store), int64(parent.LogSize), leaves)
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +308,9 @@ func (a app) Propose(parent *ledger.Header, height uint64, now time.Time) (*ledg
 		LogSize:  parent.LogSize + uint64(b.Leaves()),
 		LogRoot:  root,
 	}
+	// Built to pass ValidateNext: records the pool checked, each key once
+	// and not committed, the log computed above. Check need not redo it.
+	n.checked.Store(newCheckedBlock(parent, b, stored))
 	return b, nil
 }
 
@@ -295,12 +326,65 @@ func (a app) Check(parent *ledger.Header, b *ledger.Block, now time.Time) error 
 	if !vals.Contains(b.Header.Proposer) {
 		return fmt.Errorf("proposer %s is not a validator", b.Header.Proposer)
 	}
-	if err := ledger.CheckAttestations(b, vals, n.auth().AttestationsNeeded(vals)); err != nil {
-		return err
-	}
 	if err := n.auth().Check(b); err != nil {
 		return err
 	}
-	_, err = ledger.ValidateNext(context.Background(), n.store, parent, b, nil)
+	if n.checked.Load().matches(parent, b) {
+		return nil // this node built this very block, or checked it already
+	}
+	if err := ledger.CheckAttestations(b, vals, n.auth().AttestationsNeeded(vals)); err != nil {
+		return err
+	}
+	stored, err := ledger.ValidateNext(context.Background(), n.store, parent, b, nil)
+	if err == nil {
+		n.checked.Store(newCheckedBlock(parent, b, stored))
+	}
 	return err
+}
+
+// A checkedBlock is the last proposal app.Check found valid after parent
+// (or app.Propose built), with the log hashes it computed: when consensus
+// commits that very block (the engine commits a copy of the proposal it
+// checked, sharing its records and attestations), commit need not check
+// every record again.
+type checkedBlock struct {
+	parent, hash ledger.Hash
+	recs         []ledger.Record
+	auth         []ledger.AuthorityChange
+	atts         []ledger.Attestation
+	stored       []ledger.Hash
+}
+
+func newCheckedBlock(parent *ledger.Header, b *ledger.Block, stored []ledger.Hash) *checkedBlock {
+	return &checkedBlock{parent: parent.Hash(), hash: b.Hash(), recs: b.Records, auth: b.Authority, atts: b.Attestations, stored: stored}
+}
+
+// matches reports whether b after parent is the block that was checked:
+// the same header after the same parent, and the very same records,
+// authority changes and attestations (not equal copies: the same memory,
+// which nothing writes).
+func (c *checkedBlock) matches(parent *ledger.Header, b *ledger.Block) bool {
+	return c != nil && c.parent == parent.Hash() && c.hash == b.Hash() &&
+		sameSlice(c.recs, b.Records) && sameSlice(c.auth, b.Authority) && sameSlice(c.atts, b.Attestations)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// validateCommitted validates b, committed by the network, as the next
+// block after parent, and returns its stored log hashes. A block that
+// app.Check validated after the same parent has its seal (certificate and
+// attestations) checked; any other goes through ledger.ValidateNext.
+func (n *Node) validateCommitted(ctx context.Context, parent *ledger.Header, b *ledger.Block) ([]ledger.Hash, error) {
+	if c := n.checked.Load(); c.matches(parent, b) {
+		if err := ledger.CheckLink(parent, b); err != nil {
+			return nil, err
+		}
+		if err := n.seal.CheckSeal(ctx, parent, b); err != nil {
+			return nil, &ledger.ValidationError{Height: b.Header.Height, Field: "seal", Err: err}
+		}
+		return c.stored, nil
+	}
+	return ledger.ValidateNext(ctx, n.store, parent, b, n.seal)
 }

@@ -45,18 +45,20 @@ type Node struct {
 	server   *api.Server
 	ln       net.Listener
 
-	inbox  chan *consensus.Message
-	synced chan struct{}
-
+	inbox       chan *consensus.Message
+	synced      chan struct{}
 	authPool    authPool      // proposed validator-set changes (authority.go)
 	authChanged chan struct{} // the authority pool has news for the engine
 	runCtx      context.Context
-	sent        sent // payloads published lately (resend.go)
+	sent        sent        // payloads published lately (resend.go)
+	parsed      parsedCache // large gossip messages parsed lately (parsed.go)
 
 	appendMu sync.Mutex // serializes appends: consensus commits and sync
 
-	checkpoint atomic.Pointer[checkpoint] // the newest head's, see backend.Checkpoint
-	cos        cosigner                   // co-signed checkpoints (cosign.go)
+	checkpoint atomic.Pointer[checkpoint]   // the newest head's, see backend.Checkpoint
+	cos        cosigner                     // co-signed checkpoints (cosign.go)
+	checked    atomic.Pointer[checkedBlock] // the last proposal found valid (loop.go)
+	stalled    atomic.Pointer[stall]        // set while the node takes no part in consensus (stall.go)
 
 	mu       sync.Mutex
 	waiters  map[ledger.Key][]chan struct{}
@@ -70,9 +72,10 @@ type Node struct {
 }
 
 type counters struct {
-	fetchErrors   uint64
-	invalidMsgs   uint64
-	committedRecs uint64
+	fetchErrors    uint64
+	invalidMsgs    uint64
+	committedRecs  uint64
+	appendFailures uint64
 }
 
 // New checks cfg and returns a Node; Open starts it.

@@ -89,7 +89,9 @@ func (n *Node) openAttester(ctx context.Context) error {
 		Timeout: n.cfg.FetchTimeout,
 		Logger:  n.log,
 		OnAttest: func(a ledger.Attestation) {
-			n.publish(context.Background(), topicAttest, a.Format())
+			if n.gossipsAttestations() {
+				n.publish(context.Background(), topicAttest, a.Format())
+			}
 		},
 	})
 	if err != nil {
@@ -101,6 +103,13 @@ func (n *Node) openAttester(ctx context.Context) error {
 	n.attester = a
 	return nil
 }
+
+// gossipsAttestations reports whether attestations travel between nodes.
+// With attest_quorum 0 only the proposer's own counts (mempool.Pool.Ready),
+// and blocks carry none: sending each node's attestation of each record to
+// every other node would cost a signature check and a journal write per
+// record per node for nothing.
+func (n *Node) gossipsAttestations() bool { return n.g.AttestationsNeeded() > 0 }
 
 func claimOf(commit, tree string) mempool.Claim {
 	return mempool.Claim{Commit: commit, Tree: tree}

@@ -365,7 +365,7 @@ func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks 
 		n.log.Warn("chain reorganized", "fork", fork.Header.Height, "abandoned", len(removed), "adopted", len(blocks), "pending_again", back)
 	}
 	for _, b := range blocks {
-		n.appended(ctx, b)
+		n.appended(ctx, b, true) // ReorgWithPending deleted their journal items
 	}
 	close(ps.head)
 	ps.head = make(chan struct{})

@@ -132,7 +132,7 @@ func (n *Node) reannounce(ctx context.Context) {
 				continue
 			}
 			items = append(items, pendingItem{Key: e.Key.String(), Commit: e.Claim.Commit, Tree: e.Claim.Tree})
-			if n.signer == nil {
+			if n.signer == nil || !n.gossipsAttestations() {
 				continue
 			}
 			for _, a := range e.Attestations {

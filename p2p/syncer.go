@@ -40,6 +40,11 @@ type SyncConfig struct {
 	// in height order, without the lock held. The node uses it to tell the
 	// consensus engine and the mempool.
 	OnAppend func(ctx context.Context, b *ledger.Block)
+	// OnStoreError, when set, is called when the store fails (not the
+	// peer): reading it, or validating or appending the block at height
+	// (0 when the head could not be read). The Syncer tries again at its
+	// next Sync.
+	OnStoreError func(height uint64, err error)
 	// OnProgress, when set, is called after each batch of blocks and when
 	// a Sync ends.
 	OnProgress func(SyncProgress)
@@ -163,6 +168,9 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		}
 		local, err := s.cfg.Store.Head(ctx)
 		if err != nil {
+			if s.cfg.OnStoreError != nil && ctx.Err() == nil {
+				s.cfg.OnStoreError(0, err)
+			}
 			return fmt.Errorf("p2p: sync: head: %w", err)
 		}
 		best, ok := s.best(ctx, local.Height, skip)
@@ -184,6 +192,9 @@ func (s *Syncer) Sync(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.As(err, &se):
+			if s.cfg.OnStoreError != nil {
+				s.cfg.OnStoreError(se.height, se.err)
+			}
 			return fmt.Errorf("p2p: sync: %w", se.err)
 		case err != nil && isPeerFault(err):
 			s.h.ban(best.ID, err.Error())
@@ -285,8 +296,12 @@ func (s *Syncer) syncFrom(ctx context.Context, p PeerInfo, height uint64) (int, 
 	return appended, nil
 }
 
-// A storeError is a failure of our own store (not the peer's fault).
-type storeError struct{ err error }
+// A storeError is a failure of our own store (not the peer's fault), at
+// the block of height (0: reading the head).
+type storeError struct {
+	height uint64
+	err    error
+}
 
 func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
@@ -317,14 +332,14 @@ func (s *Syncer) applyLocked(ctx context.Context, b *ledger.Block) (bool, error)
 	st := s.cfg.Store
 	head, err := st.Head(ctx)
 	if err != nil {
-		return false, &storeError{fmt.Errorf("head: %w", err)}
+		return false, &storeError{0, fmt.Errorf("head: %w", err)}
 	}
 	height := b.Header.Height
 	switch {
 	case height <= head.Height:
 		have, err := st.Header(ctx, height)
 		if err != nil {
-			return false, &storeError{fmt.Errorf("header %d: %w", height, err)}
+			return false, &storeError{height, fmt.Errorf("header %d: %w", height, err)}
 		}
 		if have.Hash() != b.Hash() {
 			return false, &ledger.ValidationError{Height: height, Field: "hash",
@@ -332,17 +347,17 @@ func (s *Syncer) applyLocked(ctx context.Context, b *ledger.Block) (bool, error)
 		}
 		return false, nil
 	case height > head.Height+1:
-		return false, &storeError{fmt.Errorf("block %d does not follow our head %d", height, head.Height)}
+		return false, &storeError{height, fmt.Errorf("block %d does not follow our head %d", height, head.Height)}
 	}
 	stored, err := ledger.ValidateNext(ctx, st, head, b, s.cfg.Seal)
 	if err != nil {
 		if errors.Is(err, ledger.ErrInvalidBlock) {
 			return false, err
 		}
-		return false, &storeError{err}
+		return false, &storeError{height, err}
 	}
 	if err := st.Append(ctx, b, stored); err != nil {
-		return false, &storeError{fmt.Errorf("append %d: %w", height, err)}
+		return false, &storeError{height, fmt.Errorf("append %d: %w", height, err)}
 	}
 	return true, nil
 }

@@ -426,3 +426,8 @@ func (h *Host) checkItem(chain *string, height, want uint64) error {
 	}
 	return nil
 }
+
+// BlockHeader parses only the header section of a block encoding
+// (ledger.Block.Format), for a cheap look at a block message before its
+// records are parsed.
+func BlockHeader(data []byte) (*ledger.Header, error) { return blockHeader(data) }
