@@ -276,6 +276,37 @@ func TestInvalidBranch(t *testing.T) {
 	}
 }
 
+func TestRemoveBranch(t *testing.T) {
+	f := newPowFixture(t, 3, 1000)
+	main := f.grow(f.tree.root, 10, 1000)
+	fork := AncestorNode(main, 3)
+	side := f.grow(fork, 4, 1001)
+	twig := f.grow(AncestorNode(side, 5), 1, 1002) // a branch off the branch
+	n := f.tree.Len()
+	if got := f.tree.Remove(AncestorNode(main, 4).Hash); got != nil {
+		t.Fatalf("Remove(branch of the best tip) removed %d blocks", len(got))
+	}
+	if got := f.tree.Remove(f.tree.root.Hash); got != nil {
+		t.Fatal("Remove(root) removed blocks")
+	}
+	got := f.tree.Remove(AncestorNode(side, 4).Hash)
+	if len(got) != 5 || f.tree.Len() != n-5 {
+		t.Fatalf("Remove(side branch) removed %d blocks, tree %d -> %d; want 5", len(got), n, f.tree.Len())
+	}
+	for _, x := range []*TreeNode{side, twig, AncestorNode(side, 4)} {
+		if f.tree.Get(x.Hash) != nil {
+			t.Errorf("block %d still in the tree", x.Header.Height)
+		}
+	}
+	if f.tree.Get(fork.Hash) != fork || f.tree.Best() != main || len(fork.kids) != 1 {
+		t.Fatal("the main chain changed")
+	}
+	// The branch can come again.
+	if _, err := f.tree.Add(context.Background(), &AncestorNode(side, 4).Header); err != nil {
+		t.Fatalf("Add(removed block) = %v", err)
+	}
+}
+
 func TestHostileHeaders(t *testing.T) {
 	ctx := context.Background()
 	f := newPowFixture(t, 8, 4)

@@ -140,6 +140,41 @@ func (t *Tree) MarkInvalid(h ledger.Hash) {
 	}
 }
 
+// Remove takes the block of hash h and every block above it out of the
+// tree (a side branch no longer worth keeping) and returns their hashes.
+// The root, and a branch holding the best tip, are not removed (nil).
+func (t *Tree) Remove(h ledger.Hash) []ledger.Hash {
+	n := t.nodes[h]
+	if n == nil || n == t.root {
+		return nil
+	}
+	for x := t.best; x != nil; x = x.Parent {
+		if x == n {
+			return nil
+		}
+		if x.Header.Height < n.Header.Height {
+			break
+		}
+	}
+	kids := n.Parent.kids
+	for i, k := range kids {
+		if k == n {
+			n.Parent.kids = append(kids[:i:i], kids[i+1:]...)
+			break
+		}
+	}
+	var out []ledger.Hash
+	stack := []*TreeNode{n}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		delete(t.nodes, x.Hash)
+		out = append(out, x.Hash)
+		stack = append(stack, x.kids...)
+	}
+	return out
+}
+
 // Fork returns the newest block that a and b both descend from (or are).
 func Fork(a, b *TreeNode) *TreeNode {
 	for a.Header.Height > b.Header.Height {

@@ -41,6 +41,10 @@ type Reorger interface {
 	SideBlock(ctx context.Context, h Hash) (*Block, error)
 	// SideHeaders returns the headers of every side block, by height.
 	SideHeaders(ctx context.Context) ([]Header, error)
+	// DeleteSide deletes the side blocks of hashes, durably (pruning
+	// branches nobody needs). Hashes of blocks that are not side blocks,
+	// main-chain blocks included, are ignored.
+	DeleteSide(ctx context.Context, hashes []Hash) error
 }
 
 // ValidateBranch checks that blocks are a valid branch after the block at

@@ -30,9 +30,33 @@ import (
 // Limits of the pow block handling.
 const (
 	maxOrphans      = 1024            // blocks kept while their ancestors are fetched
+	maxPruned       = 4096            // pruned block hashes remembered
 	powInbox        = 256             // gossiped blocks waiting to be handled
 	powRefreshEvery = 2 * time.Second // a mining template is rebuilt at least this often
+	pruneFactor     = 10              // side branches forking deeper than this many times the confirmations are pruned
 )
+
+// errBadBlock wraps the refusals of a block that put its sender at fault:
+// it fails a rule any node checks (work, bits, time order, attestations,
+// the block's body against the chain). The peer that served it is struck
+// (p2p.Host.Strike), as gossip validation strikes senders. A record that
+// this node hashes to something else is not one: the tag may have moved.
+var errBadBlock = errors.New("invalid block")
+
+func badBlock(err error) error {
+	if err == nil || errors.Is(err, errBadBlock) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errBadBlock, err)
+}
+
+// pruneDepth returns K: a side branch whose fork is more than K blocks
+// below the main chain's head is deleted (from the block tree and the
+// store). A heavier branch forking deeper is still followed: sync fetches
+// it again from the fork.
+func pruneDepth(confirmations uint64) uint64 {
+	return pruneFactor * max(confirmations, 1)
+}
 
 // powState is the pow engine's state. mu guards everything in it and
 // serializes block handling.
@@ -42,11 +66,14 @@ type powState struct {
 	tree    *consensus.Tree
 	seal    *consensus.PoWSeal // ancestors from the tree
 	main    *consensus.TreeNode
-	orphans map[ledger.Hash]*ledger.Block // by hash, parent unknown
-	miner   *consensus.Miner              // nil: not mining
-	job     *ledger.Block                 // the block being mined (nonce 0)
-	jobID   uint64                        // its number from the miner
-	checked map[ledger.Key]ledger.Record  // records this node fetched and hashed itself
+	orphans map[ledger.Hash]*ledger.Block       // by hash, parent unknown
+	miner   *consensus.Miner                    // nil: not mining
+	job     *ledger.Block                       // the block being mined (nonce 0)
+	jobID   uint64                              // its number from the miner
+	checked map[ledger.Key]ledger.Record        // records this node fetched and hashed itself
+	side    map[ledger.Hash]*consensus.TreeNode // blocks of the tree off the main chain
+	pruned  map[ledger.Hash]bool                // blocks pruned, not fetched again while remembered
+	syncing bool                                // a sync is fetching a branch: no pruning meanwhile
 
 	inbox chan powMsg
 	kick  chan peer.ID  // sync from this peer ("" any)
@@ -75,6 +102,8 @@ func (n *Node) initPoW() error {
 		params:  p,
 		orphans: make(map[ledger.Hash]*ledger.Block),
 		checked: make(map[ledger.Key]ledger.Record),
+		side:    make(map[ledger.Hash]*consensus.TreeNode),
+		pruned:  make(map[ledger.Hash]bool),
 		inbox:   make(chan powMsg, powInbox),
 		kick:    make(chan peer.ID, 16),
 		head:    make(chan struct{}),
@@ -116,7 +145,9 @@ func (n *Node) openPoW(ctx context.Context) error {
 		return err
 	}
 	for i := range side {
-		tree.Insert(&side[i]) // a side block whose parent is gone stays out
+		if x, err := tree.Insert(&side[i]); err == nil { // a side block whose parent is gone stays out
+			ps.side[x.Hash] = x
+		}
 	}
 	if ps.seal, err = consensus.NewPoWSeal(n.g, tree); err != nil {
 		return err
@@ -133,7 +164,11 @@ func (n *Node) openPoW(ctx context.Context) error {
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return n.powSwitch(ctx)
+	if err := n.powSwitch(ctx); err != nil {
+		return err
+	}
+	n.pruneSide(ctx)
+	return nil
 }
 
 // runPoW starts the pow goroutines: block handling, sync and the miner.
@@ -166,6 +201,9 @@ func (n *Node) powReceive(ctx context.Context) {
 		case m := <-n.pow.inbox:
 			if err := n.accept(ctx, m.b, m.from); err != nil {
 				n.log.Debug("block refused", "height", m.b.Header.Height, "hash", m.b.Hash().String(), "from", m.from, "err", err)
+				if errors.Is(err, errBadBlock) && n.host != nil && m.from != "" {
+					n.host.Strike(m.from, err)
+				}
 			}
 		}
 	}
@@ -204,7 +242,7 @@ func (n *Node) powDeliver(b *ledger.Block, from peer.ID) {
 // under the lock, the tree's rules, storing it as a side block and
 // following the fork choice. A block whose parent is unknown waits as an
 // orphan while sync fetches its ancestors from the peer that sent it.
-func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error {
+func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) (err error) {
 	ps := n.pow
 	hash := b.Hash()
 	ps.mu.Lock()
@@ -214,14 +252,17 @@ func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error 
 		return nil
 	}
 	if err := n.powGossipCheck(b); err != nil {
-		return err
+		if errors.Is(err, consensus.ErrFuture) {
+			return err // maybe only this node's clock
+		}
+		return badBlock(err)
 	}
 	if err := ledger.CheckAttestations(b, nil, ps.params.Attest); err != nil {
-		return err
+		return badBlock(err)
 	}
 	for i := range b.Records {
 		if err := b.Records[i].Check(); err != nil {
-			return err
+			return badBlock(err)
 		}
 	}
 	if err := n.reverify(ctx, b); err != nil {
@@ -246,6 +287,11 @@ func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error 
 	if err := n.addBlock(ctx, b); err != nil {
 		return err
 	}
+	defer func() {
+		if x := ps.tree.Get(hash); x != nil && x.Invalid && err == nil {
+			err = fmt.Errorf("%w: block %d %s is on a branch that failed validation", errBadBlock, b.Header.Height, hash)
+		}
+	}()
 	// Orphans waiting for this block, and for theirs.
 	for progress := true; progress; {
 		progress = false
@@ -267,8 +313,16 @@ func (n *Node) accept(ctx context.Context, b *ledger.Block, from peer.ID) error 
 // side blocks. ps.mu is held.
 func (n *Node) addBlock(ctx context.Context, b *ledger.Block) error {
 	ps := n.pow
-	if _, err := ps.tree.Add(ctx, &b.Header); err != nil {
+	known := ps.tree.Get(b.Hash()) != nil
+	x, err := ps.tree.Add(ctx, &b.Header)
+	if err != nil {
+		if errors.Is(err, consensus.ErrBadWork) {
+			return badBlock(err)
+		}
 		return err
+	}
+	if !known {
+		ps.side[x.Hash] = x
 	}
 	if err := n.store.PutSide(ctx, b); err != nil {
 		// Not stored: take it out of consideration until it comes again.
@@ -360,6 +414,12 @@ func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks 
 	if err != nil {
 		return err
 	}
+	for x := ps.main; x != fork; x = x.Parent {
+		ps.side[x.Hash] = x
+	}
+	for x := tip; x != fork; x = x.Parent {
+		delete(ps.side, x.Hash)
+	}
 	ps.main = tip
 	if len(removed) > 0 {
 		n.log.Warn("chain reorganized", "fork", fork.Header.Height, "abandoned", len(removed), "adopted", len(blocks), "pending_again", back)
@@ -370,7 +430,42 @@ func (n *Node) reorg(ctx context.Context, fork, tip *consensus.TreeNode, blocks 
 	close(ps.head)
 	ps.head = make(chan struct{})
 	n.mineLocked(ctx)
+	n.pruneSide(ctx)
 	return nil
+}
+
+// pruneSide deletes the side branches that fork more than pruneDepth
+// blocks below the main chain's head, unless a sync is fetching blocks
+// (its branch may fork that deep and not be heavier yet). ps.mu is held.
+func (n *Node) pruneSide(ctx context.Context) {
+	ps := n.pow
+	k := pruneDepth(n.g.Confirmations)
+	tip := ps.main.Header.Height
+	if ps.syncing || ps.tree.Best() != ps.main || tip <= k || len(ps.side) == 0 {
+		return
+	}
+	var gone []ledger.Hash
+	for _, x := range ps.side {
+		if ps.side[x.Parent.Hash] != nil || x.Parent.Header.Height >= tip-k {
+			continue // not the first block of a branch, or a recent fork
+		}
+		gone = append(gone, ps.tree.Remove(x.Hash)...)
+	}
+	if len(gone) == 0 {
+		return
+	}
+	if len(ps.pruned)+len(gone) > maxPruned {
+		clear(ps.pruned)
+	}
+	for _, h := range gone {
+		delete(ps.side, h)
+		ps.pruned[h] = true
+	}
+	if err := n.store.DeleteSide(ctx, gone); err != nil {
+		n.log.Warn("delete pruned side blocks", "err", err) // deleted at the next start
+		return
+	}
+	n.log.Info("side branches pruned", "blocks", len(gone), "forked_below", tip-k)
 }
 
 // headChanged returns a channel closed when the main chain next changes.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -59,7 +60,9 @@ func (n *Node) known(h ledger.Hash) bool {
 	return n.pow.tree.Get(h) != nil
 }
 
-// powSyncFrom fetches p's branch if its head is unknown here.
+// powSyncFrom fetches p's branch if its head is unknown here. A peer whose
+// head is a block this node found invalid, or that serves one, is struck
+// (p2p.Host.Strike): ten strikes in ten minutes ban it, as for gossip.
 func (n *Node) powSyncFrom(ctx context.Context, p peer.ID) error {
 	ctx, cancel := context.WithTimeout(ctx, powSyncTimeout)
 	defer cancel()
@@ -67,12 +70,27 @@ func (n *Node) powSyncFrom(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return err
 	}
-	if n.known(head.Hash()) {
+	ps := n.pow
+	ps.mu.Lock()
+	x, pruned := ps.tree.Get(head.Hash()), ps.pruned[head.Hash()]
+	top := min(head.Height, ps.tree.Best().Header.Height)
+	if x == nil && !pruned {
+		ps.syncing = true
+	}
+	ps.mu.Unlock()
+	switch {
+	case x != nil && x.Invalid:
+		err := fmt.Errorf("%w: the peer's head %d %s is on a branch that failed validation", errBadBlock, head.Height, head.Hash())
+		n.host.Strike(p, err)
+		return err
+	case x != nil || pruned:
 		return nil
 	}
-	n.pow.mu.Lock()
-	top := min(head.Height, n.pow.tree.Best().Header.Height)
-	n.pow.mu.Unlock()
+	defer func() {
+		ps.mu.Lock()
+		ps.syncing = false
+		ps.mu.Unlock()
+	}()
 	fork, err := n.findFork(ctx, p, top)
 	if err != nil {
 		return err
@@ -87,6 +105,9 @@ func (n *Node) powSyncFrom(ctx context.Context, p peer.ID) error {
 		}
 		for _, b := range bs {
 			if err := n.accept(ctx, b, p); err != nil {
+				if errors.Is(err, errBadBlock) {
+					n.host.Strike(p, err)
+				}
 				return fmt.Errorf("block %d from %s: %w", b.Header.Height, p, err)
 			}
 		}

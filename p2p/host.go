@@ -307,6 +307,12 @@ func (h *Host) banAfter(p peer.ID, reason string, linger time.Duration) {
 	})
 }
 
+// Strike counts one invalid item p served that only the caller could find
+// invalid (a block that fails the node's validation after the sync
+// protocol's checks passed), as an invalid gossip message counts: at
+// Config.MaxInvalid within Config.InvalidWindow p is banned.
+func (h *Host) Strike(p peer.ID, err error) { h.strike(p, err) }
+
 // strike counts one invalid message or response from p and bans p when it
 // reaches Config.MaxInvalid.
 func (h *Host) strike(p peer.ID, err error) {

@@ -186,6 +186,34 @@ func (s *Store) SideBlock(ctx context.Context, h ledger.Hash) (*ledger.Block, er
 	return b, nil
 }
 
+// DeleteSide implements ledger.Reorger, in one transaction.
+func (s *Store) DeleteSide(ctx context.Context, hashes []ledger.Hash) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete side blocks: %w", err)
+	}
+	defer tx.Rollback()
+	del, err := tx.PrepareContext(ctx, "DELETE FROM side WHERE hash = ?")
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete side blocks: %w", err)
+	}
+	defer del.Close()
+	for _, h := range hashes {
+		if _, err := del.ExecContext(ctx, h[:]); err != nil {
+			return fmt.Errorf("sqlitestore: delete side block %s: %w", h, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlitestore: delete side blocks: %w", err)
+	}
+	return nil
+}
+
 // SideHeaders implements ledger.Reorger. It parses every side block.
 func (s *Store) SideHeaders(ctx context.Context) ([]ledger.Header, error) {
 	rows, err := s.r.QueryContext(ctx, "SELECT hash, data FROM side ORDER BY height, hash")

@@ -98,6 +98,16 @@ func (m *MemStore) SideBlock(ctx context.Context, h ledger.Hash) (*ledger.Block,
 	return copyBlock(b), nil
 }
 
+// DeleteSide implements ledger.Reorger.
+func (m *MemStore) DeleteSide(ctx context.Context, hashes []ledger.Hash) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range hashes {
+		delete(m.side, h)
+	}
+	return nil
+}
+
 // SideHeaders implements ledger.Reorger.
 func (m *MemStore) SideHeaders(ctx context.Context) ([]ledger.Header, error) {
 	m.mu.RLock()

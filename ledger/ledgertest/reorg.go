@@ -215,6 +215,31 @@ func testReorg(t *testing.T, st ledger.Store) {
 			t.Fatalf("SideBlock(unknown) = %v, want ErrNotFound", err)
 		}
 	})
+
+	t.Run("DeleteSide", func(t *testing.T) {
+		hs, err := s.SideHeaders(ctx)
+		if err != nil || len(hs) < 2 {
+			t.Fatalf("SideHeaders() = %d, %v; want some", len(hs), err)
+		}
+		head, _ := s.Head(ctx)
+		gone := []ledger.Hash{hs[0].Hash(), head.Hash(), {2}} // a main-chain block and an unknown hash are ignored
+		if err := s.DeleteSide(ctx, gone); err != nil {
+			t.Fatalf("DeleteSide() = %v", err)
+		}
+		if _, err := s.SideBlock(ctx, hs[0].Hash()); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("SideBlock(deleted) = %v, want ErrNotFound", err)
+		}
+		if _, err := s.SideBlock(ctx, hs[1].Hash()); err != nil {
+			t.Fatalf("SideBlock(kept) = %v", err)
+		}
+		if h, err := s.Header(ctx, head.Height); err != nil || h.Hash() != head.Hash() {
+			t.Fatalf("main chain changed: %v", err)
+		}
+		after, _ := s.SideHeaders(ctx)
+		if len(after) != len(hs)-1 {
+			t.Fatalf("%d side blocks after deleting one of %d", len(after), len(hs))
+		}
+	})
 }
 
 // checkChain checks that s's main chain is exactly want (genesis first):
