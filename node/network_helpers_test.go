@@ -701,6 +701,24 @@ func (l *load) waitAcked(n int, timeout time.Duration) {
 	}
 }
 
+// waitProgress waits until n records are acknowledged, failing with the
+// engines' state if none is for stall.
+func (l *load) waitProgress(n int, stall time.Duration) {
+	l.c.tb.Helper()
+	last, since := l.ackedCount(), time.Now()
+	for last < n {
+		if a := l.ackedCount(); a > last {
+			last, since = a, time.Now()
+		}
+		if time.Since(since) > stall {
+			a, p, f, _, _ := l.stats()
+			l.c.tb.Fatalf("no record acknowledged for %v: %d of %d (%d pending, %d failed); heads %s; engines: %s",
+				stall, a, n, p, f, l.c.describe(l.c.heads()), l.c.engines())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // without returns the members other than those given.
 func (c *cluster) without(skip ...int) []int {
 	var out []int

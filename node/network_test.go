@@ -299,6 +299,7 @@ func TestNetworkCatchUp(t *testing.T) {
 	c.stop(3)
 	keys := keysOf(repo, repo.tagMany("down", downBlocks))
 	l := c.startLoad(keys, 4, 0, 60*time.Second, nil)
+	l.waitProgress(len(keys), 90*time.Second)
 	acked := l.drain()
 	if a, p, f, _, _ := l.stats(); a != len(keys) {
 		t.Fatalf("with node 3 down, %d of %d records acknowledged (%d pending, %d failed)", a, len(keys), p, f)
