@@ -34,6 +34,13 @@ type Config struct {
 
 	MaxBlockRecords int // records per block; default 10,000
 
+	// TimeoutPropose is how long a poa validator waits for the proposal of
+	// a round before it prevotes nil (round r waits TimeoutPropose plus r
+	// times the engine's delta); default consensus.DefaultTimeoutPropose,
+	// 3 s. A crashed proposer costs the network about this much per
+	// height it would have proposed.
+	TimeoutPropose time.Duration
+
 	// Pow chains only.
 	Mine          bool          // mine blocks (and attest records, which a miner includes only when it hashed them itself)
 	MineWorkers   int           // mining goroutines; default all cores but one

@@ -32,11 +32,12 @@ func (n *Node) openEngine(ctx context.Context) error {
 		return err
 	}
 	cfg := consensus.Config{
-		Chain:         n.g.Chain,
-		Sets:          n.auth(),
-		Signer:        n.signer,
-		BlockInterval: time.Duration(n.g.BlockInterval) * time.Millisecond,
-		App:           app{n},
+		Chain:          n.g.Chain,
+		Sets:           n.auth(),
+		Signer:         n.signer,
+		BlockInterval:  time.Duration(n.g.BlockInterval) * time.Millisecond,
+		TimeoutPropose: n.cfg.TimeoutPropose,
+		App:            app{n},
 	}
 	n.engine, err = consensus.NewPoA(cfg, head, st)
 	return err

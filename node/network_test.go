@@ -280,7 +280,11 @@ func TestNetworkCatchUp(t *testing.T) {
 	repo := newFixtureRepo(t)
 	repo.release("v0")
 	c := newCluster(t, clusterOpts{validators: 4, attestQuorum: 0, genesisAge: time.Duration(catchUpBlocks)*50*time.Millisecond + time.Minute,
-		tweak: func(i int, cfg *Config) { cfg.MaxBlockRecords = 1 }})
+		tweak: func(i int, cfg *Config) {
+			cfg.MaxBlockRecords = 1
+			// Node 3's turns to propose while it is down cost this each.
+			cfg.TimeoutPropose = 500 * time.Millisecond
+		}})
 	start := time.Now()
 	built := c.prebuild(catchUpBlocks, perBlock)
 	t.Logf("built %d blocks offline in %v", catchUpBlocks, time.Since(start).Round(time.Millisecond))

@@ -221,8 +221,21 @@ func (h *Host) Close() error {
 	h.mu.Unlock()
 	h.cancel()
 	h.closeGossip()
+	// Let the host's own goroutines see the cancel and return before the
+	// swarm goes: a dial that starts while libp2p closes its transports can
+	// panic inside libp2p (v0.51: swarm.nonProxyAddr on a nil transport).
+	// Bounded, because one may wait on a stream only the close will end.
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 	err := h.host.Close()
-	h.wg.Wait()
+	<-done
 	if err != nil {
 		return fmt.Errorf("p2p: close: %w", err)
 	}

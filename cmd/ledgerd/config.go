@@ -42,8 +42,11 @@ type fileConfig struct {
 	WriteToken    string   `json:"write_token,omitempty"`
 	AttestWorkers int      `json:"attest_workers,omitempty"`
 	FetchTimeout  string   `json:"fetch_timeout,omitempty"`
-	LogFormat     string   `json:"log_format,omitempty"` // text or json
-	LogLevel      string   `json:"log_level,omitempty"`  // debug, info, warn, error
+	// TimeoutPropose is how long a poa validator waits for a round's
+	// proposal (the first round; later rounds wait longer).
+	TimeoutPropose string `json:"timeout_propose,omitempty"`
+	LogFormat      string `json:"log_format,omitempty"` // text or json
+	LogLevel       string `json:"log_level,omitempty"`  // debug, info, warn, error
 	// Pow chains only.
 	Mine        bool  `json:"mine,omitempty"`         // mine blocks
 	MineWorkers int   `json:"mine_workers,omitempty"` // mining goroutines; default all cores but one
@@ -134,6 +137,7 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	env("LOG_FORMAT", &fc.LogFormat)
 	env("LOG_LEVEL", &fc.LogLevel)
 	env("FETCH_TIMEOUT", &fc.FetchTimeout)
+	env("TIMEOUT_PROPOSE", &fc.TimeoutPropose)
 	if v, ok := os.LookupEnv("LEDGERD_MDNS"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -214,6 +218,13 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 			return nil, fmt.Errorf("fetch_timeout %q: want a positive duration such as 2m", fc.FetchTimeout)
 		}
 		cfg.FetchTimeout = d
+	}
+	if fc.TimeoutPropose != "" {
+		d, err := time.ParseDuration(fc.TimeoutPropose)
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return nil, fmt.Errorf("timeout_propose %q: want a duration from 100ms to 1h such as 3s", fc.TimeoutPropose)
+		}
+		cfg.TimeoutPropose = d
 	}
 	return cfg, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -95,5 +96,49 @@ func TestInitAndTestnet(t *testing.T) {
 	}
 	if code, _, _ := ledgerd("keygen", "--out", filepath.Join(dir, "k", "node.key")); code != 2 {
 		t.Errorf("keygen over an existing key: exit %d, want 2", code)
+	}
+}
+
+// TestRunRefusesBadTimeouts: a timeout_propose that is no duration, or out
+// of range, in config.json or the environment stops 'ledgerd run' before
+// it opens anything, naming the setting.
+func TestRunRefusesBadTimeouts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
+		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
+	}
+	home := filepath.Join(dir, "node0")
+	cpath := filepath.Join(home, configFile)
+	fc, err := readFileConfig(cpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"soon", "10ms", "2h"} {
+		fc.TimeoutPropose = bad
+		rewriteConfig(t, cpath, fc)
+		if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "timeout_propose") {
+			t.Errorf("run with timeout_propose %q: exit %d\n%s", bad, code, stderr)
+		}
+	}
+	fc.TimeoutPropose = "1s"
+	rewriteConfig(t, cpath, fc)
+	t.Setenv("LEDGERD_TIMEOUT_PROPOSE", "-1s")
+	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "timeout_propose") {
+		t.Errorf("run with LEDGERD_TIMEOUT_PROPOSE=-1s: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
+		t.Errorf("a refused run created %s", dbFile)
+	}
+}
+
+// rewriteConfig replaces the config file at path with fc.
+func rewriteConfig(t *testing.T, path string, fc *fileConfig) {
+	t.Helper()
+	b, err := json.Marshal(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
