@@ -65,8 +65,6 @@ type cosignedNote struct {
 
 // openCosign loads the newest co-signed note and starts the signer.
 func (n *Node) openCosign(ctx, rctx context.Context) error {
-	n.cos.kick = make(chan struct{}, 1)
-	n.cos.ahead = make(map[uint64]map[ledger.PublicKey]ledger.Cosignature)
 	head, err := n.store.Head(ctx)
 	if err != nil {
 		return err
@@ -116,9 +114,6 @@ func hasCosig(cs []sqlitestore.Cosig, k ledger.PublicKey) bool {
 
 // cosignKick tells the signer that blocks were stored.
 func (n *Node) cosignKick() {
-	if n.cos.kick == nil {
-		return
-	}
 	select {
 	case n.cos.kick <- struct{}{}:
 	default:

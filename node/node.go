@@ -90,7 +90,7 @@ func New(cfg Config) (*Node, error) {
 		inbox:       make(chan *consensus.Message, 1024),
 		synced:      make(chan struct{}, 1),
 		authChanged: make(chan struct{}, 1),
-		cos:         cosigner{pull: make(chan struct{}, 1)},
+		cos:         cosigner{pull: make(chan struct{}, 1), kick: make(chan struct{}, 1), ahead: make(map[uint64]map[ledger.PublicKey]ledger.Cosignature)},
 		waiters:     make(map[ledger.Key][]chan struct{}),
 	}
 	if cfg.Genesis.Engine == ledger.EnginePoW {
