@@ -77,10 +77,15 @@ var (
 	descInvalidMsgs = prometheus.NewDesc("vcsledger_invalid_messages_total", "Invalid messages received from peers.", nil, nil)
 	descAppendFails = prometheus.NewDesc("vcsledger_append_failures_total", "Committed blocks the store failed to append.", nil, nil)
 	descStalled     = prometheus.NewDesc("vcsledger_stalled", "1 while the node takes no part in consensus after a store failure, resyncing from peers.", nil, nil)
+	descHashRate    = prometheus.NewDesc("vcsledger_pow_hash_rate", "pow: headers hashed per second by this node's miner, over the last few seconds.", nil, nil)
+	descHashes      = prometheus.NewDesc("vcsledger_pow_hashes_total", "pow: headers hashed by this node's miner.", nil, nil)
+	descMined       = prometheus.NewDesc("vcsledger_pow_blocks_mined_total", "pow: blocks this node mined.", nil, nil)
+	descSideBlocks  = prometheus.NewDesc("vcsledger_pow_side_blocks", "pow: blocks kept off the main chain.", nil, nil)
 )
 
 func (c chainCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHeight, descRecords, descMempool, descMempoolB, descPeers, descSyncing, descFetchErrors, descInvalidMsgs, descAppendFails, descStalled} {
+	for _, d := range []*prometheus.Desc{descHeight, descRecords, descMempool, descMempoolB, descPeers, descSyncing, descFetchErrors, descInvalidMsgs, descAppendFails, descStalled,
+		descHashRate, descHashes, descMined, descSideBlocks} {
 		ch <- d
 	}
 }
@@ -115,4 +120,10 @@ func (c chainCollector) Collect(ch chan<- prometheus.Metric) {
 		stalled = 1
 	}
 	gauge(descStalled, stalled)
+	if m := st.Mining; m != nil {
+		gauge(descHashRate, m.HashRate)
+		counter(descHashes, float64(m.Hashes))
+		counter(descMined, float64(m.BlocksMined))
+		gauge(descSideBlocks, float64(m.SideBlocks))
+	}
 }

@@ -251,6 +251,21 @@ type Status struct {
 	// consensus and resyncs from its peers.
 	AppendFailures uint64 `json:"append_failures"`
 	Stalled        string `json:"stalled,omitempty"`
+	// Mining is set on pow chains.
+	Mining *Mining `json:"mining,omitempty"`
+}
+
+// Mining is a pow node's mining state and block tree (Status.Mining).
+type Mining struct {
+	Miner       bool    `json:"miner"`        // the node mines (config mine)
+	Active      bool    `json:"active"`       // a block is being mined now
+	Workers     int     `json:"workers"`      // hashing goroutines (mine_workers)
+	HashRate    float64 `json:"hash_rate"`    // hashes per second, over the last few seconds
+	Hashes      uint64  `json:"hashes"`       // headers hashed since start
+	BlocksMined uint64  `json:"blocks_mined"` // blocks this node mined that it accepted, since start
+	Bits        uint32  `json:"bits"`         // difficulty of the next block: leading zero bits of its hash
+	ChainWork   string  `json:"chain_work"`   // the main chain's work, sum of 2^bits (decimal)
+	SideBlocks  int     `json:"side_blocks"`  // blocks kept off the main chain
 }
 
 // A Peer is a connected peer.

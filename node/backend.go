@@ -210,6 +210,12 @@ func (b backend) Status() api.Status {
 	if n.syncer != nil {
 		s.Syncing = n.syncer.Progress().Syncing
 	}
+	if n.pow != nil {
+		s.Mining = n.miningStatus(context.Background())
+		n.pow.mu.Lock()
+		s.Syncing = n.pow.syncing
+		n.pow.mu.Unlock()
+	}
 	return s
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/mempool"
@@ -74,6 +75,13 @@ type powState struct {
 	side    map[ledger.Hash]*consensus.TreeNode // blocks of the tree off the main chain
 	pruned  map[ledger.Hash]bool                // blocks pruned, not fetched again while remembered
 	syncing bool                                // a sync is fetching a branch: no pruning meanwhile
+
+	// Mining figures for /v1/status: blocks mined, and the hash rate
+	// measured at each template refresh.
+	mined      uint64
+	rate       float64
+	rateAt     time.Time
+	rateHashes uint64
 
 	inbox chan powMsg
 	kick  chan peer.ID  // sync from this peer ("" any)
@@ -507,6 +515,7 @@ func (n *Node) powMine(ctx context.Context) {
 			n.log.Info("block mined", "height", h.Height, "hash", b.Hash().String(), "records", len(b.Records), "bits", h.Bits)
 			n.publish(ctx, topicBlocks, b.Format())
 			ps.mu.Lock()
+			ps.mined++
 			if ps.job == job {
 				n.mineLocked(ctx)
 			}
@@ -516,8 +525,13 @@ func (n *Node) powMine(ctx context.Context) {
 			ps.mu.Lock()
 			n.mineLocked(ctx)
 			ps.mu.Unlock()
-		case <-t.C:
+		case now := <-t.C:
 			ps.mu.Lock()
+			hashes := ps.miner.Hashes()
+			if !ps.rateAt.IsZero() {
+				ps.rate = float64(hashes-ps.rateHashes) / now.Sub(ps.rateAt).Seconds()
+			}
+			ps.rateAt, ps.rateHashes = now, hashes
 			n.mineLocked(ctx)
 			ps.mu.Unlock()
 		}
@@ -643,6 +657,28 @@ func (n *Node) reverify(ctx context.Context, b *ledger.Block) error {
 		}
 	}
 	return nil
+}
+
+// miningStatus returns the pow part of /v1/status.
+func (n *Node) miningStatus(ctx context.Context) *api.Mining {
+	ps := n.pow
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	m := &api.Mining{
+		Miner:       ps.miner != nil,
+		Active:      ps.miner != nil && ps.job != nil,
+		BlocksMined: ps.mined,
+		HashRate:    ps.rate,
+		ChainWork:   ps.main.Work.String(),
+		SideBlocks:  len(ps.side),
+	}
+	if ps.miner != nil {
+		m.Workers, m.Hashes = ps.miner.Workers(), ps.miner.Hashes()
+	}
+	if bits, err := consensus.NextBits(ctx, ps.params, ps.tree, &ps.main.Header); err == nil {
+		m.Bits = bits
+	}
+	return m
 }
 
 // HeadChanged implements api.HeadNotifier: on pow chains a channel closed

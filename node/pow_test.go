@@ -2,9 +2,12 @@ package node
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +79,39 @@ func TestPoWSingleMiner(t *testing.T) {
 		t.Fatalf("replica Lookup(%s) = %v", key, err)
 	}
 	replica.audit()
+
+	// /v1/status and /metrics show the mining.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := st.Mining
+		if m == nil || !m.Miner || m.Workers != 1 || m.Bits == 0 || m.BlocksMined == 0 || m.ChainWork == "" || m.ChainWork == "0" {
+			t.Fatalf("miner's status mining = %+v", m)
+		}
+		if m.Active && m.HashRate > 0 && m.Hashes > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("miner's status mining = %+v; want active with a hash rate", m)
+		}
+	}
+	st, err := replica.client().Status(ctx)
+	if err != nil || st.Mining == nil || st.Mining.Miner || st.Mining.Active || st.Mining.HashRate != 0 || st.Mining.ChainWork == "0" {
+		t.Fatalf("replica's status = %+v, %v; want mining off", st, err)
+	}
+	mresp, err := http.Get(miner.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, name := range []string{"vcsledger_pow_hash_rate", "vcsledger_pow_hashes_total", "vcsledger_pow_blocks_mined_total", "vcsledger_pow_side_blocks"} {
+		if !strings.Contains(string(body), "\n"+name+" ") {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 }
 
 // minePoW sets b's nonce so that its hash has the work its bits ask for.

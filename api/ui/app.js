@@ -62,13 +62,23 @@ async function refresh() {
   try {
     const st = await get("/v1/status");
     $("chain").textContent = st.chain + " (" + st.engine + ")";
+    const m = st.mining;
     list("status", [
       ["height", st.height],
       ["records", st.log_size],
       ["genesis", st.genesis],
       ["node", st.node_id],
-      ["validator key", st.validator_key || "not a validator"],
-      ["consensus", "round " + st.round + (st.step ? " " + st.step : "")],
+      ...(m ? [
+        ["mining", !m.miner ? "off (replica)" : (m.active ? "on" : "idle") + ", " + m.workers + " workers"],
+        ["hash rate", m.miner ? Math.round(m.hash_rate).toLocaleString() + " hashes/s" : ""],
+        ["blocks mined", m.blocks_mined],
+        ["difficulty", m.bits + " bits"],
+        ["chain work", m.chain_work],
+        ["side blocks", m.side_blocks],
+      ] : [
+        ["validator key", st.validator_key || "not a validator"],
+        ["consensus", "round " + st.round + (st.step ? " " + st.step : "")],
+      ]),
       ["syncing", st.syncing],
       ["peers", st.peers],
       ["mempool", st.mempool + " records, " + st.mempool_bytes + " bytes"],
@@ -93,7 +103,8 @@ async function refresh() {
       p.key, p.added, p.attestations + " / " + p.attestations_needed,
       p.attested ? p.attested.tree : "", p.last_error || ""]));
     const vs = await get("/v1/validators");
-    $("quorum").textContent = vs.validators.length + " validators; a block needs " + vs.quorum +
+    $("quorum").textContent = m ? "proof of work: anyone mines; a record needs " + vs.attestations_needed + " attestations" :
+      vs.validators.length + " validators; a block needs " + vs.quorum +
       " precommits, a record " + vs.attestations_needed + " attestations";
     fill("validators", vs.validators.map((v) => [v.name + (v.self ? " (this node)" : ""), v.key, v.online]));
     const peers = await get("/v1/peers");
