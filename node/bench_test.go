@@ -210,50 +210,71 @@ func BenchmarkAttestFetch(b *testing.B) {
 
 // writeLookupStore writes the store BenchmarkLookupWithProof reads: n
 // records in blocks of 10,000 on a one-validator chain (attest quorum 0, so
-// blocks carry no attestations), every block certified. It builds the chain
-// block by block straight into the SQLite file (the ledgertest chain keeps
-// only the genesis and signs certificates), so that a million records never
-// sit in memory.
+// blocks carry no attestations), every block certified.
 func writeLookupStore(b *testing.B, path string, n int) (*ledger.Genesis, error) {
-	ctx := context.Background()
 	signer := ledgertest.Signer(0)
 	g := &ledger.Genesis{Chain: "bench", Time: time.Now().Add(-time.Hour).UnixMilli(), Engine: ledger.EnginePoA,
 		BlockInterval: 1000, AttestQuorum: 0, Validators: []ledger.Validator{{Key: signer.Public(), Name: "v0"}}}
-	certs := ledgertest.NewChainFrom(b, g, []*ledger.Signer{signer})
+	return g, writeChainStore(b, path, g, []*ledger.Signer{signer}, n, 10_000)
+}
+
+// writeChainStore writes a chain of g into a new SQLite file at path: n
+// records (ledgertest.Records from a fixed seed, so benchRecords gives the
+// same ones) in blocks of per, each block certified by signers and per
+// block interval after its parent. It builds the chain block by block
+// straight into the file (the ledgertest chain keeps only the genesis and
+// signs certificates), so that a million records never sit in memory.
+func writeChainStore(b *testing.B, path string, g *ledger.Genesis, signers []*ledger.Signer, n, per int) error {
+	ctx := context.Background()
+	certs := ledgertest.NewChainFrom(b, g, signers)
 	st, err := sqlitestore.Open(ctx, path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer st.Close()
 	if err := ledger.InitStore(ctx, st, g); err != nil {
-		return nil, err
+		return err
 	}
 	start := time.Now()
-	rng := rand.New(rand.NewPCG(7, 7))
 	parent := g.Block().Header
-	for i := 0; i < n; i += 10_000 {
-		recs := ledgertest.Records(rng, i, min(10_000, n-i))
+	err = benchRecords(n, per, func(recs []ledger.Record) error {
 		leaves := make([]ledger.Hash, len(recs))
 		for j := range recs {
 			leaves[j] = recs[j].LeafHash()
 		}
 		stored, root, err := ledger.AppendLog(ledger.HashReaderOf(ctx, st), int64(parent.LogSize), leaves)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		blk := &ledger.Block{Records: recs, Header: ledger.Header{
-			Chain: g.Chain, Height: parent.Height + 1, Prev: parent.Hash(), Time: parent.Time + 1,
-			Engine: ledger.EnginePoA, Proposer: signer.Public(), Records: uint64(len(recs)),
+			Chain: g.Chain, Height: parent.Height + 1, Prev: parent.Hash(), Time: parent.Time + g.BlockInterval,
+			Engine: ledger.EnginePoA, Proposer: signers[0].Public(), Records: uint64(len(recs)),
 			LogSize: parent.LogSize + uint64(len(recs)), LogRoot: root,
 		}}
 		blk.Certificate = certs.Certify(blk, nil)
 		if err := st.Append(ctx, blk, stored); err != nil {
-			return nil, err
+			return err
 		}
 		parent = blk.Header
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	b.Logf("built a store of %d records in %d blocks in %v", parent.LogSize, parent.Height, time.Since(start).Round(time.Millisecond))
-	return g, nil
+	return nil
+}
+
+// benchRecords calls fn with n records, per at a time, the same for the
+// same n and per in every run.
+func benchRecords(n, per int, fn func([]ledger.Record) error) error {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < n; i += per {
+		if err := fn(ledgertest.Records(rng, i, min(per, n-i))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BenchmarkLookupWithProof measures GET /v1/records/{key} served by a real

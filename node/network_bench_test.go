@@ -30,6 +30,7 @@ import (
 //
 //	VCSLEDGER_BENCH_NET_SUBMIT  records submitted per iteration of BenchmarkNetworkSubmit (default 400)
 //	VCSLEDGER_BENCH_NET_READY   ready records committed per iteration of BenchmarkNetworkCommit (default 20,000)
+//	VCSLEDGER_BENCH_SYNC_RECORDS records BenchmarkNetworkSync syncs (default 200,000; quote 1,000,000)
 
 // BenchmarkNetworkSubmit measures four validators taking records from
 // clients over HTTP to committed blocks. Each iteration submits

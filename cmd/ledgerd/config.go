@@ -41,6 +41,7 @@ type fileConfig struct {
 	MDNS          bool     `json:"mdns,omitempty"`
 	WriteToken    string   `json:"write_token,omitempty"`
 	AttestWorkers int      `json:"attest_workers,omitempty"`
+	MaxBlock      int      `json:"max_block_records,omitempty"` // records a block this node proposes may hold
 	FetchTimeout  string   `json:"fetch_timeout,omitempty"`
 	// TimeoutPropose is how long a poa validator waits for a round's
 	// proposal (the first round; later rounds wait longer).
@@ -209,6 +210,7 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 		MineWorkers:   fc.MineWorkers,
 		NoReverify:    fc.Reverify != nil && !*fc.Reverify,
 	}
+	cfg.MaxBlockRecords = fc.MaxBlock
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = node.DefaultHTTPAddr
 	}
