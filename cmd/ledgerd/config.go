@@ -214,21 +214,27 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = node.DefaultHTTPAddr
 	}
-	if fc.FetchTimeout != "" {
-		d, err := time.ParseDuration(fc.FetchTimeout)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("fetch_timeout %q: want a positive duration such as 2m", fc.FetchTimeout)
-		}
-		cfg.FetchTimeout = d
+	if err := parseSetting("fetch_timeout", fc.FetchTimeout, time.Nanosecond, 0, "a positive duration such as 2m", &cfg.FetchTimeout); err != nil {
+		return nil, err
 	}
-	if fc.TimeoutPropose != "" {
-		d, err := time.ParseDuration(fc.TimeoutPropose)
-		if err != nil || d < 100*time.Millisecond || d > time.Hour {
-			return nil, fmt.Errorf("timeout_propose %q: want a duration from 100ms to 1h such as 3s", fc.TimeoutPropose)
-		}
-		cfg.TimeoutPropose = d
+	if err := parseSetting("timeout_propose", fc.TimeoutPropose, 100*time.Millisecond, time.Hour, "a duration from 100ms to 1h such as 3s", &cfg.TimeoutPropose); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+// parseSetting parses the duration setting name when it is set, into dst;
+// it must be at least lo and, when hi > 0, at most hi (want says so).
+func parseSetting(name, value string, lo, hi time.Duration, want string, dst *time.Duration) error {
+	if value == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil || d < lo || (hi > 0 && d > hi) {
+		return fmt.Errorf("%s %q: want %s", name, value, want)
+	}
+	*dst = d
+	return nil
 }
 
 func splitList(s string) []string {
