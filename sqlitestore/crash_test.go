@@ -101,25 +101,7 @@ func TestCrashSafety(t *testing.T) {
 	pendingAcked := make(map[string]bool)
 	const rounds = 6
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		cmd.Env = append(os.Environ(), helperEnv+"="+path)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
+		cmd, lines, stderr := startChild(t, "TestHelperProcess", helperEnv, path)
 		// Kill at a random moment: in even rounds while the child may
 		// still be opening and recovering the store, in odd rounds after
 		// it acknowledged its first block.
@@ -159,7 +141,7 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("round %d: child made no progress in 60s; stderr:\n%s", round, stderr.String())
 			}
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != -1 {
 			t.Fatalf("round %d: child exited with %v, not killed; stderr:\n%s", round, err, stderr.String())
@@ -219,4 +201,31 @@ func TestCrashSafety(t *testing.T) {
 func mustUint(b []byte) uint64 {
 	n, _ := strconv.ParseUint(string(b), 10, 64)
 	return n
+}
+
+// startChild runs this test binary as the child process of test, with env
+// set to path, and returns it, its stdout lines (closed at its end) and
+// its stderr.
+func startChild(t *testing.T, test, env, path string) (*exec.Cmd, <-chan string, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	stderr := new(strings.Builder)
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return cmd, lines, stderr
 }

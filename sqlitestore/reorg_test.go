@@ -1,7 +1,6 @@
 package sqlitestore
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -128,25 +126,7 @@ func TestReorgCrashSafety(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	reorgs := 0
 	for round := 0; round < 5; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestReorgHelperProcess$")
-		cmd.Env = append(os.Environ(), reorgHelperEnv+"="+path)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
+		cmd, lines, stderr := startChild(t, "TestReorgHelperProcess", reorgHelperEnv, path)
 		// Kill after a random number of acknowledged reorgs, so that the
 		// kill lands at a random point of the next one.
 		killAfter := 1 + rng.IntN(6)
@@ -168,7 +148,7 @@ func TestReorgCrashSafety(t *testing.T) {
 				t.Fatalf("round %d: child made no progress in 60s; stderr:\n%s", round, stderr.String())
 			}
 		}
-		err = cmd.Wait()
+		err := cmd.Wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != -1 {
 			t.Fatalf("round %d: child exited with %v, not killed; stderr:\n%s", round, err, stderr.String())
