@@ -202,21 +202,11 @@ func (n *Node) regossipAuthority(ctx context.Context) {
 	if n.pow != nil {
 		return // pow chains have no validator set
 	}
-	t := time.NewTicker(authorityRegossipEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n.host == nil || len(n.host.Peers()) == 0 {
-			continue
-		}
+	n.everyWithPeers(ctx, authorityRegossipEvery, func() {
 		for _, c := range n.ProposedAuthority() {
 			n.publish(ctx, topicAttest, c.Format())
 		}
-	}
+	})
 }
 
 // ProposedAuthority returns the changes in the pool, by effective height.

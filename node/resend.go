@@ -114,17 +114,7 @@ func unwrapResend(data []byte) ([]byte, error) {
 
 // reannounce re-announces the old pending records until ctx ends.
 func (n *Node) reannounce(ctx context.Context) {
-	t := time.NewTicker(reannounceEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if len(n.host.Peers()) == 0 {
-			continue
-		}
+	n.everyWithPeers(ctx, reannounceEvery, func() {
 		cutoff := n.cfg.Now().Add(-reannounceEvery)
 		var items []pendingItem
 		for _, e := range n.pool.List(reannounceMax) {
@@ -142,6 +132,22 @@ func (n *Node) reannounce(ctx context.Context) {
 			}
 		}
 		n.announcePending(ctx, items...)
+	})
+}
+
+// everyWithPeers calls f every d while the node has peers, until ctx ends.
+func (n *Node) everyWithPeers(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n.host != nil && len(n.host.Peers()) > 0 {
+			f()
+		}
 	}
 }
 
