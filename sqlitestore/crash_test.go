@@ -141,11 +141,7 @@ func TestCrashSafety(t *testing.T) {
 				t.Fatalf("round %d: child made no progress in 60s; stderr:\n%s", round, stderr.String())
 			}
 		}
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-			t.Fatalf("round %d: child exited with %v, not killed; stderr:\n%s", round, err, stderr.String())
-		}
+		waitKilled(t, cmd, stderr, round)
 
 		s, err := Open(ctx, path)
 		if err != nil {
@@ -228,4 +224,15 @@ func startChild(t *testing.T, test, env, path string) (*exec.Cmd, <-chan string,
 		}
 	}()
 	return cmd, lines, stderr
+}
+
+// waitKilled waits for the child of round to end and fails unless SIGKILL
+// ended it.
+func waitKilled(t *testing.T, cmd *exec.Cmd, stderr *strings.Builder, round int) {
+	t.Helper()
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("round %d: child exited with %v, not killed; stderr:\n%s", round, err, stderr.String())
+	}
 }

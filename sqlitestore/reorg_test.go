@@ -2,11 +2,9 @@ package sqlitestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -148,11 +146,7 @@ func TestReorgCrashSafety(t *testing.T) {
 				t.Fatalf("round %d: child made no progress in 60s; stderr:\n%s", round, stderr.String())
 			}
 		}
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-			t.Fatalf("round %d: child exited with %v, not killed; stderr:\n%s", round, err, stderr.String())
-		}
+		waitKilled(t, cmd, stderr, round)
 		reorgs += seen
 
 		s, err := Open(ctx, path)
