@@ -149,31 +149,7 @@ func benchSubmitCommit(b *testing.B, quorum int) {
 		runtime.GC()
 		b.StartTimer()
 		start := time.Now()
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, c := range cs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for k := range keys {
-					t0 := time.Now()
-					resp, err := c.Submit(context.Background(), api.SubmitRequest{Key: k.String()}, 60*time.Second)
-					d := time.Since(t0)
-					if err != nil {
-						b.Errorf("Submit(%s) = %v", k, err)
-						return
-					}
-					if resp.Status != api.StatusCommitted {
-						b.Errorf("Submit(%s, wait 60s) = %s; want committed", k, resp.Status)
-						return
-					}
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
+		lat = append(lat, submitWait(b, cs, keys)...)
 		elapsed += time.Since(start)
 		records += per
 	}
