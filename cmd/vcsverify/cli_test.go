@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -172,29 +170,17 @@ func TestCheckAppendMoveTag(t *testing.T) {
 // to paths with prefix.
 func tamperProxy(t *testing.T, target, prefix string, tamper func(path string, m map[string]any)) string {
 	t.Helper()
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
-		req.Header = r.Header
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+	return rawProxy(t, target, func(r *http.Request, status int, body []byte) (int, []byte) {
+		if !strings.HasPrefix(r.URL.Path, prefix) || status != http.StatusOK {
+			return status, body
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if strings.HasPrefix(r.URL.Path, prefix) && resp.StatusCode == http.StatusOK {
-			var m map[string]any
-			if json.Unmarshal(body, &m) == nil {
-				tamper(r.URL.Path, m)
-				body, _ = json.Marshal(m)
-			}
+		var m map[string]any
+		if json.Unmarshal(body, &m) == nil {
+			tamper(r.URL.Path, m)
+			body, _ = json.Marshal(m)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resp.StatusCode)
-		w.Write(body)
-	}))
-	t.Cleanup(proxy.Close)
-	return proxy.URL
+		return status, body
+	})
 }
 
 // rewriteHeader changes a checkpoint's header with change and rewrites the
