@@ -61,8 +61,8 @@ func (b backend) Checkpoint(ctx context.Context) (*ledger.Header, *ledger.Certif
 		return h, nil, nil
 	}
 	if cp := b.n.checkpoint.Load(); cp != nil && cp.hdr == *h {
-		hdr := cp.hdr
-		return &hdr, cp.cert, nil
+		// Shared, as the certificate is: the server never modifies them.
+		return &cp.hdr, cp.cert, nil
 	}
 	blk, err := b.n.store.Block(ctx, h.Height)
 	if err != nil {

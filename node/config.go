@@ -9,6 +9,7 @@ import (
 
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // Config is everything a replica needs. Only cmd/ledgerd reads files, flags
@@ -33,6 +34,13 @@ type Config struct {
 	CacheDir      string        // vcs cache; default: under the node's data directory
 
 	MaxBlockRecords int // records per block; default 10,000
+
+	// ProofCacheBytes bounds the memory of the in-memory copy of the log's
+	// stored hashes that inclusion and consistency proofs read (see
+	// sqlitestore.WithHashCache): 64 bytes per record of the log to hold
+	// every level. 0: the default, sqlitestore.DefaultHashCacheBytes
+	// (64 MiB, every level up to about 1M records); negative: none.
+	ProofCacheBytes int64
 
 	// TimeoutPropose is how long a poa validator waits for the proposal of
 	// a round before it prevotes nil (round r waits TimeoutPropose plus r
@@ -93,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBlockRecords < 0 || c.MaxBlockRecords > ledger.MaxBlockRecords {
 		return fmt.Errorf("node: max block records %d: want 1 to %d", c.MaxBlockRecords, ledger.MaxBlockRecords)
+	}
+	if c.ProofCacheBytes == 0 {
+		c.ProofCacheBytes = sqlitestore.DefaultHashCacheBytes
 	}
 	if c.MineWorkers < 0 || c.MineWorkers > 1024 {
 		return fmt.Errorf("node: mine workers %d: want 0 (default) to 1024", c.MineWorkers)

@@ -157,7 +157,7 @@ func (n *Node) Open(ctx context.Context) (err error) {
 			n.Close(context.Background())
 		}
 	}()
-	if n.store, err = sqlitestore.Open(ctx, n.cfg.DBPath); err != nil {
+	if n.store, err = sqlitestore.Open(ctx, n.cfg.DBPath, sqlitestore.WithHashCache(max(n.cfg.ProofCacheBytes, 0))); err != nil {
 		return err
 	}
 	if err := ledger.InitStore(ctx, n.store, n.g); err != nil {

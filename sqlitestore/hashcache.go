@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -12,39 +13,99 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
-// defaultCacheHashes bounds the stored hashes the hash cache holds:
-// 131,072 hashes, 4 MiB.
-const defaultCacheHashes = 1 << 17
+// DefaultHashCacheBytes is the default bound of the hash cache (see
+// WithHashCache): 64 MiB, every stored hash of a log of up to about
+// 1,048,000 records.
+const DefaultHashCacheBytes = 64 << 20
+
+// HashCacheBytesPerRecord is what the hash cache takes per record of the
+// log when it holds every level: a log of n records has 2n-1 stored hashes
+// at most, 32 bytes each (64 MiB per million records). Each level kept in
+// memory below the bound halves what the levels under it would take: at
+// level l and above, 64/2^l bytes per record.
+const HashCacheBytesPerRecord = 64
+
+// WithHashCache bounds the memory the in-memory copy of the log's stored
+// hashes takes (default DefaultHashCacheBytes; 0 keeps none in memory).
+// The store keeps every level of the tree from the lowest one that fits
+// the bound up; a proof reads from the file only the hashes below those
+// levels, in one query, and none when every level fits.
+func WithHashCache(bytes int64) Option {
+	return func(c *config) { c.cacheBytes = bytes }
+}
+
+// chunkHashes is how many hashes one chunk of a cached level holds (128
+// KiB): levels grow by whole chunks, so that appending to a level never
+// copies it.
+const chunkHashes = 4096
+
+// A hashLevel is the stored hashes of one level of the tree, in order, in
+// chunks of chunkHashes (the last one possibly shorter).
+type hashLevel struct {
+	chunks [][]ledger.Hash
+	n      int64
+}
+
+func (l *hashLevel) at(i int64) ledger.Hash { return l.chunks[i/chunkHashes][i%chunkHashes] }
+
+func (l *hashLevel) add(h ledger.Hash) {
+	if l.n%chunkHashes == 0 {
+		// A new chunk: full size once the level has outgrown one.
+		c := 0
+		if l.n > 0 {
+			c = chunkHashes
+		}
+		l.chunks = append(l.chunks, make([]ledger.Hash, 0, c))
+	}
+	last := &l.chunks[len(l.chunks)-1]
+	*last = append(*last, h)
+	l.n++
+}
+
+// truncate keeps the first n hashes.
+func (l *hashLevel) truncate(n int64) {
+	if n >= l.n {
+		return
+	}
+	keep := (n + chunkHashes - 1) / chunkHashes
+	clear(l.chunks[keep:])
+	l.chunks = l.chunks[:keep]
+	if keep > 0 {
+		l.chunks[keep-1] = l.chunks[keep-1][:n-(keep-1)*chunkHashes]
+	}
+	l.n = n
+}
 
 // A hashCache holds the upper levels of the log's stored hashes in memory,
 // so that an inclusion or consistency proof reads from the file only the
-// few hashes below them. It holds every stored hash at level low and
-// above: 2n/2^low hashes at most for a log of n records, with low the
-// lowest level that keeps this within max (at 1M records: levels 4 and
-// above, 125,000 hashes, 4 MB). Stored hashes never change once written,
-// except that a reorg replaces those of the log after the fork; the cache
-// is therefore valid for the head it was last brought up to date with
-// (head), and reads with any other head go to the file.
+// few hashes below them, or none. It holds every stored hash at level low
+// and above: 2n/2^low hashes at most for a log of n records, with low the
+// lowest level that keeps this within max (with the default bound, every
+// level up to about 1M records, levels 1 and up to 2M, 2 and up to 4M).
+// Stored hashes never change once written, except that a reorg replaces
+// those of the log after the fork; the cache is therefore valid for the
+// head it was last brought up to date with (head), and reads with any
+// other head go to the file.
 type hashCache struct {
-	max int // hashes at most
+	max int64 // hashes at most
 
 	mu     sync.RWMutex
-	head   *ledger.Header  // the head it describes; nil: none
-	size   int64           // that head's log size
-	low    int             // lowest level held
-	levels [][]ledger.Hash // levels[l][n]: stored hash (l, n), for l >= low
+	head   *ledger.Header // the head it describes; nil: none
+	size   int64          // that head's log size
+	low    int            // lowest level held
+	levels []hashLevel    // levels[l]: the stored hashes (l, n), for l >= low
 }
 
 // lowLevel returns the lowest level whose stored hashes, with those of all
 // levels above it, number at most max in a log of size records.
-func lowLevel(size int64, max int) int {
+func lowLevel(size, max int64) int {
 	low := 0
 	for {
 		var n int64
 		for l := low; size>>l > 0; l++ {
 			n += size >> l
 		}
-		if n <= int64(max) {
+		if n <= max {
 			return low
 		}
 		low++
@@ -69,47 +130,74 @@ func (c *hashCache) get(head *ledger.Header, indexes []int64, out []ledger.Hash)
 			continue
 		}
 		level, n := tlog.SplitStoredHashIndex(x)
-		if level < c.low || level >= len(c.levels) || n >= int64(len(c.levels[level])) {
+		if level < c.low || level >= len(c.levels) || n >= c.levels[level].n {
 			miss = append(miss, i)
 			continue
 		}
-		out[i] = c.levels[level][n]
+		out[i] = c.levels[level].at(n)
 	}
 	return miss
 }
 
 // appended brings the cache from head old (log size oldSize) to head new,
 // whose block added hashes, the stored hashes from StoredHashCount(oldSize)
-// on. It reports false, changing nothing, when the cache was not up to
-// date with old.
+// on. It reports false, and leaves the cache empty, when the cache was not
+// up to date with old.
 func (c *hashCache) appended(old, new *ledger.Header, oldSize int64, hashes []ledger.Hash) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.head == nil || c.head != old || c.size != oldSize {
+		c.head, c.levels = nil, nil
 		return false
 	}
-	base := ledger.StoredHashCount(oldSize)
+	return c.extend(new, ledger.StoredHashCount(oldSize), hashes)
+}
+
+// reorged brings the cache from head old to head new after a reorg that
+// kept the log's first forkSize records and added after them hashes, the
+// stored hashes from StoredHashCount(forkSize) on, block by block. It
+// reports false, and leaves the cache empty, when the cache was not up to
+// date with old, or when the new log is so much shorter that the bound
+// would keep a level the cache does not hold.
+func (c *hashCache) reorged(old, new *ledger.Header, forkSize int64, hashes [][]ledger.Hash) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == nil || c.head != old || forkSize > c.size || lowLevel(int64(new.LogSize), c.max) < c.low {
+		c.head, c.levels = nil, nil
+		return false
+	}
+	for l := range c.levels {
+		c.levels[l].truncate(forkSize >> l)
+	}
+	return c.extend(new, ledger.StoredHashCount(forkSize), slices.Concat(hashes...))
+}
+
+// extend adds to the cache hashes, the stored hashes from index base on,
+// which make the log of head new, and makes it the cache of new. It
+// reports false, and leaves the cache empty, when they are not the next
+// hashes of their levels. c.mu is held.
+func (c *hashCache) extend(new *ledger.Header, base int64, hashes []ledger.Hash) bool {
 	for i, h := range hashes {
 		level, n := tlog.SplitStoredHashIndex(base + int64(i))
 		if level < c.low {
 			continue
 		}
 		for len(c.levels) <= level {
-			c.levels = append(c.levels, nil)
+			c.levels = append(c.levels, hashLevel{})
 		}
-		if n != int64(len(c.levels[level])) {
+		if n != c.levels[level].n {
 			// Not the next hash of its level: the hashes are not what
 			// the log adds. Drop the cache rather than hold a wrong one.
 			c.head, c.levels = nil, nil
 			return false
 		}
-		c.levels[level] = append(c.levels[level], h)
+		c.levels[level].add(h)
 	}
 	c.head, c.size = new, int64(new.LogSize)
 	// Keep within max: drop the lowest level while the log has outgrown it.
 	for low := lowLevel(c.size, c.max); c.low < low; c.low++ {
 		if c.low < len(c.levels) {
-			c.levels[c.low] = nil
+			c.levels[c.low] = hashLevel{}
 		}
 	}
 	return true
@@ -117,10 +205,10 @@ func (c *hashCache) appended(old, new *ledger.Header, oldSize int64, hashes []le
 
 // load fills the cache from the file for head, reading in q (one
 // snapshot) the record rows that hold stored hashes at level low and
-// above: rows 2^low-1, 2*2^low-1, ..., one rowid lookup each. A row that is
-// missing or malformed leaves the cache empty for head, so that every read
-// goes to the file and reports the damage there (see the package comment,
-// "Checks at Open"); load then returns nil.
+// above: rows 2^low-1, 2*2^low-1, ... A row that is missing or malformed
+// leaves the cache empty for head, so that every read goes to the file and
+// reports the damage there (see the package comment, "Checks at Open");
+// load then returns nil.
 func (c *hashCache) load(ctx context.Context, q queryer, head *ledger.Header) error {
 	err := c.fill(ctx, q, head)
 	if errors.Is(err, ledger.ErrCorrupt) {
@@ -135,23 +223,30 @@ func (c *hashCache) load(ctx context.Context, q queryer, head *ledger.Header) er
 	return err
 }
 
+// scanStep is the largest step between the rows load reads for which it
+// reads the whole range of rows rather than looking each one up: rows
+// lie about ten to a page, so below that every page is read either way.
+const scanStep = 8
+
 func (c *hashCache) fill(ctx context.Context, q queryer, head *ledger.Header) error {
 	size := int64(0)
 	if head != nil {
 		size = int64(head.LogSize)
 	}
 	low := lowLevel(size, c.max)
-	levels := make([][]ledger.Hash, 0, 64)
+	levels := make([]hashLevel, 0, 64)
 	for l := 0; size>>l > 0; l++ {
-		var hs []ledger.Hash
-		if l >= low {
-			hs = make([]ledger.Hash, 0, size>>l)
-		}
-		levels = append(levels, hs)
+		levels = append(levels, hashLevel{})
 	}
 	if step := int64(1) << low; size >= step {
-		rows, err := q.QueryContext(ctx, `WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + ? FROM k WHERE i + ? < ?)
+		var rows *sql.Rows
+		var err error
+		if step <= scanStep {
+			rows, err = q.QueryContext(ctx, `SELECT idx, hashes FROM records WHERE idx < ? AND (idx + 1) % ? = 0 ORDER BY idx`, size, step)
+		} else {
+			rows, err = q.QueryContext(ctx, `WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + ? FROM k WHERE i + ? < ?)
 SELECT idx, hashes FROM k JOIN records ON idx = i ORDER BY idx`, step-1, step, step, size)
+		}
 		if err != nil {
 			return readErr(err, "load stored hashes")
 		}
@@ -173,7 +268,7 @@ SELECT idx, hashes FROM k JOIN records ON idx = i ORDER BY idx`, step-1, step, s
 			}
 			// Row idx holds, at level l, the hash of subtree (idx+1)>>l - 1.
 			for l := low; l < int(count); l++ {
-				levels[l] = append(levels[l], ledger.Hash(hs[32*l:32*l+32]))
+				levels[l].add(ledger.Hash(hs[32*l : 32*l+32]))
 			}
 		}
 		if err := rows.Err(); err != nil {
@@ -189,13 +284,13 @@ SELECT idx, hashes FROM k JOIN records ON idx = i ORDER BY idx`, step-1, step, s
 	return nil
 }
 
-// bytes returns the memory the cached hashes take.
-func (c *hashCache) bytes() int {
+// held returns how many hashes the cache holds.
+func (c *hashCache) held() int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	n := 0
+	var n int64
 	for _, l := range c.levels {
-		n += 32 * len(l)
+		n += l.n
 	}
 	return n
 }

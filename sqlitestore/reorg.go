@@ -131,6 +131,9 @@ func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*led
 	}
 	c := *parent
 	s.head.Store(&c)
+	// The cache keeps the log's first forkSize records' hashes; should it
+	// not be up to date, the next Append reads it again.
+	s.cache.reorged(head, &c, forkSize, hashes)
 	return nil
 }
 

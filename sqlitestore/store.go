@@ -86,15 +86,18 @@
 //
 // # Memory and speed
 //
-// The stored log hashes at the upper levels of the tree are kept in memory
-// (hashCache): every level from the lowest one that keeps them within
-// 131,072 hashes (4 MiB) up, which at 1M records is levels 4 and above
-// (125,000 hashes), and at 16M records levels 8 and above. A proof
-// therefore reads from the file only the few hashes below those levels,
-// which lie in rows next to each other, in one query. The cache is filled
-// at Open (one rowid lookup per 2^level records: about 0.1 s at 1M
-// records), extended by Append, and read again from the file by the first
-// Append after a reorg (until then, proofs read the file).
+// The stored log hashes are kept in memory (hashCache), within a bound
+// (WithHashCache, default 64 MiB): every level of the tree from the lowest
+// one that fits the bound up. A log of n records has at most 2n stored
+// hashes, 64 bytes per record (HashCacheBytesPerRecord), so the default
+// holds every level up to about 1M records, and levels 1 and up (half of
+// that per record) up to 2M. A proof reads from memory every hash at the
+// levels held, and from the file only those below them, which lie in rows
+// next to each other, in one query. The cache is filled at Open (reading
+// the rows that hold level low and up: every row for low <= 3, else one
+// rowid lookup per 2^low records), extended by Append, cut back and
+// extended by Reorg, and read again from the file by the first Append
+// after anything else changed the head (until then, proofs read the file).
 //
 // Every connection runs with wal_autocheckpoint = 16384 pages (the WAL
 // grows to 64 MiB before its pages are copied back into the database, so
@@ -197,9 +200,9 @@ const (
 const autoFullLimit = 64 << 20
 
 type config struct {
-	readers     int
-	check       IntegrityCheck
-	cacheHashes int // hashCache.max
+	readers    int
+	check      IntegrityCheck
+	cacheBytes int64 // bound of the hash cache
 }
 
 // An Option configures Open.
@@ -217,6 +220,9 @@ func (c *config) validate() error {
 	}
 	if c.check < CheckAuto || c.check > CheckFull {
 		return fmt.Errorf("sqlitestore: unknown integrity check %d", c.check)
+	}
+	if c.cacheBytes < 0 {
+		return fmt.Errorf("sqlitestore: hash cache of %d bytes: want 0 or more", c.cacheBytes)
 	}
 	return nil
 }
@@ -274,7 +280,7 @@ func dsn(path string, readOnly bool) string {
 // verifies it (see the package comment). A store that fails verification is
 // refused with an error wrapping ledger.ErrCorrupt.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	cfg := config{readers: 4, check: CheckAuto, cacheHashes: defaultCacheHashes}
+	cfg := config{readers: 4, check: CheckAuto, cacheBytes: DefaultHashCacheBytes}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -293,7 +299,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
-	s.cache.max = cfg.cacheHashes
+	s.cache.max = cfg.cacheBytes / 32
 	if err := s.init(ctx, cfg); err != nil {
 		w.Close()
 		return nil, err

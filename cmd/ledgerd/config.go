@@ -42,7 +42,10 @@ type fileConfig struct {
 	WriteToken    string   `json:"write_token,omitempty"`
 	AttestWorkers int      `json:"attest_workers,omitempty"`
 	MaxBlock      int      `json:"max_block_records,omitempty"` // records a block this node proposes may hold
-	FetchTimeout  string   `json:"fetch_timeout,omitempty"`
+	// ProofCacheMB bounds, in MiB, the in-memory copy of the log's stored
+	// hashes that proofs read (default 64; 0: none).
+	ProofCacheMB *int64 `json:"proof_cache_mb,omitempty"`
+	FetchTimeout string `json:"fetch_timeout,omitempty"`
 	// TimeoutPropose is how long a poa validator waits for a round's
 	// proposal (the first round; later rounds wait longer).
 	TimeoutPropose string `json:"timeout_propose,omitempty"`
@@ -146,6 +149,13 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 		}
 		fc.MDNS = b
 	}
+	if v, ok := os.LookupEnv("LEDGERD_PROOF_CACHE_MB"); ok {
+		mb, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("LEDGERD_PROOF_CACHE_MB=%q: want a number of MiB", v)
+		}
+		fc.ProofCacheMB = &mb
+	}
 	if v, ok := os.LookupEnv("LEDGERD_MINE"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -211,6 +221,15 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 		NoReverify:    fc.Reverify != nil && !*fc.Reverify,
 	}
 	cfg.MaxBlockRecords = fc.MaxBlock
+	if mb := fc.ProofCacheMB; mb != nil {
+		if *mb < 0 || *mb > maxProofCacheMB {
+			return nil, fmt.Errorf("proof_cache_mb %d: want 0 (none) to %d MiB", *mb, maxProofCacheMB)
+		}
+		cfg.ProofCacheBytes = *mb << 20
+		if *mb == 0 {
+			cfg.ProofCacheBytes = -1 // none
+		}
+	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = node.DefaultHTTPAddr
 	}
@@ -222,6 +241,9 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	}
 	return cfg, nil
 }
+
+// maxProofCacheMB bounds proof_cache_mb: 1 TiB.
+const maxProofCacheMB = 1 << 20
 
 // parseSetting parses the duration setting name when it is set, into dst;
 // it must be at least lo and, when hi > 0, at most hi (want says so).

@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,8 +14,10 @@ import (
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3"
+	"github.com/spf13/cobra"
 
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/node"
 	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
@@ -140,5 +144,76 @@ func rewriteConfig(t *testing.T, path string, fc *fileConfig) {
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestProofCacheSetting: proof_cache_mb in config.json, overridden by
+// LEDGERD_PROOF_CACHE_MB, bounds the node's in-memory copy of the stored
+// hashes (0: none; unset: the default); a negative or malformed value stops
+// 'ledgerd run' before it opens anything, naming the setting.
+func TestProofCacheSetting(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "net")
+	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
+		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
+	}
+	home := filepath.Join(dir, "node0")
+	cpath := filepath.Join(home, configFile)
+	fc, err := readFileConfig(cpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := func(v int64) *int64 { return &v }
+	t.Setenv("LEDGERD_PROOF_CACHE_MB", "") // restored after the test
+	config := func() (*node.Config, error) {
+		var f runFlags
+		cmd := &cobra.Command{}
+		f.register(cmd)
+		f.home = home
+		return f.nodeConfig(cmd, io.Discard)
+	}
+	for _, tt := range []struct {
+		file *int64 // nil: unset
+		env  string // "" for none
+		want int64  // node.Config.ProofCacheBytes before Validate
+	}{
+		{nil, "", 0},
+		{mb(256), "", 256 << 20},
+		{mb(0), "", -1},
+		{mb(256), "8", 8 << 20},
+		{nil, "0", -1},
+	} {
+		fc.ProofCacheMB = tt.file
+		rewriteConfig(t, cpath, fc)
+		if tt.env != "" {
+			os.Setenv("LEDGERD_PROOF_CACHE_MB", tt.env)
+		} else {
+			os.Unsetenv("LEDGERD_PROOF_CACHE_MB")
+		}
+		what := fmt.Sprintf("proof_cache_mb unset, LEDGERD_PROOF_CACHE_MB %q", tt.env)
+		if tt.file != nil {
+			what = fmt.Sprintf("proof_cache_mb %d, LEDGERD_PROOF_CACHE_MB %q", *tt.file, tt.env)
+		}
+		cfg, err := config()
+		if err != nil {
+			t.Fatalf("config with %s: %v", what, err)
+		}
+		if cfg.ProofCacheBytes != tt.want {
+			t.Errorf("config with %s: ProofCacheBytes %d, want %d", what, cfg.ProofCacheBytes, tt.want)
+		}
+	}
+	os.Unsetenv("LEDGERD_PROOF_CACHE_MB")
+	fc.ProofCacheMB = mb(-1)
+	rewriteConfig(t, cpath, fc)
+	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "proof_cache_mb") {
+		t.Errorf("run with proof_cache_mb -1: exit %d\n%s", code, stderr)
+	}
+	fc.ProofCacheMB = nil
+	rewriteConfig(t, cpath, fc)
+	os.Setenv("LEDGERD_PROOF_CACHE_MB", "64MiB")
+	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "LEDGERD_PROOF_CACHE_MB") {
+		t.Errorf("run with LEDGERD_PROOF_CACHE_MB=64MiB: exit %d\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
+		t.Errorf("a refused run created %s", dbFile)
 	}
 }
