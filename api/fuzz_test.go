@@ -65,11 +65,11 @@ func FuzzVerifyRecord(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		rr, err := s.recordResponse(ctx, ent)
+		p, err := s.prove(ctx, ent)
 		if err != nil {
 			f.Fatal(err)
 		}
-		data, _ := json.Marshal(rr)
+		data := p.appendJSON(nil)
 		f.Add(data)
 	}
 	g := chain.Genesis

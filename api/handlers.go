@@ -63,11 +63,7 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, param string)
 		return err
 	}
 	if e != nil {
-		rr, err := s.recordResponse(ctx, e)
-		if err != nil {
-			return err
-		}
-		return s.writeJSON(w, http.StatusOK, rr)
+		return s.writeProven(ctx, w, e)
 	}
 	if p, ok := s.b.Pending(key); ok {
 		return s.writeJSON(w, http.StatusAccepted, s.fillPending(p))
@@ -77,11 +73,7 @@ func (s *Server) getRecord(w http.ResponseWriter, r *http.Request, param string)
 		return err
 	}
 	if e != nil {
-		rr, err := s.recordResponse(ctx, e)
-		if err != nil {
-			return err
-		}
-		return s.writeJSON(w, http.StatusOK, rr)
+		return s.writeProven(ctx, w, e)
 	}
 	return errf(http.StatusNotFound, CodeNotFound, "%s is neither committed nor pending", key)
 }
@@ -98,30 +90,42 @@ func (s *Server) lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, err
 	return e, nil
 }
 
-// recordResponse proves e against the newest checkpoint.
-func (s *Server) recordResponse(ctx context.Context, e *ledger.Entry) (*RecordResponse, error) {
+// prove proves e against the newest checkpoint.
+func (s *Server) prove(ctx context.Context, e *ledger.Entry) (*provenRecord, error) {
 	hdr, cert, err := s.b.Checkpoint(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("api: checkpoint: %w", err)
 	}
-	if uint64(e.Index) >= hdr.LogSize {
+	var cp *encodedCheckpoint
+	if uint64(e.Index) < hdr.LogSize {
+		cp, err = s.checkpoint.get(hdr, cert)
+	} else {
 		// Committed after the checkpoint was read: prove against the
 		// record's own block, which is committed and certified too.
 		b, err := s.store.Block(ctx, e.Height)
 		if err != nil {
 			return nil, fmt.Errorf("api: block %d of record %d: %w", e.Height, e.Index, err)
 		}
-		hdr, cert = &b.Header, b.Certificate
+		cp, err = encodeCheckpoint(&b.Header, b.Certificate)
 	}
-	proof, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, s.store), int64(hdr.LogSize), e.Index)
 	if err != nil {
 		return nil, err
 	}
-	return &RecordResponse{
-		Record:     s.newRecord(e, hdr.Height),
-		Proof:      proof,
-		Checkpoint: NewCheckpoint(hdr, cert),
-	}, nil
+	proof, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, s.store), int64(cp.hdr.LogSize), e.Index)
+	if err != nil {
+		return nil, err
+	}
+	return &provenRecord{rec: s.newRecord(e, cp.hdr.Height), proof: proof, cp: cp}, nil
+}
+
+// writeProven proves e and writes it as a RecordResponse.
+func (s *Server) writeProven(ctx context.Context, w http.ResponseWriter, e *ledger.Entry) error {
+	p, err := s.prove(ctx, e)
+	if err != nil {
+		return err
+	}
+	s.writeRecord(w, http.StatusOK, p)
+	return nil
 }
 
 // status returns the status of a record committed at height when the head
@@ -193,10 +197,11 @@ func (s *Server) postRecord(w http.ResponseWriter, r *http.Request, _ string) er
 	var resp SubmitResponse
 	status := http.StatusAccepted
 	if e != nil {
-		rr, err := s.recordResponse(ctx, e)
+		p, err := s.prove(ctx, e)
 		if err != nil {
 			return err
 		}
+		rr := p.response()
 		resp.Status, resp.Record = rr.Status, rr
 		resp.Mismatch = mismatch(claim, "committed", e.Record.Commit, e.Record.Tree)
 		status = http.StatusOK
@@ -386,7 +391,11 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request, _ string)
 	if err != nil {
 		return fmt.Errorf("api: checkpoint: %w", err)
 	}
-	cp := NewCheckpoint(hdr, cert)
+	e, err := s.checkpoint.get(hdr, cert)
+	if err != nil {
+		return err
+	}
+	cp := e.cp
 	cp.Note = s.noteFor(r.Context(), hdr.Height) // checkpoint.go
 	return s.writeJSON(w, http.StatusOK, cp)
 }

@@ -87,6 +87,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
+	checkpoint checkpointCache // the newest checkpoint, encoded (recordjson.go)
+
 	routes []*route
 	exact  map[string]*route
 
