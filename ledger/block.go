@@ -63,12 +63,39 @@ func (b *Block) Format() []byte {
 // matches the header; it verifies no signatures and no chain rules (see
 // ValidateNext).
 func ParseBlock(data []byte) (*Block, error) {
+	b, _, err := parseBlock(data, false)
+	return b, err
+}
+
+// A ParsedBlock is a block decoded by ParseBlockLeaves, with what decoding
+// it established: its records are well formed (ParseRecord checks every
+// field) and leaves are their leaf hashes, hashed from the bytes decoded.
+// ValidateParsed uses both. Block must not be modified.
+type ParsedBlock struct {
+	Block  *Block
+	leaves []Hash
+}
+
+// ParseBlockLeaves parses a block as ParseBlock does and hashes its
+// records' leaves from the bytes parsed (a parsed record formats back to
+// exactly them), for ValidateParsed.
+func ParseBlockLeaves(data []byte) (*ParsedBlock, error) {
+	b, leaves, err := parseBlock(data, true)
+	if err != nil {
+		return nil, err
+	}
+	return &ParsedBlock{Block: b, leaves: leaves}, nil
+}
+
+// parseBlock is ParseBlock; with hash set it also returns the records'
+// leaf hashes.
+func parseBlock(data []byte, hash bool) (*Block, []Hash, error) {
 	if len(data) > MaxBlockBytes {
-		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d bytes, more than %d", len(data), MaxBlockBytes)}
+		return nil, nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d bytes, more than %d", len(data), MaxBlockBytes)}
 	}
 	rest, ok := bytes.CutPrefix(data, []byte(blockMagic+"\n"))
 	if !ok {
-		return nil, &FormatError{What: "block", Line: 1, Msg: "missing " + blockMagic}
+		return nil, nil, &FormatError{What: "block", Line: 1, Msg: "missing " + blockMagic}
 	}
 	next := func() (name string, body []byte, err error) {
 		i := bytes.IndexByte(rest, '\n')
@@ -89,60 +116,67 @@ func ParseBlock(data []byte) (*Block, error) {
 		return name, body, nil
 	}
 	var b Block
+	var leaves []Hash
 	name, body, err := next()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if name != "header" {
-		return nil, &FormatError{What: "block", Msg: "first section is not the header"}
+		return nil, nil, &FormatError{What: "block", Msg: "first section is not the header"}
 	}
 	h, err := ParseHeader(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b.Header = *h
 	if h.Records > MaxBlockRecords {
-		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d records, more than %d", h.Records, MaxBlockRecords)}
+		return nil, nil, &FormatError{What: "block", Msg: fmt.Sprintf("%d records, more than %d", h.Records, MaxBlockRecords)}
 	}
 	b.Records = make([]Record, 0, h.Records)
+	if hash {
+		leaves = make([]Hash, 0, h.Records)
+	}
 	for len(rest) > 0 {
 		name, body, err := next()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch {
 		case name == "record" && len(b.Authority) == 0 && b.Certificate == nil && len(b.Attestations) == 0:
 			r, err := ParseRecord(body)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			b.Records = append(b.Records, *r)
+			if hash {
+				leaves = append(leaves, leafHash(body))
+			}
 		case name == "authority" && b.Certificate == nil && len(b.Attestations) == 0:
 			c, err := ParseAuthorityChange(body)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			b.Authority = append(b.Authority, *c)
 		case name == "certificate" && b.Certificate == nil && len(b.Attestations) == 0:
 			c, err := ParseCertificate(body)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			b.Certificate = c
 		case name == "attestation":
 			a, err := ParseAttestation(body)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			b.Attestations = append(b.Attestations, *a)
 		default:
-			return nil, &FormatError{What: "block", Msg: fmt.Sprintf("unexpected section %q", clip(name))}
+			return nil, nil, &FormatError{What: "block", Msg: fmt.Sprintf("unexpected section %q", clip(name))}
 		}
 	}
 	if uint64(b.Leaves()) != h.Records {
-		return nil, &FormatError{What: "block", Msg: fmt.Sprintf("header says %d records, body has %d", h.Records, b.Leaves())}
+		return nil, nil, &FormatError{What: "block", Msg: fmt.Sprintf("header says %d records, body has %d", h.Records, b.Leaves())}
 	}
-	return &b, nil
+	return &b, leaves, nil
 }
 
 func cutSpace(s string) (string, string, bool) {

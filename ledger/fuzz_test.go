@@ -167,6 +167,24 @@ func FuzzParseBlock(f *testing.F) {
 			}
 			return b.Format()
 		})
+		// ParseBlockLeaves agrees, and hashes the leaves the records give.
+		b, err := ledger.ParseBlock(data)
+		p, perr := ledger.ParseBlockLeaves(data)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("ParseBlock(%q) = %v but ParseBlockLeaves = %v", data, err, perr)
+		}
+		if err != nil {
+			return
+		}
+		leaves := ledger.ParsedLeaves(p)
+		if !bytes.Equal(p.Block.Format(), b.Format()) || len(leaves) != len(b.Records) {
+			t.Fatalf("ParseBlockLeaves(%q) differs from ParseBlock: %d leaves for %d records", data, len(leaves), len(b.Records))
+		}
+		for i := range b.Records {
+			if leaves[i] != b.Records[i].LeafHash() {
+				t.Fatalf("ParseBlockLeaves(%q): leaf %d is not record %d's leaf hash", data, i, i)
+			}
+		}
 	})
 }
 

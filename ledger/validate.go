@@ -66,16 +66,35 @@ func CheckLink(parent *Header, b *Block) error {
 // (unless seal is nil; the poa seal checks the authority changes' rules). It returns the stored log hashes to pass to
 // s.Append.
 func ValidateNext(ctx context.Context, s Store, parent *Header, b *Block, seal SealChecker) ([]Hash, error) {
+	return validateNext(ctx, s, parent, b, nil, seal)
+}
+
+// ValidateParsed is ValidateNext for a block parsed by ParseBlockLeaves:
+// it checks the same, but takes the records' form, which the parse
+// checked, and their leaf hashes, which it computed, from p instead of
+// checking and hashing each record again.
+func ValidateParsed(ctx context.Context, s Store, parent *Header, p *ParsedBlock, seal SealChecker) ([]Hash, error) {
+	return validateNext(ctx, s, parent, p.Block, p.leaves, seal)
+}
+
+// validateNext is ValidateNext; recordLeaves, when not nil, are the leaf
+// hashes of b's records, which are known to be well formed.
+func validateNext(ctx context.Context, s Store, parent *Header, b *Block, recordLeaves []Hash, seal SealChecker) ([]Hash, error) {
 	if err := CheckLink(parent, b); err != nil {
 		return nil, err
+	}
+	if len(recordLeaves) != len(b.Records) {
+		recordLeaves = nil // not the records parsed: check them
 	}
 	h := &b.Header
 	seen := make(map[Key]bool, len(b.Records))
 	leaves := make([]Hash, len(b.Records), b.Leaves())
 	for i := range b.Records {
 		r := &b.Records[i]
-		if err := r.Check(); err != nil {
-			return nil, invalid(h.Height, "record", "record %d: %v", i, err)
+		if recordLeaves == nil {
+			if err := r.Check(); err != nil {
+				return nil, invalid(h.Height, "record", "record %d: %v", i, err)
+			}
 		}
 		if seen[r.Key] {
 			return nil, invalid(h.Height, "key", "key %s twice in the block", r.Key)
@@ -87,7 +106,12 @@ func ValidateNext(ctx context.Context, s Store, parent *Header, b *Block, seal S
 		case !errors.Is(err, ErrNotFound):
 			return nil, fmt.Errorf("ledger: validate height %d: %w", h.Height, err)
 		}
-		leaves[i] = r.LeafHash()
+		if recordLeaves == nil {
+			leaves[i] = r.LeafHash()
+		}
+	}
+	if recordLeaves != nil {
+		copy(leaves, recordLeaves)
 	}
 	if len(b.Authority) > 0 && h.Engine != EnginePoA {
 		return nil, invalid(h.Height, "authority", "a %s block carries authority changes", h.Engine)

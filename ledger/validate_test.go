@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,6 +152,34 @@ func TestValidateNext(t *testing.T) {
 		if tc.is != nil && !errors.Is(err, tc.is) {
 			t.Errorf("ValidateNext(%s) = %v; want it to wrap %v", tc.name, err, tc.is)
 		}
+		// The same block from its encoding: a malformed record or a wrong
+		// count fails the parse, anything else ValidateParsed as
+		// ValidateNext.
+		p, err := ledger.ParseBlockLeaves(blk.Format())
+		if parseFails := tc.field == "record" || tc.field == "records"; parseFails != (err != nil) {
+			t.Fatalf("ParseBlockLeaves(%s) = %v", tc.name, err)
+		} else if parseFails {
+			continue
+		}
+		_, err = ledger.ValidateParsed(ctx, s, &parent, p, tc.seal)
+		if !errors.As(err, &ve) || ve.Field != tc.field || ve.Height != parent.Height+1 || (tc.is != nil && !errors.Is(err, tc.is)) {
+			t.Errorf("ValidateParsed(%s) = %v; want a *ValidationError for field %q at height %d", tc.name, err, tc.field, parent.Height+1)
+		}
+	}
+	// A valid block from its encoding: the same stored hashes, the same
+	// leaves as the records give.
+	p, err := ledger.ParseBlockLeaves(b.Format())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ledger.ValidateParsed(ctx, s, &parent, p, nil); err != nil || !slices.Equal(got, stored) {
+		t.Errorf("ValidateParsed(valid) = %d hashes, %v; want ValidateNext's %d", len(got), err, len(stored))
+	}
+	// Records changed after the parse are checked and hashed again.
+	p.Block.Records = p.Block.Records[:2]
+	p.Block.Header.Records, p.Block.Header.LogSize = 2, parent.LogSize+2
+	if _, err := ledger.ValidateParsed(ctx, s, &parent, p, nil); !errors.As(err, new(*ledger.ValidationError)) {
+		t.Errorf("ValidateParsed(records cut after the parse) = %v; want a *ValidationError", err)
 	}
 	// A store that fails is not an invalid block.
 	boom := errors.New("disk on fire")

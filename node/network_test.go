@@ -13,6 +13,7 @@ import (
 	"github.com/vcsledger/vcsledger/consensus"
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/p2p"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // TestNetworkSubmitAnywhere: four validators that find each other through
@@ -324,6 +325,49 @@ func TestNetworkCatchUp(t *testing.T) {
 	t.Logf("node 2 restarted on an empty database synced %d blocks from genesis in %v", head.Height, took.Round(time.Millisecond))
 	c.waitConverged(time.Minute)
 	c.checkHave(acked)
+	c.audit()
+}
+
+// TestNetworkSyncKilled kills a replica while it syncs from genesis, with
+// blocks fetched and verified ahead of its writes: the database it leaves
+// holds a valid chain (every block whole, its log and certificates right:
+// Audit), and restarted on it the replica syncs the rest.
+func TestNetworkSyncKilled(t *testing.T) {
+	const blocks, perBlock, replica = 600, 50, 4
+	c := newCluster(t, clusterOpts{validators: 4, followers: 1, attestQuorum: 0,
+		genesisAge: time.Duration(blocks)*50*time.Millisecond + time.Minute})
+	c.seed(0, c.prebuild(blocks, perBlock))
+	c.start(0)
+	c.start(replica)
+	c.waitHeight([]int{replica}, 20, time.Minute)
+	c.kill(replica)
+
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, c.members[replica].Cfg.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := st.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.Height >= blocks {
+		t.Fatalf("the replica synced all %d blocks before it was killed", blocks)
+	}
+	t.Logf("killed at height %d of %d", head.Height, blocks)
+	seal, err := SealChecker(c.g, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.Audit(ctx, st, c.g, seal, nil); err != nil {
+		t.Errorf("Audit of the killed replica's store = %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.start(replica)
+	c.waitHeight([]int{replica}, blocks, 2*time.Minute)
 	c.audit()
 }
 

@@ -104,14 +104,19 @@
 // # Syncer
 //
 // A Syncer asks every connected peer for its head, picks the highest
-// above ours and fetches from it, keeping one request ahead of the batch
-// being validated. Each block is checked with ledger.ValidateNext and the
-// node's SealChecker, then appended, while the node's append lock
-// (SyncConfig.Lock) is held, so blocks committed by consensus under the
-// same lock never race with synced ones; a block at a height we already
-// have must be the block we have. A peer that serves an invalid or
+// above ours and fetches from it in a pipeline of three goroutines: one
+// requests the next range of blocks while another verifies blocks, each
+// on top of those it verified before (ledger.ValidateParsed and the
+// node's SealChecker, the log hashes of blocks not stored yet held in
+// memory), and the third appends the verified blocks, one transaction
+// each, while the node's append lock (SyncConfig.Lock) is held and only
+// on the very head a block was verified on, so blocks committed by
+// consensus under the same lock never race with synced ones; a block at a
+// height we already have must be the block we have. At most one fetched
+// range and 4 verified blocks wait. A peer that serves an invalid or
 // different block is banned and the Syncer goes on with the next best
-// peer. Nothing that fails validation is stored. SyncConfig.OnAppend tells
+// peer; the blocks before it are stored, nothing from it on. Nothing that
+// fails validation is stored. SyncConfig.OnAppend tells
 // the node of each stored block. Run syncs when kicked, when a peer
 // passes the hello and every SyncConfig.Interval (10 s).
 //

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,6 +222,103 @@ func TestSyncTampered(t *testing.T) {
 				t.Errorf("still connected to the tampering peer")
 			}
 		})
+	}
+}
+
+// TestSyncBadBlockMidRange: the only peer serves a bad block in the middle
+// of a range the syncer fetched in one request and verifies ahead of its
+// writes. The blocks before it are stored, it and every block after it
+// are not, and the peer is banned.
+func TestSyncBadBlockMidRange(t *testing.T) {
+	// Ranges of 1, 2, 4, 8 and 16 blocks from height 1: 21 is inside the
+	// range 16 to 31.
+	const blocks, at = 40, 21
+	c := buildChain(t, 4, blocks, 2)
+	for _, tc := range []struct {
+		name   string
+		tamper func(*ledger.Block)
+	}{
+		{"log root", func(b *ledger.Block) { b.Header.LogRoot[0] ^= 1 }},
+		{"bad certificate signature", func(b *ledger.Block) { b.Certificate.Sigs[0].Sig[5] ^= 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := startHost(t, testConfig(c.Genesis.Hash(), nil, tamperSource{c.Store, at, tc.tamper}))
+			client := startHost(t, testConfig(c.Genesis.Hash(), nil, nil, bad))
+			eventually(t, 10*time.Second, "hello", func() bool { return hasPeers(client, bad) })
+			store := freshStore(t, c.Genesis)
+			var mu sync.Mutex
+			var appended []uint64
+			s, err := NewSyncer(client, SyncConfig{
+				Store: &checkingStore{MemStore: store, seal: newSeal(t, c.Genesis), t: t},
+				Seal:  newSeal(t, c.Genesis),
+				Batch: 32,
+				OnAppend: func(ctx context.Context, b *ledger.Block) {
+					mu.Lock()
+					appended = append(appended, b.Header.Height)
+					mu.Unlock()
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			samePrefix(t, store, c.Store, at-1)
+			mu.Lock()
+			if len(appended) != at-1 || appended[len(appended)-1] != at-1 {
+				t.Errorf("OnAppend called for %d blocks, up to %v; want 1 to %d", len(appended), appended[len(appended)-1:], at-1)
+			}
+			mu.Unlock()
+			if !slices.Contains(client.Blocked(), bad.ID()) {
+				t.Errorf("the peer serving block %d tampered is not banned", at)
+			}
+		})
+	}
+}
+
+// TestSyncCancelled: a sync cancelled while blocks are fetched and
+// verified ahead leaves the store at the last block it stored, each one
+// whole and valid; the next Sync goes on from there.
+func TestSyncCancelled(t *testing.T) {
+	const blocks, stopAt = 300, 50
+	c := buildChain(t, 1, blocks, 2)
+	_, client := syncPair(t, c.Genesis, c.Store, nil)
+	store := freshStore(t, c.Genesis)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var appended atomic.Int64
+	s, err := NewSyncer(client, SyncConfig{
+		Store: &checkingStore{MemStore: store, seal: newSeal(t, c.Genesis), t: t},
+		Seal:  newSeal(t, c.Genesis),
+		Batch: 64,
+		OnAppend: func(context.Context, *ledger.Block) {
+			if appended.Add(1) == stopAt {
+				cancel()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sync cancelled = %v, want context.Canceled", err)
+	}
+	samePrefix(t, store, c.Store, stopAt)
+	head, _ := store.Head(context.Background())
+	if root, err := ledger.LogRoot(ledger.HashReaderOf(context.Background(), store), int64(head.LogSize)); err != nil || root != head.LogRoot {
+		t.Errorf("log root of the stored hashes = %v, %v; want the head's %v", root, err, head.LogRoot)
+	}
+	ctx, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sameChain(t, store, c.Store)
+	if n := appended.Load(); n != blocks {
+		t.Errorf("OnAppend called %d times, want %d", n, blocks)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,13 +29,16 @@ type SyncConfig struct {
 	Store ledger.Store
 	// Seal checks each block's consensus seal (the engine's checker). It
 	// is required: a synced block is verified exactly as a block committed
-	// by consensus.
+	// by consensus. The Syncer verifies blocks ahead of storing them: Seal
+	// is called once per block, in height order, from one goroutine, for
+	// blocks whose parents may not be stored yet, so it must not read them
+	// from the store.
 	Seal ledger.SealChecker
 	// Lock is the node's append lock. The Syncer holds it from reading
-	// the head through ledger.ValidateNext to Store.Append, one block at a
-	// time, so that blocks committed by consensus (appended under the same
-	// lock) and synced blocks never race. Nil: a private mutex, for a
-	// store nothing else appends to.
+	// the head to Store.Append, one block at a time, and appends a block
+	// only on the very head it was verified on, so that blocks committed
+	// by consensus (appended under the same lock) and synced blocks never
+	// race. Nil: a private mutex, for a store nothing else appends to.
 	Lock sync.Locker
 	// OnAppend, when set, is called after each block the Syncer stored,
 	// in height order, without the lock held. The node uses it to tell the
@@ -70,9 +74,10 @@ type SyncProgress struct {
 
 // A Syncer catches a store up with the network: it asks the connected
 // peers for their heads, picks the highest above ours, and fetches blocks
-// from it, requesting the next range while it validates and stores the
-// current one. Every block passes ledger.ValidateNext with the seal before
-// it is stored; a peer that serves a block that fails, or a different
+// from it in a pipeline: it requests the next range while it verifies
+// blocks and stores the blocks verified before them (syncFrom). Every
+// block passes ledger.ValidateNext's checks with the seal before it is
+// stored; a peer that serves a block that fails, or a different
 // block at a height we have, is banned and the Syncer moves on to the next
 // best peer. It serves catch-up after downtime and brand-new replicas
 // syncing from genesis alike.
@@ -186,7 +191,7 @@ func (s *Syncer) Sync(ctx context.Context) error {
 			return nil
 		}
 		s.log.Info("syncing", "peer", best.ID, "from", local.Height+1, "to", best.Height)
-		n, err := s.syncFrom(ctx, best, local.Height)
+		n, err := s.syncFrom(ctx, best, local)
 		var se *storeError
 		switch {
 		case ctx.Err() != nil:
@@ -242,64 +247,201 @@ func (s *Syncer) best(ctx context.Context, height uint64, skip map[peer.ID]bool)
 	return best, found
 }
 
-// syncFrom fetches and stores blocks from p from height+1 to p's head. A
-// fetcher goroutine keeps one batch ahead of the one being validated.
-func (s *Syncer) syncFrom(ctx context.Context, p PeerInfo, height uint64) (int, error) {
-	type batch struct {
-		blocks []*ledger.Block
-		err    error
-	}
+// syncAhead is how many verified blocks at most wait to be stored.
+const syncAhead = 4
+
+// A verified is a block the verifier passed, with the head it was
+// verified on and the stored log hashes it adds; or, last, the error
+// that ended the fetch or the verification.
+type verified struct {
+	b      *ledger.Block
+	parent *ledger.Header
+	hashes []ledger.Hash
+	last   bool // the last block of a fetched range
+	err    error
+}
+
+// syncFrom fetches, verifies and stores blocks from p after local up to
+// p's head, in a pipeline: a fetcher asks for the next range while a
+// verifier checks, block after block, each one on top of the blocks it
+// checked before (ledger.ValidateParsed with the seal, against a view of
+// the store that holds their log hashes until they are stored: window),
+// and this goroutine stores each verified block in its own transaction.
+// At most one fetched range waits for the verifier (besides the one it
+// works on) and syncAhead verified blocks for the store. A block that
+// fails ends the pipeline: the blocks before it are stored, it and those
+// after it are not.
+func (s *Syncer) syncFrom(ctx context.Context, p PeerInfo, local *ledger.Header) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	batches := make(chan batch, 1)
+	ranges := make(chan fetched, 1)
+	out := make(chan verified, syncAhead)
+	var storedHashes atomic.Int64 // the stored log hashes the store holds, as far as the verifier needs to know
+	storedHashes.Store(ledger.StoredHashCount(int64(local.LogSize)))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		defer close(batches)
-		// The first requests are small, so that validating and storing
-		// start while the next, larger batches are on their way: a batch
-		// of full blocks is tens of MiB, which a peer reads, sends and we
-		// parse before its first block can be stored.
-		ask := 1
-		for from := height + 1; from <= p.Height; {
-			n := int(min(uint64(min(ask, s.cfg.Batch)), p.Height-from+1))
-			ask *= 2
-			bs, err := s.h.FetchBlocks(ctx, p.ID, from, n)
-			select {
-			case batches <- batch{bs, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil || len(bs) == 0 {
-				return
-			}
-			from += uint64(len(bs))
-		}
+		defer close(ranges)
+		s.fetch(ctx, p, local.Height, ranges)
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(out)
+		s.verify(ctx, local, ranges, out, &storedHashes)
 	}()
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
 	appended := 0
-	for b := range batches {
-		if b.err != nil {
-			return appended, b.err
+	for v := range out {
+		if err := ctx.Err(); err != nil {
+			return appended, err
 		}
-		if len(b.blocks) == 0 {
-			return appended, fmt.Errorf("p2p: peer %s reported height %d but served no block", p.ID, p.Height)
+		if v.err != nil {
+			return appended, v.err
 		}
-		for _, blk := range b.blocks {
-			added, err := s.apply(ctx, blk)
-			if err != nil {
-				return appended, err
-			}
-			if added {
-				appended++
-			}
+		added, err := s.store(ctx, v)
+		if err != nil {
+			return appended, err
 		}
-		s.report()
+		storedHashes.Store(ledger.StoredHashCount(int64(v.b.Header.LogSize)))
+		if added {
+			appended++
+		}
+		if v.last {
+			s.report()
+		}
 	}
-	return appended, nil
+	return appended, ctx.Err()
+}
+
+// A fetched is a range of blocks as the fetcher got them, or the error
+// that ended the fetch.
+type fetched struct {
+	blocks []*ledger.ParsedBlock
+	err    error
+}
+
+// fetch asks p for the blocks after height up to p's head, range after
+// range, and sends them to ranges until it has them all, a request fails
+// or ctx ends.
+func (s *Syncer) fetch(ctx context.Context, p PeerInfo, height uint64, ranges chan<- fetched) {
+	// The first requests are small, so that validating and storing start
+	// while the next, larger ranges are on their way: a range of full
+	// blocks is tens of MiB, which a peer reads, sends and we parse before
+	// its first block can be stored.
+	ask := 1
+	for from := height + 1; from <= p.Height; {
+		n := int(min(uint64(min(ask, s.cfg.Batch)), p.Height-from+1))
+		ask *= 2
+		bs, err := s.h.fetchParsed(ctx, p.ID, from, n)
+		if err == nil && len(bs) == 0 {
+			err = fmt.Errorf("p2p: peer %s reported height %d but served no block at %d", p.ID, p.Height, from)
+		}
+		select {
+		case ranges <- fetched{bs, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+		from += uint64(len(bs))
+	}
+}
+
+// verify checks the fetched blocks in order, each on top of the previous
+// one (the first on local), and sends each block that passes to out; the
+// first failure, of the fetch or of a block, is sent last.
+func (s *Syncer) verify(ctx context.Context, local *ledger.Header, ranges <-chan fetched, out chan<- verified, storedHashes *atomic.Int64) {
+	send := func(v verified) bool {
+		select {
+		case out <- v:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	view := &window{Store: s.cfg.Store, base: storedHashes.Load(), stored: storedHashes}
+	parent := local
+	for r := range ranges {
+		if r.err != nil {
+			send(verified{err: r.err})
+			return
+		}
+		for i, pb := range r.blocks {
+			view.trim()
+			hashes, err := ledger.ValidateParsed(ctx, view, parent, pb, s.cfg.Seal)
+			if err != nil {
+				if !errors.Is(err, ledger.ErrInvalidBlock) {
+					err = &storeError{pb.Block.Header.Height, err}
+				}
+				send(verified{err: err})
+				return
+			}
+			view.add(hashes)
+			if !send(verified{b: pb.Block, parent: parent, hashes: hashes, last: i == len(r.blocks)-1}) {
+				return
+			}
+			parent = &pb.Block.Header
+			r.blocks[i] = nil // the store's now: the range holds it no longer
+		}
+	}
+}
+
+// A window is the store as the verifier sees it: the stored log hashes
+// of the blocks verified but perhaps not stored yet, from index base on,
+// are held here until the store holds them (stored, which the storing
+// goroutine advances); older ones are read from the store. Keys are
+// never found (Lookup). Only ledger.ValidateParsed uses it, which reads
+// nothing else.
+type window struct {
+	ledger.Store
+	base   int64
+	hashes []ledger.Hash
+	stored *atomic.Int64
+}
+
+// trim drops the hashes the store holds.
+func (w *window) trim() {
+	if n := min(w.stored.Load()-w.base, int64(len(w.hashes))); n > 0 {
+		w.hashes = w.hashes[n:]
+		w.base += n
+	}
+}
+
+func (w *window) add(hashes []ledger.Hash) { w.hashes = append(w.hashes, hashes...) }
+
+func (w *window) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
+	out := make([]ledger.Hash, len(indexes))
+	var old []int64
+	for i, x := range indexes {
+		switch {
+		case x < w.base:
+			old = append(old, x)
+		case x-w.base < int64(len(w.hashes)):
+			out[i] = w.hashes[x-w.base]
+		default:
+			return nil, fmt.Errorf("p2p: sync: stored hash %d: %w", x, ledger.ErrNotFound)
+		}
+	}
+	if len(old) == 0 {
+		return out, nil
+	}
+	hs, err := w.Store.ReadHashes(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	if len(hs) != len(old) {
+		return nil, fmt.Errorf("p2p: sync: store read %d hashes, want %d", len(hs), len(old))
+	}
+	for i, x := range indexes {
+		if x < w.base {
+			out[i], hs = hs[0], hs[1:]
+		}
+	}
+	return out, nil
 }
 
 // A storeError is a failure of our own store (not the peer's fault), at
@@ -312,17 +454,18 @@ type storeError struct {
 func (e *storeError) Error() string { return e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// apply validates b against the store's head and appends it, under the
-// append lock. A block at a height we already have must be the very
-// block we have (consensus may have committed it meanwhile); it is then
-// skipped.
-func (s *Syncer) apply(ctx context.Context, b *ledger.Block) (bool, error) {
+// store appends v.b, under the append lock, if the store's head is the
+// block it was verified on; a block at a height we already have must be
+// the very block we have (consensus may have committed it meanwhile), and
+// is then skipped.
+func (s *Syncer) store(ctx context.Context, v verified) (bool, error) {
 	s.lock.Lock()
-	added, err := s.applyLocked(ctx, b)
+	added, err := s.storeLocked(ctx, v)
 	s.lock.Unlock()
 	if err != nil || !added {
 		return false, err
 	}
+	b := v.b
 	s.update(func(p *SyncProgress) {
 		p.Height = b.Header.Height
 		p.Blocks++
@@ -334,8 +477,8 @@ func (s *Syncer) apply(ctx context.Context, b *ledger.Block) (bool, error) {
 	return true, nil
 }
 
-func (s *Syncer) applyLocked(ctx context.Context, b *ledger.Block) (bool, error) {
-	st := s.cfg.Store
+func (s *Syncer) storeLocked(ctx context.Context, v verified) (bool, error) {
+	st, b := s.cfg.Store, v.b
 	head, err := st.Head(ctx)
 	if err != nil {
 		return false, &storeError{0, fmt.Errorf("head: %w", err)}
@@ -355,14 +498,13 @@ func (s *Syncer) applyLocked(ctx context.Context, b *ledger.Block) (bool, error)
 	case height > head.Height+1:
 		return false, &storeError{height, fmt.Errorf("block %d does not follow our head %d", height, head.Height)}
 	}
-	stored, err := ledger.ValidateNext(ctx, keysChecked{st}, head, b, s.cfg.Seal)
-	if err != nil {
-		if errors.Is(err, ledger.ErrInvalidBlock) {
-			return false, err
-		}
-		return false, &storeError{height, err}
+	if *head != *v.parent {
+		// Our head is not the block the peer's chain has below b, which
+		// we verified b on.
+		return false, &ledger.ValidationError{Height: height, Field: "prev",
+			Err: fmt.Errorf("block %s follows %s, our head is %s", b.Hash(), b.Header.Prev, head.Hash())}
 	}
-	switch err := st.Append(ctx, b, stored); {
+	switch err := st.Append(ctx, b, v.hashes); {
 	case errors.Is(err, ledger.ErrConflict):
 		return false, &ledger.ValidationError{Height: height, Field: "key", Err: err}
 	case err != nil:
@@ -371,17 +513,18 @@ func (s *Syncer) applyLocked(ctx context.Context, b *ledger.Block) (bool, error)
 	return true, nil
 }
 
-// keysChecked is the store as ledger.ValidateNext sees it for a synced
-// block: every key not committed yet. One check of ValidateNext is left to
-// the store: ledger.Store.Append refuses, atomically, a block holding a
-// key already committed (ErrConflict), and applyLocked takes that refusal
-// as the block's fault, as it takes ValidateNext's. Looking every key up
-// before appending took about half of a sync's time.
-type keysChecked struct{ ledger.Store }
-
-func (keysChecked) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
-	return nil, fmt.Errorf("p2p: sync: key %s: left to Append: %w", key, ledger.ErrNotFound)
+// Lookup finds no key: every key is taken as not committed yet. That
+// check of ledger.ValidateNext's is left to the store: ledger.Store.Append
+// refuses, atomically, a block holding a key already committed
+// (ErrConflict), and storeLocked takes that refusal as the block's fault,
+// as it takes a failed verification. Looking every key up before
+// appending took about half of a sync's time.
+func (*window) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
+	return nil, errLeftToAppend
 }
+
+// errLeftToAppend is made once: Lookup is asked for every key.
+var errLeftToAppend = fmt.Errorf("p2p: sync: key lookup left to Append: %w", ledger.ErrNotFound)
 
 func (s *Syncer) update(f func(*SyncProgress)) {
 	s.mu.Lock()

@@ -395,17 +395,32 @@ func (h *Host) FetchHeaders(ctx context.Context, p peer.ID, from uint64, count i
 // on our chain; it verifies no links, logs or seals: ledger.ValidateNext
 // does (the Syncer calls it before storing anything).
 func (h *Host) FetchBlocks(ctx context.Context, p peer.ID, from uint64, count int) ([]*ledger.Block, error) {
+	ps, err := h.fetchParsed(ctx, p, from, count)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*ledger.Block, len(ps))
+	for i := range ps {
+		out[i] = ps[i].Block
+	}
+	return out, nil
+}
+
+// fetchParsed is FetchBlocks, keeping what the parse learnt for
+// ledger.ValidateParsed.
+func (h *Host) fetchParsed(ctx context.Context, p peer.ID, from uint64, count int) ([]*ledger.ParsedBlock, error) {
 	count = max(1, min(count, maxSyncBlocksPerRequest))
 	items, err := h.request(ctx, p, &request{Kind: reqBlocks, From: from, Count: count, MaxBytes: h.cfg.SyncMaxBytes},
 		responseLimits{items: count, itemSize: ledger.MaxBlockBytes, total: int64(h.cfg.SyncMaxBytes)})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*ledger.Block, len(items))
+	out := make([]*ledger.ParsedBlock, len(items))
 	for i, data := range items {
-		b, err := ledger.ParseBlock(data)
+		b, err := ledger.ParseBlockLeaves(data)
+		items[i] = nil // parsed: its bytes can go
 		if err == nil {
-			err = h.checkItem(&b.Header.Chain, b.Header.Height, from+uint64(i))
+			err = h.checkItem(&b.Block.Header.Chain, b.Block.Header.Height, from+uint64(i))
 		}
 		if err != nil {
 			err = fmt.Errorf("p2p: blocks from %s: %w: %v", p, ErrProtocol, err)
