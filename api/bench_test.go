@@ -44,8 +44,12 @@ var benchStore = sync.OnceValues(func() (*sqlitestore.Store, error) {
 	if benchDir, err = os.MkdirTemp("", "api-bench-"); err != nil {
 		return nil, err
 	}
-	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(benchDir, "ledger.db"))
+	return storeOf(context.Background(), filepath.Join(benchDir, "ledger.db"), chain)
+})
+
+// storeOf returns a new sqlitestore at path holding chain's blocks.
+func storeOf(ctx context.Context, path string, chain *ledgertest.Chain) (*sqlitestore.Store, error) {
+	s, err := sqlitestore.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +65,7 @@ var benchStore = sync.OnceValues(func() (*sqlitestore.Store, error) {
 		}
 	}
 	return s, nil
-})
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
 // TestRecordJSON checks that the record answer is written exactly as
@@ -63,26 +67,49 @@ func TestRecordJSON(t *testing.T) {
 // TestRecordAnswer checks GET /v1/records/{key} against the RecordResponse
 // it stands for, and that the checkpoint it carries follows the head: a
 // record asked for after a new block is proven against the new head, and
-// verifies.
+// verifies. The chain is read from memory (ledgertest) and from a
+// sqlitestore, which proves records from its hash cache.
 func TestRecordAnswer(t *testing.T) {
+	for _, kind := range []string{"memory", "sqlite"} {
+		t.Run(kind, func(t *testing.T) { testRecordAnswer(t, kind == "sqlite") })
+	}
+}
+
+func testRecordAnswer(t *testing.T, sqlite bool) {
 	e := newEnv(t, Config{})
 	ctx := context.Background()
-	g := e.b.chain.Genesis
+	chain := e.b.chain
+	var store *sqlitestore.Store
+	if sqlite {
+		var err error
+		if store, err = storeOf(ctx, filepath.Join(t.TempDir(), "ledger.db"), chain); err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if e.s, err = NewServer(Config{}, sqliteBackend{e.b, store}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	check := func(index int64) *RecordResponse {
 		t.Helper()
-		ent, err := e.b.chain.Store.Record(ctx, index)
+		ent, err := chain.Store.Record(ctx, index)
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, hdr, body := e.do(t, http.MethodGet, "/v1/records/"+url.PathEscape(ent.Record.Key.String()), nil, nil)
-		if code != http.StatusOK || hdr.Get("Content-Type") != "application/json" || hdr.Get("X-Content-Type-Options") != "nosniff" {
-			t.Fatalf("GET record %d = %d %v %s", index, code, hdr, body)
+		w := httptest.NewRecorder()
+		e.s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/records/"+url.PathEscape(ent.Record.Key.String()), nil))
+		body, hdr := w.Body.Bytes(), w.Header()
+		if w.Code != http.StatusOK || hdr.Get("Content-Type") != "application/json" || hdr.Get("X-Content-Type-Options") != "nosniff" ||
+			hdr.Get("Content-Length") != strconv.Itoa(len(body)) {
+			t.Fatalf("GET record %d = %d %v %s", index, w.Code, hdr, body)
 		}
-		p, err := e.s.prove(ctx, ent)
+		// What the answer stands for, proven over the chain in memory.
+		head := chain.Head()
+		proof, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, chain.Store), int64(head.Header.LogSize), index)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := json.Marshal(p.response())
+		want, _ := json.Marshal(&RecordResponse{Record: NewRecord(ent, StatusCommitted), Proof: proof, Checkpoint: NewCheckpoint(&head.Header, head.Certificate)})
 		if want = append(want, '\n'); !bytes.Equal(body, want) {
 			t.Fatalf("GET record %d = %s\nwant %s", index, body, want)
 		}
@@ -90,7 +117,7 @@ func TestRecordAnswer(t *testing.T) {
 		if err := json.Unmarshal(body, &rr); err != nil {
 			t.Fatal(err)
 		}
-		if got, _, err := VerifyRecord(g, &rr); err != nil || got.Record != ent.Record {
+		if got, _, err := VerifyRecord(chain.Genesis, &rr); err != nil || got.Record != ent.Record {
 			t.Fatalf("VerifyRecord(record %d) = %+v, %v", index, got, err)
 		}
 		return &rr
@@ -102,6 +129,11 @@ func TestRecordAnswer(t *testing.T) {
 	}
 	cached := e.s.checkpoint.p.Load()
 	b := e.b.commit(ledgertest.Records(rand.New(rand.NewPCG(3, 3)), 12, 3)...)
+	if store != nil {
+		if err := store.Append(ctx, b, chain.Stored(b.Header.Height)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, i := range []int64{4, 14} {
 		rr := check(i)
 		if rr.Checkpoint.Height != b.Header.Height || rr.Checkpoint.Hash != b.Hash() || rr.Checkpoint.LogSize != 15 {
@@ -112,9 +144,11 @@ func TestRecordAnswer(t *testing.T) {
 		t.Fatalf("the encoded checkpoint was not replaced after a new block")
 	}
 	// GET /v1/checkpoint answers the same newest checkpoint.
-	cp, err := e.c.Checkpoint(ctx)
-	if err != nil || cp.Height != b.Header.Height || cp.Header != string(b.Header.Format()) || cp.Certificate != string(b.Certificate.Format()) {
-		t.Fatalf("Checkpoint() = %+v, %v; want height %d", cp, err, b.Header.Height)
+	w := httptest.NewRecorder()
+	e.s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/checkpoint", nil))
+	var cp Checkpoint
+	if err := json.Unmarshal(w.Body.Bytes(), &cp); err != nil || cp.Height != b.Header.Height || cp.Header != string(b.Header.Format()) || cp.Certificate != string(b.Certificate.Format()) {
+		t.Fatalf("GET /v1/checkpoint = %s, %v; want height %d", w.Body.Bytes(), err, b.Header.Height)
 	}
 }
 
