@@ -246,3 +246,30 @@ func BenchmarkLogRebuild(b *testing.B) {
 	b.ReportMetric(base, "sha256-MB/s")
 	b.ReportMetric(base/rate, "sha256/rebuild")
 }
+
+// BenchmarkParseBlock parses a block of 10,000 records without
+// attestations, as a syncing node does each block it fetches: ParseBlock,
+// and ParseBlockLeaves, which also hashes the records' leaves.
+func BenchmarkParseBlock(b *testing.B) {
+	const n = 10_000
+	c := ledgertest.NewChain(b, 1)
+	blk, _ := c.Unsealed(ledgertest.Records(rand.New(rand.NewPCG(1, 1)), 0, n))
+	data := blk.Format()
+	for _, bc := range []struct {
+		name  string
+		parse func([]byte) error
+	}{
+		{"ParseBlock", func(d []byte) error { _, err := ledger.ParseBlock(d); return err }},
+		{"ParseBlockLeaves", func(d []byte) error { _, err := ledger.ParseBlockLeaves(d); return err }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if err := bc.parse(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

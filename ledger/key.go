@@ -45,6 +45,12 @@ type Key struct {
 // String returns the key's canonical text form, "<repo>@<tag>".
 func (k Key) String() string { return k.Repo + "@" + k.Tag }
 
+// is reports whether s is k.String(), without building it.
+func (k Key) is(s string) bool {
+	n := len(k.Repo)
+	return len(s) == n+1+len(k.Tag) && s[n] == '@' && s[:n] == k.Repo && s[n+1:] == k.Tag
+}
+
 // IsZero reports whether k is the zero Key.
 func (k Key) IsZero() bool { return k.Repo == "" && k.Tag == "" }
 
@@ -266,6 +272,9 @@ func CanonicalRepo(repo string) (string, error) {
 	}
 	if port != "" {
 		host += ":" + port
+	}
+	if n := len(host); len(repo) == n+1+len(p) && repo[n] == '/' && repo[:n] == host && repo[n+1:] == p {
+		return repo, nil // canonical already: no need to build it
 	}
 	return host + "/" + p, nil
 }

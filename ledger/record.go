@@ -109,7 +109,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		k, err := ParseKey(ks)
 		if err != nil {
 			l.fail("%v", err)
-		} else if k.String() != ks {
+		} else if !k.is(ks) {
 			l.fail("key %q is not canonical (want %q)", clip(ks), clip(k.String()))
 		}
 		r.Key = k
@@ -137,12 +137,21 @@ func CheckCommit(s string) error {
 		return fmt.Errorf("commit %q: want 40 or 64 lowercase hex digits", clip(s))
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if !lowerHex[s[i]] {
 			return fmt.Errorf("commit %q: not lowercase hex", clip(s))
 		}
 	}
 	return nil
 }
+
+// lowerHex says which bytes are lowercase hex digits (a table: every
+// record's commit is checked at each parse).
+var lowerHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
 
 // checkSHA256Hash checks prefix + standard base64 of 32 bytes, canonical.
 func checkSHA256Hash(prefix, s string) error {
