@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -113,12 +114,20 @@ func (o *Overlay) Append(ctx context.Context, b *Block, hashes []Hash) error {
 		return fmt.Errorf("ledger: overlay: append height %d: %d hashes: %w", h.Height, len(hashes), ErrInvalidBlock)
 	}
 	seen := make(map[Key]bool, len(b.Records))
+	keys := make([]Key, len(b.Records))
 	for i := range b.Records {
 		k := b.Records[i].Key
-		if _, err := o.Lookup(ctx, k); err == nil || seen[k] {
+		if seen[k] {
 			return fmt.Errorf("ledger: overlay: key %s: %w", k, ErrConflict)
 		}
 		seen[k] = true
+		keys[i] = k
+	}
+	switch i, err := o.FirstCommitted(ctx, keys); {
+	case err != nil:
+		return fmt.Errorf("ledger: overlay: append height %d: %w", h.Height, err)
+	case i >= 0:
+		return fmt.Errorf("ledger: overlay: key %s: %w", keys[i], ErrConflict)
 	}
 	o.blocks = append(o.blocks, b)
 	o.hashes = append(o.hashes, hashes...)
@@ -214,6 +223,39 @@ func (o *Overlay) Lookup(ctx context.Context, key Key) (*Entry, error) {
 		return nil, fmt.Errorf("ledger: overlay: key %s: %w", key, ErrNotFound)
 	}
 	return e, nil
+}
+
+// FirstCommitted returns the position in keys of the first key committed in
+// the view, or -1 (see KeyChecker): in the blocks appended to the view, or
+// in the base store at or below the fork.
+func (o *Overlay) FirstCommitted(ctx context.Context, keys []Key) (int, error) {
+	first := -1
+	for i, k := range keys {
+		if _, ok := o.keys[k]; ok {
+			first = i
+			break
+		}
+	}
+	rest := keys
+	if first >= 0 {
+		rest = keys[:first]
+	}
+	// A key the base has committed above the fork is not in the view.
+	for off := 0; len(rest) > 0; {
+		i, err := FirstCommitted(ctx, o.base, rest)
+		if err != nil || i < 0 {
+			return first, err
+		}
+		switch e, err := o.base.Lookup(ctx, rest[i]); {
+		case err == nil && e.Height <= o.fork.Height:
+			return off + i, nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return 0, err
+		}
+		off += i + 1
+		rest = rest[i+1:]
+	}
+	return first, nil
 }
 
 // ReadHashes returns the view's stored log hashes.

@@ -78,6 +78,33 @@ type Store interface {
 	Close() error
 }
 
+// A KeyChecker is a Store that can tell whether keys are committed without
+// reading their records: ValidateNext asks it about a whole block's keys at
+// once. sqlitestore.Store, ledgertest.MemStore and Overlay have it.
+type KeyChecker interface {
+	// FirstCommitted returns the position in keys of the first key that is
+	// committed, or -1 when none is.
+	FirstCommitted(ctx context.Context, keys []Key) (int, error)
+}
+
+// FirstCommitted returns the position in keys of the first key committed in
+// s, or -1 when none is: through s's KeyChecker when it has one, else by
+// Lookup of each key.
+func FirstCommitted(ctx context.Context, s Store, keys []Key) (int, error) {
+	if kc, ok := s.(KeyChecker); ok {
+		return kc.FirstCommitted(ctx, keys)
+	}
+	for i, k := range keys {
+		switch _, err := s.Lookup(ctx, k); {
+		case err == nil:
+			return i, nil
+		case !errors.Is(err, ErrNotFound):
+			return 0, err
+		}
+	}
+	return -1, nil
+}
+
 // HashReaderOf adapts s to a HashReader bound to ctx.
 func HashReaderOf(ctx context.Context, s Store) HashReader {
 	return HashReaderFunc(func(indexes []int64) ([]Hash, error) { return s.ReadHashes(ctx, indexes) })

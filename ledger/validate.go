@@ -88,6 +88,7 @@ func validateNext(ctx context.Context, s Store, parent *Header, b *Block, record
 	}
 	h := &b.Header
 	seen := make(map[Key]bool, len(b.Records))
+	keys := make([]Key, len(b.Records))
 	leaves := make([]Hash, len(b.Records), b.Leaves())
 	for i := range b.Records {
 		r := &b.Records[i]
@@ -100,15 +101,16 @@ func validateNext(ctx context.Context, s Store, parent *Header, b *Block, record
 			return nil, invalid(h.Height, "key", "key %s twice in the block", r.Key)
 		}
 		seen[r.Key] = true
-		switch _, err := s.Lookup(ctx, r.Key); {
-		case err == nil:
-			return nil, &ValidationError{Height: h.Height, Field: "key", Err: fmt.Errorf("%s: %w", r.Key, ErrConflict)}
-		case !errors.Is(err, ErrNotFound):
-			return nil, fmt.Errorf("ledger: validate height %d: %w", h.Height, err)
-		}
+		keys[i] = r.Key
 		if recordLeaves == nil {
 			leaves[i] = r.LeafHash()
 		}
+	}
+	switch i, err := FirstCommitted(ctx, s, keys); {
+	case err != nil:
+		return nil, fmt.Errorf("ledger: validate height %d: %w", h.Height, err)
+	case i >= 0:
+		return nil, &ValidationError{Height: h.Height, Field: "key", Err: fmt.Errorf("%s: %w", keys[i], ErrConflict)}
 	}
 	if recordLeaves != nil {
 		copy(leaves, recordLeaves)

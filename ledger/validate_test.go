@@ -200,6 +200,10 @@ type failingLookup struct {
 
 func (f failingLookup) Lookup(context.Context, ledger.Key) (*ledger.Entry, error) { return nil, f.err }
 
+func (f failingLookup) FirstCommitted(context.Context, []ledger.Key) (int, error) {
+	return 0, f.err
+}
+
 func TestAppendNextAndInitStore(t *testing.T) {
 	ctx := context.Background()
 	c := testChain(t)
@@ -375,5 +379,71 @@ func TestGenesisValidate(t *testing.T) {
 	g := sampleGenesis(ledger.EnginePoW)
 	if b := g.Block(); b.Header.Bits != g.Bits || b.Header.Engine != ledger.EnginePoW {
 		t.Errorf("pow Genesis.Block() = %+v", b.Header)
+	}
+}
+
+func TestOverlayFirstCommitted(t *testing.T) {
+	ctx := context.Background()
+	c := testChain(t) // records 0-3 at height 1, 4-7 at 2, 8-11 at 3
+	keyOf := func(i int64) ledger.Key {
+		e, err := c.Store.Record(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Record.Key
+	}
+	absent := ledger.Key{Repo: "example.com/nobody/none", Tag: "v1"}
+
+	// A view at height 1 holds records 0-3 only.
+	low, err := ledger.NewOverlay(ctx, c.Store, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		keys []ledger.Key
+		want int
+	}{
+		{[]ledger.Key{absent, keyOf(5), keyOf(9)}, -1},
+		{[]ledger.Key{keyOf(5), absent, keyOf(2)}, 2},
+		{[]ledger.Key{keyOf(8), keyOf(3), keyOf(0)}, 1},
+	} {
+		if got, err := low.FirstCommitted(ctx, tc.keys); err != nil || got != tc.want {
+			t.Errorf("view at 1: FirstCommitted(%v) = %d, %v; want %d", tc.keys, got, err, tc.want)
+		}
+	}
+
+	// A view at the head, with a block the store does not have.
+	top, err := ledger.NewOverlay(ctx, c.Store, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	b, stored := c.Unsealed(ledgertest.Records(rng, 100, 3))
+	b.Certificate = c.Certify(b, nil)
+	if err := top.Append(ctx, b, stored); err != nil {
+		t.Fatal(err)
+	}
+	fresh := b.Records[1].Key
+	if got, err := top.FirstCommitted(ctx, []ledger.Key{absent, keyOf(4), fresh}); err != nil || got != 1 {
+		t.Errorf("view at 3+1: FirstCommitted = %d, %v; want 1", got, err)
+	}
+	if got, err := top.FirstCommitted(ctx, []ledger.Key{absent, fresh, keyOf(4)}); err != nil || got != 1 {
+		t.Errorf("view at 3+1: FirstCommitted = %d, %v; want 1", got, err)
+	}
+	if got, err := c.Store.FirstCommitted(ctx, []ledger.Key{absent, fresh}); err != nil || got != -1 {
+		t.Errorf("store: FirstCommitted(a key only the view has) = %d, %v; want -1", got, err)
+	}
+
+	// The view refuses a block repeating a key it holds, and changes
+	// nothing.
+	again := &ledger.Block{Header: b.Header, Records: b.Records[:1]}
+	again.Header.Height, again.Header.Prev = b.Header.Height+1, b.Header.Hash()
+	again.Header.Records, again.Header.LogSize = 1, b.Header.LogSize+1
+	n := ledger.StoredHashCount(int64(again.Header.LogSize)) - ledger.StoredHashCount(int64(b.Header.LogSize))
+	if err := top.Append(ctx, again, make([]ledger.Hash, n)); !errors.Is(err, ledger.ErrConflict) {
+		t.Errorf("Append(a key the view holds) = %v; want ErrConflict", err)
+	}
+	if head, _ := top.Head(ctx); head.Height != b.Header.Height {
+		t.Errorf("view head %d after a refused Append, want %d", head.Height, b.Header.Height)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -287,6 +288,37 @@ func BenchmarkLookup1M(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e3/float64(b.N*per), "µs/lookup")
+}
+
+// BenchmarkKeyCheck1M measures what ValidateNext asks of the store for a
+// block of new keys: whether any is committed. Beside FirstCommitted (one
+// query for the block), the same through Lookup of each key, as a store
+// without ledger.KeyChecker is asked.
+func BenchmarkKeyCheck1M(b *testing.B) {
+	s, _, n := fixture(b)
+	ctx := context.Background()
+	keys := make([]ledger.Key, benchPerBlock)
+	for i := range keys {
+		keys[i] = testRecord(n + i).Key // not committed
+	}
+	var batch, each time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if got, err := s.FirstCommitted(ctx, keys); err != nil || got != -1 {
+			b.Fatalf("FirstCommitted = %d, %v", got, err)
+		}
+		t1 := time.Now()
+		for _, k := range keys {
+			if _, err := s.Lookup(ctx, k); !errors.Is(err, ledger.ErrNotFound) {
+				b.Fatalf("Lookup(%s) = %v", k, err)
+			}
+		}
+		batch += t1.Sub(t0)
+		each += time.Since(t1)
+	}
+	per := float64(b.N * len(keys))
+	b.ReportMetric(float64(batch.Nanoseconds())/1e3/per, "µs/key-batch")
+	b.ReportMetric(float64(each.Nanoseconds())/1e3/per, "µs/key-lookup")
 }
 
 func BenchmarkProof1M(b *testing.B) {

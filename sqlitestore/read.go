@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -274,6 +275,37 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 		return nil, corruptRow(fmt.Errorf("row holds key %s", e.Record.Key), "key %s", key)
 	}
 	return e, nil
+}
+
+var _ ledger.KeyChecker = (*Store)(nil)
+
+// FirstCommitted returns the position in keys of the first key committed,
+// or -1 (see ledger.KeyChecker): one query, which probes the key index for
+// each key without reading a record.
+func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, error) {
+	if len(keys) == 0 {
+		return -1, nil
+	}
+	list := make([]string, len(keys))
+	for i, k := range keys {
+		list[i] = k.String()
+	}
+	arg, err := json.Marshal(list)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: keys: %w", err)
+	}
+	var i int64
+	err = s.r.QueryRowContext(ctx, "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
+		string(arg)).Scan(&i)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return -1, nil
+	case err != nil:
+		return 0, readErr(err, "%d keys", len(keys))
+	case i < 0 || i >= int64(len(keys)):
+		return 0, fmt.Errorf("sqlitestore: keys: position %d of %d", i, len(keys))
+	}
+	return int(i), nil
 }
 
 // Authorities returns every authority change committed, in log order,

@@ -191,6 +191,18 @@ func (m *MemStore) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, e
 	return &e, nil
 }
 
+// FirstCommitted implements ledger.KeyChecker.
+func (m *MemStore) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for i, k := range keys {
+		if _, ok := m.keys[k]; ok {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
 // ReadHashes implements ledger.Store.
 func (m *MemStore) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
 	m.mu.RLock()

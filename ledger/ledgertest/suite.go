@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -327,6 +328,7 @@ func testReadBack(t *testing.T, s ledger.Store) {
 			t.Errorf("Lookup(%s) = %v; want ErrNotFound", k, err)
 		}
 	}
+	checkFirstCommitted(t, s, all)
 	for _, tc := range []struct {
 		from       int64
 		limit      int
@@ -689,3 +691,47 @@ func testAppendNext(t *testing.T, s ledger.Store) {
 		t.Errorf("Audit = %v", err)
 	}
 }
+
+// checkFirstCommitted checks ledger.FirstCommitted on s, whose committed
+// key records are all: through s's KeyChecker, and through Lookup.
+func checkFirstCommitted(t *testing.T, s ledger.Store, all []ledger.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	var committed []ledger.Key
+	for _, e := range all {
+		if e.Authority == nil {
+			committed = append(committed, e.Record.Key)
+		}
+	}
+	if len(committed) < 2 {
+		t.Fatalf("chain has %d key records, want at least 2", len(committed))
+	}
+	absent := []ledger.Key{
+		{Repo: "example.com/nobody/none", Tag: "v1"},
+		{Repo: committed[0].Repo, Tag: committed[0].Tag + "x"},
+		{Repo: "example.com/q\"uote", Tag: "v1"},
+	}
+	for _, tc := range []struct {
+		keys []ledger.Key
+		want int
+	}{
+		{nil, -1},
+		{absent, -1},
+		{committed, 0},
+		{append(slices.Clone(absent), committed[1], committed[0]), len(absent)},
+		{append(append(slices.Clone(absent), committed[len(committed)-1]), absent...), len(absent)},
+	} {
+		for _, via := range []struct {
+			name string
+			s    ledger.Store
+		}{{"store", s}, {"Lookup", lookupOnly{s}}} {
+			got, err := ledger.FirstCommitted(ctx, via.s, tc.keys)
+			if err != nil || got != tc.want {
+				t.Errorf("FirstCommitted(%s, %v) = %d, %v; want %d", via.name, tc.keys, got, err, tc.want)
+			}
+		}
+	}
+}
+
+// lookupOnly hides a Store's KeyChecker, so that FirstCommitted uses Lookup.
+type lookupOnly struct{ ledger.Store }
