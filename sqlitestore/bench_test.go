@@ -349,6 +349,9 @@ func BenchmarkKeyCheck1M(b *testing.B) {
 	b.ReportMetric(float64(each.Nanoseconds())/1e3/per, "µs/key-lookup")
 }
 
+// BenchmarkProof1M proves records (Store.ProveRecord, from the hash cache,
+// as the API does; and ledger.ProveRecord over ReadHashes, tlog's) and
+// consistency between the head and older blocks, and checks the proofs.
 func BenchmarkProof1M(b *testing.B) {
 	s, _, n := fixture(b)
 	ctx := context.Background()
@@ -360,7 +363,7 @@ func BenchmarkProof1M(b *testing.B) {
 	hr := ledger.HashReaderOf(ctx, s)
 	rng := rand.New(rand.NewPCG(2, 2))
 	// Older checkpoints to prove consistency from: block headers.
-	var proveIncl, proveCons, checkIncl, checkCons time.Duration
+	var proveIncl, proveTlog, proveCons, checkIncl, checkCons time.Duration
 	const per = 500 // proofs per op, so that -benchtime 1x is an average
 	b.ResetTimer()
 	for i := 0; i < b.N*per; i++ {
@@ -374,7 +377,7 @@ func BenchmarkProof1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		p, err := ledger.ProveRecord(hr, size, idx)
+		p, err := s.ProveRecord(ctx, size, idx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -397,9 +400,22 @@ func BenchmarkProof1M(b *testing.B) {
 		proveCons += t3.Sub(t2)
 		checkCons += t4.Sub(t3)
 	}
+	// tlog's proofs of other records, each alone as the store's were.
+	for i := 0; i < b.N*per; i++ {
+		idx := rng.Int64N(size)
+		if _, err := s.Record(ctx, idx); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := ledger.ProveRecord(hr, size, idx); err != nil {
+			b.Fatal(err)
+		}
+		proveTlog += time.Since(t0)
+	}
 	b.StopTimer()
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(b.N*per) }
 	b.ReportMetric(us(proveIncl), "µs/inclusion-proof")
+	b.ReportMetric(us(proveTlog), "µs/inclusion-proof-tlog")
 	b.ReportMetric(us(checkIncl), "µs/inclusion-check")
 	b.ReportMetric(us(proveCons), "µs/consistency-proof")
 	b.ReportMetric(us(checkCons), "µs/consistency-check")
@@ -407,7 +423,9 @@ func BenchmarkProof1M(b *testing.B) {
 }
 
 // BenchmarkOpen1M opens the store: the integrity check (quick_check at
-// this size) and the tail verification.
+// this size), the tail verification and the hash cache's fill (with the
+// default bound, every stored hash; "cache-4MiB": the levels that fit in
+// 4 MiB).
 func BenchmarkOpen1M(b *testing.B) {
 	s, _, _ := fixture(b)
 	path := s.Path()
@@ -416,10 +434,11 @@ func BenchmarkOpen1M(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		check IntegrityCheck
-	}{{"auto", CheckAuto}, {"full", CheckFull}} {
+		cache int64
+	}{{"auto", CheckAuto, DefaultHashCacheBytes}, {"full", CheckFull, DefaultHashCacheBytes}, {"cache-4MiB", CheckAuto, 4 << 20}} {
 		b.Run(c.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				s, err := Open(ctx, path, WithIntegrityCheck(c.check))
+				s, err := Open(ctx, path, WithIntegrityCheck(c.check), WithHashCache(c.cache))
 				if err != nil {
 					b.Fatal(err)
 				}
