@@ -116,11 +116,11 @@ func (e *DuplicateProposal) Verify(vals *ledger.ValidatorSet) error {
 }
 
 func formatEvidence(kind string, a, b []byte) []byte {
-	var t textBuf
+	var t ledger.TextWriter
 	t.WriteString(evidenceMagic + "\n")
-	t.line("kind", kind)
-	t.section("a", a)
-	t.section("b", b)
+	t.Line("kind", kind)
+	t.Section("a", a)
+	t.Section("b", b)
 	return t.Bytes()
 }
 
@@ -128,11 +128,11 @@ func formatEvidence(kind string, a, b []byte) []byte {
 // that the pair is in canonical order; it verifies no signatures.
 func ParseEvidence(data []byte) (Evidence, error) {
 	l := newLineReader("evidence", data)
-	l.magic(evidenceMagic)
-	kind := l.field("kind")
-	a := l.section("a", 4096)
-	b := l.section("b", 4096)
-	if err := l.end(); err != nil {
+	l.Magic(evidenceMagic)
+	kind := l.Field("kind")
+	a := l.Section("a", 4096)
+	b := l.Section("b", 4096)
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	if bytes.Compare(a, b) >= 0 {

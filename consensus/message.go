@@ -75,14 +75,14 @@ func (p *Proposal) Signed() SignedProposal {
 //	block <hex hash>
 //	proposer <hex key>
 func (p *SignedProposal) SignBytes() []byte {
-	var b textBuf
+	var b ledger.TextWriter
 	b.WriteString(proposalMagic + "\n")
-	b.line("chain", p.Chain)
-	b.uint("height", p.Height)
-	b.uint("round", uint64(p.Round))
-	b.line("pol", strconv.Itoa(int(p.POLRound)))
-	b.line("block", p.Block.String())
-	b.line("proposer", p.Proposer.String())
+	b.Line("chain", p.Chain)
+	b.Uint("height", p.Height)
+	b.Uint("round", uint64(p.Round))
+	b.Line("pol", strconv.Itoa(int(p.POLRound)))
+	b.Line("block", p.Block.String())
+	b.Line("proposer", p.Proposer.String())
 	return b.Bytes()
 }
 
@@ -102,16 +102,16 @@ func (p *SignedProposal) Format() []byte {
 // verify the signature.
 func ParseSignedProposal(b []byte) (*SignedProposal, error) {
 	l := newLineReader("proposal", b)
-	l.magic(proposalMagic)
+	l.Magic(proposalMagic)
 	var p SignedProposal
 	p.Chain = l.chain()
-	p.Height = l.uint("height")
+	p.Height = l.Uint("height")
 	p.Round = l.round("round")
 	p.POLRound = l.polRound("pol")
-	p.Block = l.hash("block")
-	p.Proposer = l.key("proposer")
-	p.Sig = l.sig("sig")
-	if err := l.end(); err != nil {
+	p.Block = l.Hash("block")
+	p.Proposer = l.PubKey("proposer")
+	p.Sig = l.Sig("sig")
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	if p.POLRound != -1 && uint32(p.POLRound) >= p.Round {
@@ -189,15 +189,15 @@ type Message struct {
 //
 //	vote <n>\n<ledger.SignedVote.Format()>
 func (m *Message) Format() []byte {
-	var b textBuf
+	var b ledger.TextWriter
 	b.WriteString(messageMagic + "\n")
 	switch {
 	case m.Proposal != nil:
 		s := m.Proposal.Signed()
-		b.section("proposal", s.Format())
-		b.section("block", m.Proposal.Block.Format())
+		b.Section("proposal", s.Format())
+		b.Section("block", m.Proposal.Block.Format())
 	case m.Vote != nil:
-		b.section("vote", m.Vote.Format())
+		b.Section("vote", m.Vote.Format())
 	}
 	return b.Bytes()
 }
@@ -209,13 +209,13 @@ func ParseMessage(b []byte) (*Message, error) {
 		return nil, &FormatError{What: "message", Msg: fmt.Sprintf("%d bytes, more than %d", len(b), MaxMessageBytes)}
 	}
 	l := newLineReader("message", b)
-	l.magic(messageMagic)
+	l.Magic(messageMagic)
 	var m Message
 	switch {
-	case l.peek("proposal"):
-		sb := l.section("proposal", 4096)
-		bb := l.section("block", ledger.MaxBlockBytes)
-		if err := l.end(); err != nil {
+	case l.Peek("proposal"):
+		sb := l.Section("proposal", 4096)
+		bb := l.Section("block", ledger.MaxBlockBytes)
+		if err := l.End(); err != nil {
 			return nil, err
 		}
 		sp, err := ParseSignedProposal(sb)
@@ -234,9 +234,9 @@ func ParseMessage(b []byte) (*Message, error) {
 		}
 		m.Proposal = &Proposal{Chain: sp.Chain, Height: sp.Height, Round: sp.Round, POLRound: sp.POLRound,
 			Block: blk, Proposer: sp.Proposer, Sig: sp.Sig}
-	case l.peek("vote"):
-		vb := l.section("vote", 4096)
-		if err := l.end(); err != nil {
+	case l.Peek("vote"):
+		vb := l.Section("vote", 4096)
+		if err := l.End(); err != nil {
 			return nil, err
 		}
 		sv, err := ledger.ParseSignedVote(vb)
@@ -248,9 +248,9 @@ func ParseMessage(b []byte) (*Message, error) {
 		}
 		m.Vote = sv
 	default:
-		l.next()
-		l.fail("want a proposal or vote section")
-		return nil, l.err
+		l.Next()
+		l.Fail("want a proposal or vote section")
+		return nil, l.Err()
 	}
 	return &m, nil
 }

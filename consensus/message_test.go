@@ -70,11 +70,11 @@ func TestProposalSignBytes(t *testing.T) {
 func TestParseMessageRefuses(t *testing.T) {
 	_, msgs := sampleMessages(t)
 	vote := string(msgs[3].Format())
-	var sw textBuf // proposal of one block, body of another
+	var sw ledger.TextWriter // proposal of one block, body of another
 	sw.WriteString(messageMagic + "\n")
 	sp := msgs[0].Proposal.Signed()
-	sw.section("proposal", sp.Format())
-	sw.section("block", msgs[2].Proposal.Block.Format())
+	sw.Section("proposal", sp.Format())
+	sw.Section("block", msgs[2].Proposal.Block.Format())
 	swapped := sw.String()
 	for _, tc := range []struct{ name, data string }{
 		{"empty", ""},

@@ -113,23 +113,23 @@ func (s *SignState) block(h ledger.Hash) *ledger.Block {
 //	vote <length>\n<ledger.SignedVote.Format()>  (once per kept vote)
 //	block <length>\n<ledger.Block.Format()>      (once per kept block)
 func (s *SignState) Format() []byte {
-	var b textBuf
+	var b ledger.TextWriter
 	b.WriteString(signStateMagic + "\n")
-	b.line("chain", s.Chain)
-	b.line("validator", s.Validator.String())
-	b.uint("height", s.Height)
-	b.uint("round", uint64(s.Round))
-	b.line("step", s.Step.String())
-	b.line("block", hashOrNil(s.Block))
-	b.line("pol", strconv.Itoa(int(s.POLRound)))
-	b.line("sig", s.Sig.String())
-	b.line("locked", strconv.Itoa(int(s.LockedRound)), hashOrNil(s.LockedBlock))
-	b.line("valid", strconv.Itoa(int(s.ValidRound)), hashOrNil(s.ValidBlock))
+	b.Line("chain", s.Chain)
+	b.Line("validator", s.Validator.String())
+	b.Uint("height", s.Height)
+	b.Uint("round", uint64(s.Round))
+	b.Line("step", s.Step.String())
+	b.Line("block", hashOrNil(s.Block))
+	b.Line("pol", strconv.Itoa(int(s.POLRound)))
+	b.Line("sig", s.Sig.String())
+	b.Line("locked", strconv.Itoa(int(s.LockedRound)), hashOrNil(s.LockedBlock))
+	b.Line("valid", strconv.Itoa(int(s.ValidRound)), hashOrNil(s.ValidBlock))
 	for i := range s.Votes {
-		b.section("vote", s.Votes[i].Format())
+		b.Section("vote", s.Votes[i].Format())
 	}
 	for _, blk := range s.Blocks {
-		b.section("block", blk.Format())
+		b.Section("block", blk.Format())
 	}
 	return b.Bytes()
 }
@@ -138,30 +138,30 @@ func (s *SignState) Format() []byte {
 // checks that it is consistent.
 func ParseSignState(data []byte) (*SignState, error) {
 	l := newLineReader("signstate", data)
-	l.magic(signStateMagic)
+	l.Magic(signStateMagic)
 	var s SignState
 	s.Chain = l.chain()
-	s.Validator = l.key("validator")
-	s.Height = l.uint("height")
+	s.Validator = l.PubKey("validator")
+	s.Height = l.Uint("height")
 	s.Round = l.round("round")
-	if v := l.field("step"); l.err == nil {
+	if v := l.Field("step"); l.Err() == nil {
 		if err := s.Step.UnmarshalText([]byte(v)); err != nil || s.Step == StepNewHeight {
-			l.fail("bad step %q", clip(v))
+			l.Fail("bad step %q", clip(v))
 		}
 	}
-	if v := l.field("block"); l.err == nil {
+	if v := l.Field("block"); l.Err() == nil {
 		var err error
 		if s.Block, err = parseHashOrNil(v); err != nil {
-			l.fail("block: %v", err)
+			l.Fail("block: %v", err)
 		}
 	}
 	s.POLRound = l.polRound("pol")
-	s.Sig = l.sig("sig")
+	s.Sig = l.Sig("sig")
 	s.LockedRound, s.LockedBlock = l.roundHash("locked")
 	s.ValidRound, s.ValidBlock = l.roundHash("valid")
-	for l.peek("vote") {
-		vb := l.section("vote", 4096)
-		if l.err != nil {
+	for l.Peek("vote") {
+		vb := l.Section("vote", 4096)
+		if l.Err() != nil {
 			break
 		}
 		v, err := ledger.ParseSignedVote(vb)
@@ -170,9 +170,9 @@ func ParseSignState(data []byte) (*SignState, error) {
 		}
 		s.Votes = append(s.Votes, *v)
 	}
-	for l.err == nil && len(l.rest) > 0 {
-		bb := l.section("block", ledger.MaxBlockBytes)
-		if l.err != nil {
+	for l.More() {
+		bb := l.Section("block", ledger.MaxBlockBytes)
+		if l.Err() != nil {
 			break
 		}
 		blk, err := ledger.ParseBlock(bb)
@@ -181,7 +181,7 @@ func ParseSignState(data []byte) (*SignState, error) {
 		}
 		s.Blocks = append(s.Blocks, blk)
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	if err := s.check(); err != nil {
@@ -191,18 +191,18 @@ func ParseSignState(data []byte) (*SignState, error) {
 }
 
 func (l *lineReader) roundHash(name string) (int32, ledger.Hash) {
-	f := l.fields(name, 2)
-	if l.err != nil {
+	f := l.Fields(name, 2)
+	if l.Err() != nil {
 		return 0, ledger.Hash{}
 	}
 	r, err := parseRound(f[0])
 	if err != nil {
-		l.fail("%s: %v", name, err)
+		l.Fail("%s: %v", name, err)
 		return 0, ledger.Hash{}
 	}
 	h, err := parseHashOrNil(f[1])
 	if err != nil {
-		l.fail("%s: %v", name, err)
+		l.Fail("%s: %v", name, err)
 		return 0, ledger.Hash{}
 	}
 	return r, h

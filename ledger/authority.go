@@ -52,15 +52,15 @@ type AuthorityChange struct {
 // Message returns the bytes each voting validator signs: the change without
 // its votes (docs/FORMAT.md, "Authority change").
 func (c *AuthorityChange) Message() []byte {
-	var b textBuf
+	var b TextWriter
 	b.WriteString(authorityMagic + "\n")
-	b.line("chain", c.Chain)
-	b.line("op", c.Op)
-	b.line("validator", c.Validator.String())
+	b.Line("chain", c.Chain)
+	b.Line("op", c.Op)
+	b.Line("validator", c.Validator.String())
 	if c.Op == AuthorityAdd {
-		b.line("name", c.Name)
+		b.Line("name", c.Name)
 	}
-	b.uint("effective", c.Effective)
+	b.Uint("effective", c.Effective)
 	return b.Bytes()
 }
 
@@ -129,29 +129,29 @@ func (c *AuthorityChange) Check() error {
 // result formats back to exactly b. A change may carry no votes (a
 // proposal not signed yet); a block's changes must carry a quorum.
 func ParseAuthorityChange(b []byte) (*AuthorityChange, error) {
-	l := newLines("authority change", b)
-	l.magic(authorityMagic)
+	l := NewTextReader("authority change", b)
+	l.Magic(authorityMagic)
 	var c AuthorityChange
-	c.Chain = l.field("chain")
-	c.Op = l.field("op")
-	c.Validator = l.pubKey("validator")
+	c.Chain = l.Field("chain")
+	c.Op = l.Field("op")
+	c.Validator = l.PubKey("validator")
 	if l.err == nil && c.Op == AuthorityAdd {
-		c.Name = l.field("name")
+		c.Name = l.Field("name")
 	}
-	c.Effective = l.uint("effective")
+	c.Effective = l.Uint("effective")
 	for l.err == nil && len(l.rest) > 0 {
-		s, ok := l.next()
+		s, ok := l.Next()
 		if !ok {
 			break
 		}
 		k, sig, err := parseSigLine(s)
 		if err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 			break
 		}
 		c.Sigs = append(c.Sigs, CertSig{Validator: k, Sig: sig})
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	if err := c.Check(); err != nil {

@@ -280,15 +280,15 @@ func (c *Cosignature) Verify() error {
 //	validator <hex public key>
 //	sig <hex signature of the checkpoint's note text>
 func (c *Cosignature) Format() []byte {
-	var b textBuf
+	var b TextWriter
 	b.Grow(520)
 	b.WriteString(cosigMagic + "\n")
-	b.line("chain", c.Chain)
-	b.uint("height", c.Height)
-	b.line("block", c.Block.String())
-	b.line("log", strconv.FormatUint(c.LogSize, 10)+" "+c.LogRoot.String())
-	b.line("validator", c.Validator.String())
-	b.line("sig", c.Sig.String())
+	b.Line("chain", c.Chain)
+	b.Uint("height", c.Height)
+	b.Line("block", c.Block.String())
+	b.Line("log", strconv.FormatUint(c.LogSize, 10)+" "+c.LogRoot.String())
+	b.Line("validator", c.Validator.String())
+	b.Line("sig", c.Sig.String())
 	return b.Bytes()
 }
 
@@ -302,41 +302,41 @@ func ParseCosignature(b []byte) (*Cosignature, error) {
 	if len(b) > MaxCosignatureBytes {
 		return nil, &FormatError{What: "co-signature", Msg: fmt.Sprintf("%d bytes, more than %d", len(b), MaxCosignatureBytes)}
 	}
-	l := newLines("co-signature", b)
-	l.magic(cosigMagic)
+	l := NewTextReader("co-signature", b)
+	l.Magic(cosigMagic)
 	var c Cosignature
-	c.Chain = l.field("chain")
+	c.Chain = l.Field("chain")
 	if l.err == nil {
 		if err := CheckChainID(c.Chain); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	c.Height = l.uint("height")
-	c.Block = l.hash("block")
-	if s, ok := l.next(); ok {
+	c.Height = l.Uint("height")
+	c.Block = l.Hash("block")
+	if s, ok := l.Next(); ok {
 		rest, _ := strings.CutPrefix(s, "log ")
 		size, root, found := strings.Cut(rest, " ")
 		var err error
 		switch {
 		case !strings.HasPrefix(s, "log ") || !found:
-			l.fail("want \"log <size> <root>\", have %q", clip(s))
+			l.Fail("want \"log <size> <root>\", have %q", clip(s))
 		default:
 			if c.LogSize, err = parseCanonicalUint(size); err != nil {
-				l.fail("log size: %v", err)
+				l.Fail("log size: %v", err)
 			} else if err := parseHexFixed(root, c.LogRoot[:]); err != nil {
-				l.fail("log root: %v", err)
+				l.Fail("log root: %v", err)
 			}
 		}
 	}
-	c.Validator = l.pubKey("validator")
-	sig := l.field("sig")
+	c.Validator = l.PubKey("validator")
+	sig := l.Field("sig")
 	if l.err == nil {
 		var err error
 		if c.Sig, err = ParseSignature(sig); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return &c, nil

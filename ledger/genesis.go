@@ -112,25 +112,25 @@ type Genesis struct {
 // Format returns the genesis's canonical bytes (docs/FORMAT.md, "Genesis").
 // Validators are written sorted by key.
 func (g *Genesis) Format() []byte {
-	var b textBuf
+	var b TextWriter
 	b.WriteString(genesisMagic + "\n")
-	b.line("chain", g.Chain)
-	b.line("time", strconv.FormatInt(g.Time, 10))
-	b.line("engine", g.Engine)
-	b.line("block_interval_ms", strconv.FormatInt(g.BlockInterval, 10))
-	b.line("attest_quorum", strconv.Itoa(g.AttestQuorum))
+	b.Line("chain", g.Chain)
+	b.Line("time", strconv.FormatInt(g.Time, 10))
+	b.Line("engine", g.Engine)
+	b.Line("block_interval_ms", strconv.FormatInt(g.BlockInterval, 10))
+	b.Line("attest_quorum", strconv.Itoa(g.AttestQuorum))
 	switch g.Engine {
 	case EnginePoA:
-		b.line("quorum", strconv.Itoa(g.Quorum))
+		b.Line("quorum", strconv.Itoa(g.Quorum))
 		vals := append([]Validator(nil), g.Validators...)
 		sort.Slice(vals, func(i, j int) bool { return vals[i].Key.Compare(vals[j].Key) < 0 })
 		for _, v := range vals {
-			b.line("validator", v.Key.String()+" "+v.Name)
+			b.Line("validator", v.Key.String()+" "+v.Name)
 		}
 	case EnginePoW:
-		b.uint("bits", uint64(g.Bits))
-		b.uint("retarget", g.Retarget)
-		b.uint("confirmations", g.Confirmations)
+		b.Uint("bits", uint64(g.Bits))
+		b.Uint("retarget", g.Retarget)
+		b.Uint("confirmations", g.Confirmations)
 	}
 	return b.Bytes()
 }
@@ -140,26 +140,26 @@ func (g *Genesis) Hash() Hash { return sha256.Sum256(g.Format()) }
 
 // ParseGenesis parses and checks a genesis's canonical bytes.
 func ParseGenesis(b []byte) (*Genesis, error) {
-	l := newLines("genesis", b)
-	l.magic(genesisMagic)
+	l := NewTextReader("genesis", b)
+	l.Magic(genesisMagic)
 	var g Genesis
-	g.Chain = l.field("chain")
-	if t := l.uint("time"); t > 1<<62 {
-		l.fail("time %d out of range", t)
+	g.Chain = l.Field("chain")
+	if t := l.Uint("time"); t > 1<<62 {
+		l.Fail("time %d out of range", t)
 	} else {
 		g.Time = int64(t)
 	}
-	g.Engine = l.field("engine")
-	if bi := l.uint("block_interval_ms"); bi > 1<<62 {
-		l.fail("block_interval_ms %d out of range", bi)
+	g.Engine = l.Field("engine")
+	if bi := l.Uint("block_interval_ms"); bi > 1<<62 {
+		l.Fail("block_interval_ms %d out of range", bi)
 	} else {
 		g.BlockInterval = int64(bi)
 	}
-	if aq := l.field("attest_quorum"); l.err == nil {
+	if aq := l.Field("attest_quorum"); l.err == nil {
 		if aq == "-1" {
 			g.AttestQuorum = -1
 		} else if n, err := parseCanonicalUint(aq); err != nil || n > 1<<20 {
-			l.fail("attest_quorum: %q", clip(aq))
+			l.Fail("attest_quorum: %q", clip(aq))
 		} else {
 			g.AttestQuorum = int(n)
 		}
@@ -167,37 +167,37 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 	switch {
 	case l.err != nil:
 	case g.Engine == EnginePoA:
-		if q := l.uint("quorum"); q > 1<<20 {
-			l.fail("quorum %d out of range", q)
+		if q := l.Uint("quorum"); q > 1<<20 {
+			l.Fail("quorum %d out of range", q)
 		} else {
 			g.Quorum = int(q)
 		}
-		for l.err == nil && l.peek("validator") {
-			s, _ := l.next()
+		for l.err == nil && l.Peek("validator") {
+			s, _ := l.Next()
 			ks, name, ok := strings.Cut(strings.TrimPrefix(s, "validator "), " ")
 			if !ok {
-				l.fail("want \"validator <key> <name>\"")
+				l.Fail("want \"validator <key> <name>\"")
 				break
 			}
 			k, err := ParsePublicKey(ks)
 			if err != nil {
-				l.fail("%v", err)
+				l.Fail("%v", err)
 				break
 			}
 			g.Validators = append(g.Validators, Validator{Key: k, Name: name})
 		}
 	case g.Engine == EnginePoW:
-		if bits := l.uint("bits"); bits > 255 {
-			l.fail("bits %d out of range", bits)
+		if bits := l.Uint("bits"); bits > 255 {
+			l.Fail("bits %d out of range", bits)
 		} else {
 			g.Bits = uint32(bits)
 		}
-		g.Retarget = l.uint("retarget")
-		g.Confirmations = l.uint("confirmations")
+		g.Retarget = l.Uint("retarget")
+		g.Confirmations = l.Uint("confirmations")
 	default:
-		l.fail("unknown engine %q", clip(g.Engine))
+		l.Fail("unknown engine %q", clip(g.Engine))
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	if err := g.Validate(); err != nil {

@@ -36,22 +36,22 @@ type Header struct {
 
 // Format returns the header's canonical bytes (docs/FORMAT.md, "Block header").
 func (h *Header) Format() []byte {
-	var b textBuf
+	var b TextWriter
 	b.Grow(320)
 	b.WriteString(headerMagic + "\n")
-	b.line("chain", h.Chain)
-	b.uint("height", h.Height)
-	b.line("prev", h.Prev.String())
-	b.line("time", strconv.FormatInt(h.Time, 10))
-	b.line("engine", h.Engine)
+	b.Line("chain", h.Chain)
+	b.Uint("height", h.Height)
+	b.Line("prev", h.Prev.String())
+	b.Line("time", strconv.FormatInt(h.Time, 10))
+	b.Line("engine", h.Engine)
 	if h.Engine == EnginePoA {
-		b.line("proposer", h.Proposer.String())
+		b.Line("proposer", h.Proposer.String())
 	}
-	b.uint("records", h.Records)
-	b.line("log", strconv.FormatUint(h.LogSize, 10)+" "+h.LogRoot.String())
+	b.Uint("records", h.Records)
+	b.Line("log", strconv.FormatUint(h.LogSize, 10)+" "+h.LogRoot.String())
 	if h.Engine == EnginePoW {
-		b.uint("bits", uint64(h.Bits))
-		b.uint("nonce", h.Nonce)
+		b.Uint("bits", uint64(h.Bits))
+		b.Uint("nonce", h.Nonce)
 	}
 	return b.Bytes()
 }
@@ -61,54 +61,54 @@ func (h *Header) Hash() Hash { return sha256.Sum256(h.Format()) }
 
 // ParseHeader parses a header's canonical bytes strictly.
 func ParseHeader(b []byte) (*Header, error) {
-	l := newLines("header", b)
-	l.magic(headerMagic)
+	l := NewTextReader("header", b)
+	l.Magic(headerMagic)
 	var h Header
-	h.Chain = l.field("chain")
+	h.Chain = l.Field("chain")
 	if l.err == nil {
 		if err := CheckChainID(h.Chain); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	h.Height = l.uint("height")
-	h.Prev = l.hash("prev")
-	t := l.uint("time")
+	h.Height = l.Uint("height")
+	h.Prev = l.Hash("prev")
+	t := l.Uint("time")
 	if t > 1<<62 {
-		l.fail("time %d out of range", t)
+		l.Fail("time %d out of range", t)
 	}
 	h.Time = int64(t)
-	h.Engine = l.field("engine")
+	h.Engine = l.Field("engine")
 	switch {
 	case l.err != nil:
 	case h.Engine == EnginePoA:
-		h.Proposer = l.pubKey("proposer")
+		h.Proposer = l.PubKey("proposer")
 	case h.Engine == EnginePoW:
 	default:
-		l.fail("unknown engine %q", clip(h.Engine))
+		l.Fail("unknown engine %q", clip(h.Engine))
 	}
-	h.Records = l.uint("records")
-	if s, ok := l.next(); ok {
+	h.Records = l.Uint("records")
+	if s, ok := l.Next(); ok {
 		var size, root string
 		if n, _ := fmt.Sscanf(s, "log %s %s", &size, &root); n != 2 || "log "+size+" "+root != s {
-			l.fail("want \"log <size> <root>\", have %q", clip(s))
+			l.Fail("want \"log <size> <root>\", have %q", clip(s))
 		} else {
 			var err error
 			if h.LogSize, err = parseCanonicalUint(size); err != nil {
-				l.fail("log size: %v", err)
+				l.Fail("log size: %v", err)
 			} else if err := parseHexFixed(root, h.LogRoot[:]); err != nil {
-				l.fail("log root: %v", err)
+				l.Fail("log root: %v", err)
 			}
 		}
 	}
 	if h.Engine == EnginePoW {
-		bits := l.uint("bits")
+		bits := l.Uint("bits")
 		if bits > 256 {
-			l.fail("bits %d out of range", bits)
+			l.Fail("bits %d out of range", bits)
 		}
 		h.Bits = uint32(bits)
-		h.Nonce = l.uint("nonce")
+		h.Nonce = l.Uint("nonce")
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return &h, nil

@@ -69,11 +69,11 @@ func (e *ProofExtra) Format() []byte {
 }
 
 func (c *ProvenChange) format() []byte {
-	var b textBuf
-	b.uint("height", c.Height)
-	b.uint("index", uint64(c.Index))
+	var b TextWriter
+	b.Uint("height", c.Height)
+	b.Uint("index", uint64(c.Index))
 	for _, h := range c.Hashes {
-		b.line("hash", base64.StdEncoding.EncodeToString(h[:]))
+		b.Line("hash", base64.StdEncoding.EncodeToString(h[:]))
 	}
 	b.Write(c.Change.Format())
 	return b.Bytes()
@@ -136,23 +136,23 @@ func ParseProofExtra(b []byte) (*ProofExtra, error) {
 }
 
 func parseProvenChange(b []byte) (*ProvenChange, error) {
-	l := newLines("proven authority change", b)
+	l := NewTextReader("proven authority change", b)
 	var c ProvenChange
-	c.Height = l.uint("height")
-	idx := l.uint("index")
+	c.Height = l.Uint("height")
+	idx := l.Uint("index")
 	if l.err == nil && idx >= 1<<63 {
-		l.fail("index %d out of range", idx)
+		l.Fail("index %d out of range", idx)
 	}
 	c.Index = int64(idx)
-	for l.peek("hash") {
-		v := l.field("hash")
+	for l.Peek("hash") {
+		v := l.Field("hash")
 		h, err := base64.StdEncoding.Strict().DecodeString(v)
 		switch {
 		case l.err != nil:
 		case err != nil || len(h) != len(Hash{}):
-			l.fail("hash %q: want the base64 of 32 bytes", clip(v))
+			l.Fail("hash %q: want the base64 of 32 bytes", clip(v))
 		case len(c.Hashes) == 63:
-			l.fail("more than 63 hashes")
+			l.Fail("more than 63 hashes")
 		default:
 			c.Hashes = append(c.Hashes, Hash(h))
 		}

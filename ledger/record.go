@@ -101,25 +101,25 @@ func (r *Record) checkFields() error {
 // ParseRecord parses a record's canonical bytes. It is strict: the result
 // formats back to exactly b.
 func ParseRecord(b []byte) (*Record, error) {
-	l := newLines("record", b)
-	l.magic(recordMagic)
+	l := NewTextReader("record", b)
+	l.Magic(recordMagic)
 	var r Record
-	ks := l.field("key")
+	ks := l.Field("key")
 	if l.err == nil {
 		k, err := ParseKey(ks)
 		if err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		} else if !k.is(ks) {
-			l.fail("key %q is not canonical (want %q)", clip(ks), clip(k.String()))
+			l.Fail("key %q is not canonical (want %q)", clip(ks), clip(k.String()))
 		}
 		r.Key = k
 	}
-	r.Commit = l.field("commit")
-	r.Tree = l.field("tree")
-	if l.peek("h1") {
-		r.H1 = l.field("h1")
+	r.Commit = l.Field("commit")
+	r.Tree = l.Field("tree")
+	if l.Peek("h1") {
+		r.H1 = l.Field("h1")
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	// The key is canonical (ParseKey's result formats back to the line):

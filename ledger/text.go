@@ -28,122 +28,205 @@ func (e *FormatError) Error() string {
 // Unwrap returns ErrMalformed.
 func (e *FormatError) Unwrap() error { return ErrMalformed }
 
-// lines reads a canonical text encoding: LF-terminated lines of the form
-// "name value", in a fixed order, with nothing after the last line.
-type lines struct {
-	what string
-	rest []byte
-	n    int
-	err  error
+// A TextReader reads a canonical text encoding: LF-terminated lines of the
+// form "name value", in a fixed order, canonical numbers, lowercase hex,
+// with nothing after the last line. This package's encodings are read with
+// it, and so are those of packages that follow the same rules (consensus).
+// Its first error sticks: later reads return zero values, and End and Err
+// return that error.
+type TextReader struct {
+	what  string
+	rest  []byte
+	n     int
+	err   error
+	mkErr func(line int, msg string) error
 }
 
-func newLines(what string, b []byte) *lines { return &lines{what: what, rest: b} }
+// NewTextReader returns a reader of b, an encoding of what ("header",
+// "vote", ...), whose errors are *FormatError.
+func NewTextReader(what string, b []byte) *TextReader { return &TextReader{what: what, rest: b} }
 
-func (l *lines) fail(format string, args ...any) {
-	if l.err == nil {
-		l.err = &FormatError{What: l.what, Line: l.n, Msg: fmt.Sprintf(format, args...)}
+// NewTextReaderFunc returns a reader of b whose errors mkErr makes from a
+// 1-based line number (0 when not known) and a message.
+func NewTextReaderFunc(b []byte, mkErr func(line int, msg string) error) *TextReader {
+	return &TextReader{rest: b, mkErr: mkErr}
+}
+
+// Fail records an error at the current line, unless one is recorded.
+func (l *TextReader) Fail(format string, args ...any) {
+	if l.err != nil {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if l.mkErr != nil {
+		l.err = l.mkErr(l.n, msg)
+	} else {
+		l.err = &FormatError{What: l.what, Line: l.n, Msg: msg}
 	}
 }
 
-// next returns the next line without its LF.
-func (l *lines) next() (string, bool) {
+// Err returns the error recorded, if any.
+func (l *TextReader) Err() error { return l.err }
+
+// More reports whether there is no error and input is left.
+func (l *TextReader) More() bool { return l.err == nil && len(l.rest) > 0 }
+
+// Next returns the next line without its LF.
+func (l *TextReader) Next() (string, bool) {
 	if l.err != nil {
 		return "", false
 	}
 	if len(l.rest) == 0 {
 		l.n++
-		l.fail("unexpected end")
+		l.Fail("unexpected end")
 		return "", false
 	}
 	i := bytes.IndexByte(l.rest, '\n')
 	l.n++
 	if i < 0 {
-		l.fail("line not terminated by LF")
+		l.Fail("line not terminated by LF")
 		return "", false
 	}
 	s := string(l.rest[:i])
 	l.rest = l.rest[i+1:]
 	if strings.IndexByte(s, '\r') >= 0 {
-		l.fail("carriage return")
+		l.Fail("carriage return")
 		return "", false
 	}
 	return s, true
 }
 
-// peek reports whether the next line starts with "name ".
-func (l *lines) peek(name string) bool {
+// Peek reports whether the next line starts with "name ".
+func (l *TextReader) Peek(name string) bool {
 	return l.err == nil && bytes.HasPrefix(l.rest, []byte(name+" "))
 }
 
-// magic reads a line that must equal want.
-func (l *lines) magic(want string) {
-	s, ok := l.next()
+// Magic reads a line that must equal want.
+func (l *TextReader) Magic(want string) {
+	s, ok := l.Next()
 	if ok && s != want {
-		l.fail("want %q, have %q", want, clip(s))
+		l.Fail("want %q, have %q", want, clip(s))
 	}
 }
 
-// field reads a line "name value" and returns value, which must be non-empty
-// and contain no space unless rest is set.
-func (l *lines) field(name string) string {
-	s, ok := l.next()
+// Field reads a line "name value" and returns value, which must be
+// non-empty and contain no space.
+func (l *TextReader) Field(name string) string {
+	s, ok := l.Next()
 	if !ok {
 		return ""
 	}
 	v, found := strings.CutPrefix(s, name+" ")
 	if !found {
-		l.fail("want field %q, have %q", name, clip(s))
+		l.Fail("want field %q, have %q", name, clip(s))
 		return ""
 	}
 	if v == "" || strings.IndexByte(v, ' ') >= 0 {
-		l.fail("field %q: bad value %q", name, clip(v))
+		l.Fail("field %q: bad value %q", name, clip(v))
 		return ""
 	}
 	return v
 }
 
-// uint reads "name <decimal>" in canonical form (no sign, no leading zeros).
-func (l *lines) uint(name string) uint64 {
-	v := l.field(name)
+// Fields reads a line "name v1 ... vn" with exactly n non-empty values.
+func (l *TextReader) Fields(name string, n int) []string {
+	s, ok := l.Next()
+	if !ok {
+		return nil
+	}
+	v, found := strings.CutPrefix(s, name+" ")
+	if !found {
+		l.Fail("want field %q, have %q", name, clip(s))
+		return nil
+	}
+	f := strings.Split(v, " ")
+	if len(f) != n {
+		l.Fail("field %q: want %d values", name, n)
+		return nil
+	}
+	for _, x := range f {
+		if x == "" {
+			l.Fail("field %q: empty value", name)
+			return nil
+		}
+	}
+	return f
+}
+
+// Uint reads "name <decimal>" in canonical form (no sign, no leading
+// zeros).
+func (l *TextReader) Uint(name string) uint64 {
+	v := l.Field(name)
 	if l.err != nil {
 		return 0
 	}
 	n, err := parseCanonicalUint(v)
 	if err != nil {
-		l.fail("field %q: %v", name, err)
+		l.Fail("field %q: %v", name, err)
 	}
 	return n
 }
 
-func (l *lines) hash(name string) Hash {
-	v := l.field(name)
+// Hash reads "name <hash>" in lowercase hex.
+func (l *TextReader) Hash(name string) Hash {
+	v := l.Field(name)
 	if l.err != nil {
 		return Hash{}
 	}
 	var h Hash
 	if err := parseHexFixed(v, h[:]); err != nil {
-		l.fail("field %q: %v", name, err)
+		l.Fail("field %q: %v", name, err)
 	}
 	return h
 }
 
-func (l *lines) pubKey(name string) PublicKey {
-	v := l.field(name)
+// PubKey reads "name <public key>".
+func (l *TextReader) PubKey(name string) PublicKey {
+	v := l.Field(name)
 	if l.err != nil {
 		return PublicKey{}
 	}
 	k, err := ParsePublicKey(v)
 	if err != nil {
-		l.fail("field %q: %v", name, err)
+		l.Fail("field %q: %v", name, err)
 	}
 	return k
 }
 
-// end checks that nothing follows the last line.
-func (l *lines) end() error {
+// Sig reads "name <signature>".
+func (l *TextReader) Sig(name string) Signature {
+	v := l.Field(name)
+	if l.err != nil {
+		return Signature{}
+	}
+	s, err := ParseSignature(v)
+	if err != nil {
+		l.Fail("field %q: %v", name, err)
+	}
+	return s
+}
+
+// Section reads "name <length>" and the length bytes after it, at most max.
+func (l *TextReader) Section(name string, max int) []byte {
+	n := l.Uint(name)
+	if l.err != nil {
+		return nil
+	}
+	if n > uint64(max) || n > uint64(len(l.rest)) {
+		l.Fail("section %q: bad length %d", name, n)
+		return nil
+	}
+	b := l.rest[:n]
+	l.rest = l.rest[n:]
+	return b
+}
+
+// End checks that nothing follows the last line and returns the error
+// recorded, if any.
+func (l *TextReader) End() error {
 	if l.err == nil && len(l.rest) > 0 {
 		l.n++
-		l.fail("unexpected trailing data")
+		l.Fail("unexpected trailing data")
 	}
 	return l.err
 }
@@ -159,14 +242,24 @@ func parseCanonicalUint(s string) (uint64, error) {
 	return n, nil
 }
 
-// textBuf builds canonical encodings.
-type textBuf struct{ bytes.Buffer }
+// A TextWriter builds a canonical text encoding, line by line.
+type TextWriter struct{ bytes.Buffer }
 
-func (b *textBuf) line(name, value string) {
+// Line writes "name v1 ... vn".
+func (b *TextWriter) Line(name string, values ...string) {
 	b.WriteString(name)
-	b.WriteByte(' ')
-	b.WriteString(value)
+	for _, v := range values {
+		b.WriteByte(' ')
+		b.WriteString(v)
+	}
 	b.WriteByte('\n')
 }
 
-func (b *textBuf) uint(name string, v uint64) { b.line(name, strconv.FormatUint(v, 10)) }
+// Uint writes "name <decimal>".
+func (b *TextWriter) Uint(name string, v uint64) { b.Line(name, strconv.FormatUint(v, 10)) }
+
+// Section writes "name <length>" and data after it.
+func (b *TextWriter) Section(name string, data []byte) {
+	b.Line(name, strconv.Itoa(len(data)))
+	b.Write(data)
+}

@@ -39,23 +39,23 @@ type SignedVote struct {
 
 // Format returns the vote's canonical bytes: the message a validator signs.
 func (v *Vote) Format() []byte {
-	var b textBuf
+	var b TextWriter
 	b.WriteString(voteMagic + "\n")
 	v.formatBody(&b)
 	return b.Bytes()
 }
 
-func (v *Vote) formatBody(b *textBuf) {
-	b.line("chain", v.Chain)
-	b.line("type", v.Type)
-	b.uint("height", v.Height)
-	b.uint("round", uint64(v.Round))
+func (v *Vote) formatBody(b *TextWriter) {
+	b.Line("chain", v.Chain)
+	b.Line("type", v.Type)
+	b.Uint("height", v.Height)
+	b.Uint("round", uint64(v.Round))
 	if v.Block.IsZero() {
-		b.line("block", "nil")
+		b.Line("block", "nil")
 	} else {
-		b.line("block", v.Block.String())
+		b.Line("block", v.Block.String())
 	}
-	b.line("validator", v.Validator.String())
+	b.Line("validator", v.Validator.String())
 }
 
 // Format returns the signed vote's canonical bytes: the vote, then "sig <hex>".
@@ -80,9 +80,9 @@ func SignVote(s *Signer, v Vote) SignedVote {
 
 // ParseVote parses a vote's canonical bytes (without signature).
 func ParseVote(b []byte) (*Vote, error) {
-	l := newLines("vote", b)
+	l := NewTextReader("vote", b)
 	v := parseVoteLines(l)
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -91,51 +91,51 @@ func ParseVote(b []byte) (*Vote, error) {
 // ParseSignedVote parses a signed vote's canonical bytes. It does not verify
 // the signature.
 func ParseSignedVote(b []byte) (*SignedVote, error) {
-	l := newLines("vote", b)
+	l := NewTextReader("vote", b)
 	v := parseVoteLines(l)
-	sig := l.field("sig")
+	sig := l.Field("sig")
 	var sv SignedVote
 	if l.err == nil {
 		s, err := ParseSignature(sig)
 		if err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 		sv = SignedVote{Vote: *v, Sig: s}
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return &sv, nil
 }
 
-func parseVoteLines(l *lines) *Vote {
-	l.magic(voteMagic)
+func parseVoteLines(l *TextReader) *Vote {
+	l.Magic(voteMagic)
 	var v Vote
-	v.Chain = l.field("chain")
+	v.Chain = l.Field("chain")
 	if l.err == nil {
 		if err := CheckChainID(v.Chain); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	v.Type = l.field("type")
+	v.Type = l.Field("type")
 	if l.err == nil && v.Type != Prevote && v.Type != Precommit {
-		l.fail("unknown vote type %q", clip(v.Type))
+		l.Fail("unknown vote type %q", clip(v.Type))
 	}
-	v.Height = l.uint("height")
-	r := l.uint("round")
+	v.Height = l.Uint("height")
+	r := l.Uint("round")
 	if r > 1<<31 {
-		l.fail("round %d out of range", r)
+		l.Fail("round %d out of range", r)
 	}
 	v.Round = uint32(r)
-	if l.peek("block") && strings.HasPrefix(string(l.rest), "block nil\n") {
-		l.next()
+	if l.Peek("block") && strings.HasPrefix(string(l.rest), "block nil\n") {
+		l.Next()
 	} else {
-		v.Block = l.hash("block")
+		v.Block = l.Hash("block")
 		if l.err == nil && v.Block.IsZero() {
-			l.fail("zero block hash: write nil")
+			l.Fail("zero block hash: write nil")
 		}
 	}
-	v.Validator = l.pubKey("validator")
+	v.Validator = l.PubKey("validator")
 	return &v
 }
 
@@ -158,14 +158,14 @@ type Certificate struct {
 
 // Format returns the certificate's canonical bytes.
 func (c *Certificate) Format() []byte {
-	var b textBuf
+	var b TextWriter
 	b.WriteString(certMagic + "\n")
-	b.line("chain", c.Chain)
-	b.uint("height", c.Height)
-	b.uint("round", uint64(c.Round))
-	b.line("block", c.Block.String())
+	b.Line("chain", c.Chain)
+	b.Uint("height", c.Height)
+	b.Uint("round", uint64(c.Round))
+	b.Line("block", c.Block.String())
 	for _, s := range c.Sigs {
-		b.line("sig", s.Validator.String()+" "+s.Sig.String())
+		b.Line("sig", s.Validator.String()+" "+s.Sig.String())
 	}
 	return b.Bytes()
 }
@@ -173,24 +173,24 @@ func (c *Certificate) Format() []byte {
 // ParseCertificate parses a certificate's canonical bytes strictly. It does
 // not verify signatures; see Certificate.Verify.
 func ParseCertificate(b []byte) (*Certificate, error) {
-	l := newLines("certificate", b)
-	l.magic(certMagic)
+	l := NewTextReader("certificate", b)
+	l.Magic(certMagic)
 	var c Certificate
-	c.Chain = l.field("chain")
+	c.Chain = l.Field("chain")
 	if l.err == nil {
 		if err := CheckChainID(c.Chain); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	c.Height = l.uint("height")
-	r := l.uint("round")
+	c.Height = l.Uint("height")
+	r := l.Uint("round")
 	if r > 1<<31 {
-		l.fail("round %d out of range", r)
+		l.Fail("round %d out of range", r)
 	}
 	c.Round = uint32(r)
-	c.Block = l.hash("block")
+	c.Block = l.Hash("block")
 	for l.err == nil && len(l.rest) > 0 {
-		s, ok := l.next()
+		s, ok := l.Next()
 		if !ok {
 			break
 		}
@@ -200,29 +200,29 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 			ks, ss, found = strings.Cut(rest, " ")
 		}
 		if !found {
-			l.fail("want \"sig <validator> <signature>\", have %q", clip(s))
+			l.Fail("want \"sig <validator> <signature>\", have %q", clip(s))
 			break
 		}
 		k, err := ParsePublicKey(ks)
 		if err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 			break
 		}
 		sig, err := ParseSignature(ss)
 		if err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 			break
 		}
 		if n := len(c.Sigs); n > 0 && c.Sigs[n-1].Validator.Compare(k) >= 0 {
-			l.fail("signatures not sorted by validator or repeated")
+			l.Fail("signatures not sorted by validator or repeated")
 			break
 		}
 		c.Sigs = append(c.Sigs, CertSig{Validator: k, Sig: sig})
 	}
 	if l.err == nil && len(c.Sigs) == 0 {
-		l.fail("no signatures")
+		l.Fail("no signatures")
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -299,10 +299,10 @@ type Attestation struct {
 // Message returns the bytes the validator signs: the attest magic, the chain
 // id, the validator key, then the record's fields.
 func (a *Attestation) Message() []byte {
-	var b textBuf
+	var b TextWriter
 	b.WriteString(attestMagic + "\n")
-	b.line("chain", a.Chain)
-	b.line("validator", a.Validator.String())
+	b.Line("chain", a.Chain)
+	b.Line("validator", a.Validator.String())
 	rec := a.Record.Format()
 	b.Write(rec[len(recordMagic)+1:])
 	return b.Bytes()
@@ -331,23 +331,23 @@ func Attest(s *Signer, chain string, r Record) Attestation {
 // ParseAttestation parses an attestation's canonical bytes. It does not
 // verify the signature.
 func ParseAttestation(b []byte) (*Attestation, error) {
-	l := newLines("attestation", b)
-	l.magic(attestMagic)
+	l := NewTextReader("attestation", b)
+	l.Magic(attestMagic)
 	var a Attestation
-	a.Chain = l.field("chain")
+	a.Chain = l.Field("chain")
 	if l.err == nil {
 		if err := CheckChainID(a.Chain); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	a.Validator = l.pubKey("validator")
+	a.Validator = l.PubKey("validator")
 	if l.err != nil {
 		return nil, l.err
 	}
 	// The record fields follow, then the signature line.
 	i := strings.LastIndex(string(l.rest), "sig ")
 	if i < 0 || (i > 0 && l.rest[i-1] != '\n') {
-		l.fail("missing signature")
+		l.Fail("missing signature")
 		return nil, l.err
 	}
 	rec, err := ParseRecord(append([]byte(recordMagic+"\n"), l.rest[:i]...))
@@ -356,13 +356,13 @@ func ParseAttestation(b []byte) (*Attestation, error) {
 	}
 	a.Record = *rec
 	l.rest = l.rest[i:]
-	sig := l.field("sig")
+	sig := l.Field("sig")
 	if l.err == nil {
 		if a.Sig, err = ParseSignature(sig); err != nil {
-			l.fail("%v", err)
+			l.Fail("%v", err)
 		}
 	}
-	if err := l.end(); err != nil {
+	if err := l.End(); err != nil {
 		return nil, err
 	}
 	return &a, nil
