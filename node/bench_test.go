@@ -168,13 +168,14 @@ func benchSubmitCommit(b *testing.B, quorum int) {
 }
 
 // BenchmarkAttestFetch measures what the attester does per record in
-// BenchmarkSubmitCommit: fetch a tag of the local fixture repository over
-// file:// into the node's cache and hash its tree. It bounds the submit
-// benchmark: the attester runs 4 of these at once.
+// BenchmarkNetworkSubmit: fetch a release of the local fixture repository
+// (a commit of its own, so a pack of its own) over file:// into the node's
+// cache and hash its tree. It bounds the submit benchmarks: the attester
+// runs 4 of these at once.
 func BenchmarkAttestFetch(b *testing.B) {
 	repo := newFixtureRepo(b)
 	repo.release("v0")
-	tags := repo.tagMany("f", max(b.N, 1))
+	tags := repo.releaseMany("f", max(b.N, 1))
 	cache := b.TempDir()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -305,9 +305,18 @@ type objectHasher struct {
 	cur  hashJob
 	buf  []byte
 	sent bool
+	made int // buffers taken from hashBufs, at most cap(free)
 }
 
 const hashChunk = 128 << 10
+
+// hashBufs holds the hashing buffers of finished fetches for the next: a
+// fetch takes only as many as it has objects in flight (most repositories'
+// objects are smaller than one), not cap(free) of them each time.
+var hashBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, hashChunk)
+	return &b
+}}
 
 func newObjectHasher() *objectHasher {
 	h := &objectHasher{
@@ -315,11 +324,24 @@ func newObjectHasher() *objectHasher {
 		free: make(chan []byte, 32),
 		done: make(chan struct{}),
 	}
-	for range cap(h.free) {
-		h.free <- make([]byte, 0, hashChunk)
-	}
 	go h.run()
 	return h
+}
+
+// take returns an empty buffer: a free one, else a pooled one while the
+// hasher has fewer than cap(free), else the next one the hashing goroutine
+// frees.
+func (h *objectHasher) take() []byte {
+	select {
+	case b := <-h.free:
+		return b
+	default:
+	}
+	if h.made < cap(h.free) {
+		h.made++
+		return (*hashBufs.Get().(*[]byte))[:0]
+	}
+	return <-h.free
 }
 
 func (h *objectHasher) run() {
@@ -356,7 +378,7 @@ func (h *objectHasher) run() {
 // start begins a new object.
 func (h *objectHasher) start(idx int, typ plumbing.ObjectType, size int64) {
 	h.cur = hashJob{idx: idx, typ: typ, size: size, first: true}
-	h.buf = <-h.free
+	h.buf = h.take()
 }
 
 // Write implements io.Writer for the current object's content.
@@ -371,7 +393,7 @@ func (h *objectHasher) Write(p []byte) (int, error) {
 			j.data = h.buf
 			h.jobs <- j
 			h.cur.first = false
-			h.buf = <-h.free
+			h.buf = h.take()
 		}
 	}
 	return n, nil
@@ -397,7 +419,16 @@ func (h *objectHasher) abandon() {
 func (h *objectHasher) close() []hashResult {
 	close(h.jobs)
 	<-h.done
-	return h.results
+	// Every buffer is back in free (the hashing goroutine frees each job's,
+	// abandon the writer's): keep them for the next fetch.
+	for {
+		select {
+		case b := <-h.free:
+			hashBufs.Put(&b)
+		default:
+			return h.results
+		}
+	}
 }
 
 // An indexer turns one pack stream into pack, idx and sums files.
