@@ -35,6 +35,16 @@ type Config struct {
 
 	MaxBlockRecords int // records per block; default 10,000
 
+	// The mempool's admission limits (see mempool.Config); zero fields
+	// take its defaults: 100,000 pending records, 64 MiB, 600 adds a
+	// minute per submitter address in bursts of up to 60, pending for at
+	// most 1 h.
+	PoolMaxRecords int
+	PoolMaxBytes   int64
+	SubmitRate     int // adds per minute per submitter address; -1: no limit
+	SubmitBurst    int
+	PendingExpiry  time.Duration
+
 	// ProofCacheBytes bounds the memory of the in-memory copy of the log's
 	// stored hashes that inclusion and consistency proofs read (see
 	// sqlitestore.WithHashCache): 64 bytes per record of the log to hold

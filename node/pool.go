@@ -45,9 +45,14 @@ func (j journal) LoadPending(ctx context.Context, fn func(id string, data []byte
 
 func (n *Node) openPool(ctx context.Context) error {
 	mc := mempool.Config{
-		Chain:  n.g.Chain,
-		Now:    n.cfg.Now,
-		Logger: n.log,
+		Chain:      n.g.Chain,
+		MaxEntries: n.cfg.PoolMaxRecords,
+		MaxBytes:   n.cfg.PoolMaxBytes,
+		Rate:       n.cfg.SubmitRate,
+		Burst:      n.cfg.SubmitBurst,
+		Expiry:     n.cfg.PendingExpiry,
+		Now:        n.cfg.Now,
+		Logger:     n.log,
 	}
 	if n.pow == nil {
 		mc.Validators = n.member

@@ -42,6 +42,12 @@ type fileConfig struct {
 	WriteToken    string   `json:"write_token,omitempty"`
 	AttestWorkers int      `json:"attest_workers,omitempty"`
 	MaxBlock      int      `json:"max_block_records,omitempty"` // records a block this node proposes may hold
+	// Mempool admission (0 or unset: the defaults).
+	MempoolMaxRecords int    `json:"mempool_max_records,omitempty"` // pending records held at most (100,000)
+	MempoolMaxMB      int64  `json:"mempool_max_mb,omitempty"`      // MiB of pending records at most (64)
+	SubmitRate        int    `json:"submit_rate,omitempty"`         // submissions a minute per client address (600); -1: no limit
+	SubmitBurst       int    `json:"submit_burst,omitempty"`        // submissions a client address may make at once (60)
+	PendingExpiry     string `json:"pending_expiry,omitempty"`      // how long a record may stay pending (1h)
 	// ProofCacheMB bounds, in MiB, the in-memory copy of the log's stored
 	// hashes that proofs read (default 64; 0: none).
 	ProofCacheMB *int64 `json:"proof_cache_mb,omitempty"`
@@ -142,19 +148,34 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	env("LOG_LEVEL", &fc.LogLevel)
 	env("FETCH_TIMEOUT", &fc.FetchTimeout)
 	env("TIMEOUT_PROPOSE", &fc.TimeoutPropose)
+	env("PENDING_EXPIRY", &fc.PendingExpiry)
+	envNum := func(name string, set func(int64)) error {
+		if v, ok := os.LookupEnv("LEDGERD_" + name); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("LEDGERD_%s=%q: want a number", name, v)
+			}
+			set(n)
+		}
+		return nil
+	}
+	for _, err := range []error{
+		envNum("PROOF_CACHE_MB", func(n int64) { fc.ProofCacheMB = &n }),
+		envNum("MEMPOOL_MAX_RECORDS", func(n int64) { fc.MempoolMaxRecords = int(n) }),
+		envNum("MEMPOOL_MAX_MB", func(n int64) { fc.MempoolMaxMB = n }),
+		envNum("SUBMIT_RATE", func(n int64) { fc.SubmitRate = int(n) }),
+		envNum("SUBMIT_BURST", func(n int64) { fc.SubmitBurst = int(n) }),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
 	if v, ok := os.LookupEnv("LEDGERD_MDNS"); ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return nil, fmt.Errorf("LEDGERD_MDNS=%q: want true or false", v)
 		}
 		fc.MDNS = b
-	}
-	if v, ok := os.LookupEnv("LEDGERD_PROOF_CACHE_MB"); ok {
-		mb, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("LEDGERD_PROOF_CACHE_MB=%q: want a number of MiB", v)
-		}
-		fc.ProofCacheMB = &mb
 	}
 	if v, ok := os.LookupEnv("LEDGERD_MINE"); ok {
 		b, err := strconv.ParseBool(v)
@@ -236,10 +257,32 @@ func (f *runFlags) nodeConfig(cmd *cobra.Command, stderr io.Writer) (*node.Confi
 	if err := parseSetting("fetch_timeout", fc.FetchTimeout, time.Nanosecond, 0, "a positive duration such as 2m", &cfg.FetchTimeout); err != nil {
 		return nil, err
 	}
+	if err := fc.poolLimits(cfg); err != nil {
+		return nil, err
+	}
 	if err := parseSetting("timeout_propose", fc.TimeoutPropose, 100*time.Millisecond, time.Hour, "a duration from 100ms to 1h such as 3s", &cfg.TimeoutPropose); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// poolLimits checks the mempool settings and sets them in cfg.
+func (fc *fileConfig) poolLimits(cfg *node.Config) error {
+	switch {
+	case fc.MempoolMaxRecords < 0 || fc.MempoolMaxRecords > 100_000_000:
+		return fmt.Errorf("mempool_max_records %d: want 1 to 100000000, or 0 for the default", fc.MempoolMaxRecords)
+	case fc.MempoolMaxMB < 0 || fc.MempoolMaxMB > 1<<20:
+		return fmt.Errorf("mempool_max_mb %d: want 1 to %d MiB, or 0 for the default", fc.MempoolMaxMB, 1<<20)
+	case fc.SubmitRate < -1:
+		return fmt.Errorf("submit_rate %d: want submissions a minute per client address, -1 for no limit, or 0 for the default", fc.SubmitRate)
+	case fc.SubmitBurst < 0 || fc.SubmitBurst > 1_000_000:
+		return fmt.Errorf("submit_burst %d: want 1 to 1000000, or 0 for the default", fc.SubmitBurst)
+	}
+	cfg.PoolMaxRecords = fc.MempoolMaxRecords
+	cfg.PoolMaxBytes = fc.MempoolMaxMB << 20
+	cfg.SubmitRate = fc.SubmitRate
+	cfg.SubmitBurst = fc.SubmitBurst
+	return parseSetting("pending_expiry", fc.PendingExpiry, time.Minute, 0, "a duration of at least 1m such as 24h", &cfg.PendingExpiry)
 }
 
 // maxProofCacheMB bounds proof_cache_mb: 1 TiB.
