@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"sync"
 
 	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
@@ -131,7 +134,9 @@ type SignedItem struct {
 
 // VerifyBatch verifies many signatures at once with ed25519consensus's batch
 // verifier. It returns nil when all verify; otherwise the index of the first
-// bad item (found by checking one at a time) wrapped in an error.
+// bad item (found by checking one at a time) wrapped in an error. Many
+// signatures (a block's attestations) are split into batches verified on
+// up to GOMAXPROCS goroutines, which it waits for.
 func VerifyBatch(items []SignedItem) error {
 	if len(items) == 0 {
 		return nil
@@ -142,11 +147,7 @@ func VerifyBatch(items []SignedItem) error {
 		}
 		return nil
 	}
-	bv := ed25519consensus.NewPreallocatedBatchVerifier(len(items))
-	for _, it := range items {
-		bv.Add(ed25519.PublicKey(it.Key[:]), it.Msg, it.Sig[:])
-	}
-	if bv.Verify() {
+	if verifyParallel(items) {
 		return nil
 	}
 	for i, it := range items {
@@ -157,4 +158,37 @@ func VerifyBatch(items []SignedItem) error {
 	// The batch failed but every single check passed: treat as invalid, the
 	// batch equation is the stricter view (it cannot happen under ZIP-215).
 	return fmt.Errorf("batch: %w", ErrBadSignature)
+}
+
+// minParallelBatch is the fewest signatures a batch verified on a
+// goroutine of its own holds.
+const minParallelBatch = 256
+
+// verifyParallel reports whether every item verifies, in one batch, or in
+// batches of at least minParallelBatch verified in parallel.
+func verifyParallel(items []SignedItem) bool {
+	parts := min(runtime.GOMAXPROCS(0), len(items)/minParallelBatch)
+	if parts <= 1 {
+		return verifyBatch(items)
+	}
+	ok := make([]bool, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[p] = verifyBatch(items[p*len(items)/parts : (p+1)*len(items)/parts])
+		}()
+	}
+	wg.Wait()
+	return !slices.Contains(ok, false)
+}
+
+// verifyBatch reports whether every item verifies, in one batch.
+func verifyBatch(items []SignedItem) bool {
+	bv := ed25519consensus.NewPreallocatedBatchVerifier(len(items))
+	for _, it := range items {
+		bv.Add(ed25519.PublicKey(it.Key[:]), it.Msg, it.Sig[:])
+	}
+	return bv.Verify()
 }

@@ -98,7 +98,7 @@ func TestNoCrossRoleSignatures(t *testing.T) {
 
 func TestVerifyBatch(t *testing.T) {
 	var items []ledger.SignedItem
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 1200; i++ { // enough for batches verified in parallel
 		s := ledgertest.Signer(i % 7)
 		msg := []byte(fmt.Sprintf("message %d", i))
 		items = append(items, ledger.SignedItem{Key: s.Public(), Msg: msg, Sig: s.Sign(msg)})
@@ -106,13 +106,16 @@ func TestVerifyBatch(t *testing.T) {
 	if err := ledger.VerifyBatch(nil); err != nil {
 		t.Errorf("VerifyBatch(nil) = %v; want nil", err)
 	}
-	for _, n := range []int{1, 2, 40} {
+	for _, n := range []int{1, 2, 40, 1200} {
 		if err := ledger.VerifyBatch(items[:n]); err != nil {
 			t.Errorf("VerifyBatch(%d good) = %v; want nil", n, err)
 		}
 	}
-	for _, bad := range []int{0, 1, 17, 39} {
-		for _, n := range []int{bad + 1, 40} {
+	for _, bad := range []int{0, 1, 17, 39, 600, 1199} {
+		for _, n := range []int{bad + 1, 40, 1200} {
+			if n < bad+1 {
+				continue
+			}
 			c := append([]ledger.SignedItem(nil), items[:n]...)
 			c[bad].Msg = []byte("tampered")
 			err := ledger.VerifyBatch(c)
