@@ -40,7 +40,9 @@ Exit 0 when the store is sound; exit 1 naming the first bad height.`,
 				}
 			}
 			ctx := cmd.Context()
-			s, err := sqlitestore.Open(ctx, db)
+			// No proofs are served: the stored hashes are read from the
+			// file, where the audit checks them, not kept in memory.
+			s, err := sqlitestore.Open(ctx, db, sqlitestore.WithHashCache(0))
 			if err != nil {
 				if errors.Is(err, ledger.ErrCorrupt) {
 					return &exitError{code: 1, err: err}
