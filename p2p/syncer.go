@@ -507,7 +507,8 @@ func (s *Syncer) storeLocked(ctx context.Context, v verified) (bool, error) {
 	// The append is not cancelled: it is one block, and syncFrom looks at
 	// ctx between blocks. With a context that can be cancelled, the SQLite
 	// driver runs every statement on a goroutine of its own, so as to
-	// interrupt it, which halved the rate of appends.
+	// interrupt it: appends were 15-25% slower while the fetching and
+	// verifying goroutines keep the process busy.
 	switch err := st.Append(context.WithoutCancel(ctx), b, v.hashes); {
 	case errors.Is(err, ledger.ErrConflict):
 		return false, &ledger.ValidationError{Height: height, Field: "key", Err: err}
