@@ -90,13 +90,6 @@ func (s *Server) lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, err
 	return e, nil
 }
 
-// A recordProver is a store that proves records itself, faster than
-// ledger.ProveRecord over its stored hashes, with the same proofs
-// (sqlitestore.Store, from its hash cache).
-type recordProver interface {
-	ProveRecord(ctx context.Context, size, index int64) ([]ledger.Hash, error)
-}
-
 // prove proves e against the newest checkpoint.
 func (s *Server) prove(ctx context.Context, e *ledger.Entry) (*provenRecord, error) {
 	hdr, cert, err := s.b.Checkpoint(ctx)
@@ -118,12 +111,7 @@ func (s *Server) prove(ctx context.Context, e *ledger.Entry) (*provenRecord, err
 	if err != nil {
 		return nil, err
 	}
-	var proof []ledger.Hash
-	if rp, ok := s.store.(recordProver); ok {
-		proof, err = rp.ProveRecord(ctx, int64(cp.hdr.LogSize), e.Index)
-	} else {
-		proof, err = ledger.ProveRecord(ledger.HashReaderOf(ctx, s.store), int64(cp.hdr.LogSize), e.Index)
-	}
+	proof, err := ledger.ProveRecord(ledger.HashReaderOf(ctx, s.store), int64(cp.hdr.LogSize), e.Index)
 	if err != nil {
 		return nil, err
 	}

@@ -349,9 +349,9 @@ func BenchmarkKeyCheck1M(b *testing.B) {
 	b.ReportMetric(float64(each.Nanoseconds())/1e3/per, "µs/key-lookup")
 }
 
-// BenchmarkProof1M proves records (Store.ProveRecord, from the hash cache,
-// as the API does; and ledger.ProveRecord over ReadHashes, tlog's) and
-// consistency between the head and older blocks, and checks the proofs.
+// BenchmarkProof1M proves records (ledger.ProveRecord over ReadHashes, as
+// the API does) and consistency between the head and older blocks, and
+// checks the proofs.
 func BenchmarkProof1M(b *testing.B) {
 	s, _, n := fixture(b)
 	ctx := context.Background()
@@ -363,7 +363,7 @@ func BenchmarkProof1M(b *testing.B) {
 	hr := ledger.HashReaderOf(ctx, s)
 	rng := rand.New(rand.NewPCG(2, 2))
 	// Older checkpoints to prove consistency from: block headers.
-	var proveIncl, proveTlog, proveCons, checkIncl, checkCons time.Duration
+	var proveIncl, proveCons, checkIncl, checkCons time.Duration
 	const per = 500 // proofs per op, so that -benchtime 1x is an average
 	b.ResetTimer()
 	for i := 0; i < b.N*per; i++ {
@@ -377,7 +377,7 @@ func BenchmarkProof1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		p, err := s.ProveRecord(ctx, size, idx)
+		p, err := ledger.ProveRecord(hr, size, idx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -400,22 +400,9 @@ func BenchmarkProof1M(b *testing.B) {
 		proveCons += t3.Sub(t2)
 		checkCons += t4.Sub(t3)
 	}
-	// tlog's proofs of other records, each alone as the store's were.
-	for i := 0; i < b.N*per; i++ {
-		idx := rng.Int64N(size)
-		if _, err := s.Record(ctx, idx); err != nil {
-			b.Fatal(err)
-		}
-		t0 := time.Now()
-		if _, err := ledger.ProveRecord(hr, size, idx); err != nil {
-			b.Fatal(err)
-		}
-		proveTlog += time.Since(t0)
-	}
 	b.StopTimer()
 	us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(b.N*per) }
 	b.ReportMetric(us(proveIncl), "µs/inclusion-proof")
-	b.ReportMetric(us(proveTlog), "µs/inclusion-proof-tlog")
 	b.ReportMetric(us(checkIncl), "µs/inclusion-check")
 	b.ReportMetric(us(proveCons), "µs/consistency-proof")
 	b.ReportMetric(us(checkCons), "µs/consistency-check")

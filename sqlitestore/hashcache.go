@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 	"sync"
 
@@ -294,79 +293,4 @@ func (c *hashCache) held() int64 {
 		n += l.n
 	}
 	return n
-}
-
-// ProveRecord returns the inclusion proof of record index in the log of
-// size records: what ledger.ProveRecord returns over the store's stored
-// hashes (tlog.ProveRecord's proof), the same bytes. When the hash cache
-// holds every level of the head's tree it is computed there, without
-// reading the file or converting stored-hash indexes; otherwise it is
-// ledger.ProveRecord over ReadHashes.
-func (s *Store) ProveRecord(ctx context.Context, size, index int64) ([]ledger.Hash, error) {
-	if p, ok := s.cache.prove(s.head.Load(), size, index); ok {
-		return p, nil
-	}
-	return ledger.ProveRecord(ledger.HashReaderOf(ctx, s), size, index)
-}
-
-// prove returns the inclusion proof of record index in the log of size
-// records, for the head the caller read, computed from the cached levels
-// as tlog.ProveRecord computes it from stored hashes; false when the
-// cache, for that head, does not hold every level or the log is not a
-// prefix of the head's.
-//
-// tlog's proof of leaf n in the records [lo, hi) is empty for one record;
-// otherwise, with k the largest power of two below hi-lo, the proof of n
-// in the half that holds it followed by the hash of the other half:
-// [lo, lo+k) is always a complete subtree (one stored hash), [lo+k, hi)
-// is one unless hi is the log's end, and then the hash of the complete
-// subtrees it splits into, combined from the right.
-func (c *hashCache) prove(head *ledger.Header, size, index int64) ([]ledger.Hash, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if head == nil || c.head != head || c.low != 0 || size > c.size || index < 0 || index >= size {
-		return nil, false
-	}
-	// The siblings, from the root down; the proof lists them from the leaf
-	// up.
-	var sibs [64]ledger.Hash
-	depth := 0
-	lo, hi := int64(0), size
-	for hi-lo > 1 {
-		l := bits.Len64(uint64(hi-lo-1)) - 1 // k = 1<<l < hi-lo <= 2k
-		k := int64(1) << l
-		if index < lo+k {
-			sibs[depth] = c.rangeHash(lo+k, hi)
-			hi = lo + k
-		} else {
-			sibs[depth] = c.levels[l].at(lo >> l)
-			lo += k
-		}
-		depth++
-	}
-	proof := make([]ledger.Hash, depth)
-	for i := range proof {
-		proof[i] = sibs[depth-1-i]
-	}
-	return proof, true
-}
-
-// rangeHash returns the tree hash of the records [lo, hi), which split
-// into complete subtrees of decreasing sizes from lo (lo is a multiple of
-// the first one's size): their stored hashes, combined from the right.
-// c.mu is held.
-func (c *hashCache) rangeHash(lo, hi int64) ledger.Hash {
-	var parts [64]ledger.Hash
-	m := 0
-	for lo < hi {
-		l := bits.Len64(uint64(hi-lo)) - 1 // the largest 1<<l <= hi-lo
-		parts[m] = c.levels[l].at(lo >> l)
-		m++
-		lo += int64(1) << l
-	}
-	h := parts[m-1]
-	for i := m - 2; i >= 0; i-- {
-		h = ledger.Hash(tlog.NodeHash(tlog.Hash(parts[i]), tlog.Hash(h)))
-	}
-	return h
 }

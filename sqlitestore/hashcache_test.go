@@ -78,9 +78,6 @@ func checkCache(t *testing.T, s *Store, current bool, what string) {
 		if err1 != nil || err2 != nil || !slices.Equal(p1, p2) {
 			t.Fatalf("%s: proof of record %d in %d: %v, %v through the cache; %v, %v from the file", what, idx, n, p1, err1, p2, err2)
 		}
-		if p3, err3 := s.ProveRecord(ctx, n, idx); err3 != nil || !slices.Equal(p3, p2) {
-			t.Fatalf("%s: ProveRecord(%d, %d) = %v, %v; from the file %v", what, n, idx, p3, err3, p2)
-		}
 		q1, err1 := ledger.ProveTree(cached, n, old)
 		q2, err2 := ledger.ProveTree(disk, n, old)
 		if err1 != nil || err2 != nil || !slices.Equal(q1, q2) {
@@ -268,56 +265,5 @@ func TestHashCacheBound(t *testing.T) {
 	if s, err := Open(ctx, path, WithHashCache(-1)); err == nil {
 		s.Close()
 		t.Errorf("Open(WithHashCache(-1)) = nil error")
-	}
-}
-
-// TestProveRecord checks the store's proofs computed in the hash cache
-// against tlog's proofs over the stored hashes in the file: every record
-// of every log size up to 300, records at the edges of power-of-two
-// subtrees in a larger log, and that inputs tlog refuses are refused.
-func TestProveRecord(t *testing.T) {
-	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "ledger.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := newTestChain(1)
-	if _, err := c.appendBlocks(ctx, s, 4500, 700); err != nil {
-		t.Fatal(err)
-	}
-	head, _ := s.Head(ctx)
-	if p, ok := s.cache.prove(s.head.Load(), 2, 1); !ok || len(p) != 1 {
-		t.Fatalf("the cache does not prove records: %v, %v", p, ok)
-	}
-	disk := diskHashes(ctx, s)
-	check := func(size, index int64) {
-		t.Helper()
-		want, err := ledger.ProveRecord(disk, size, index)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := s.ProveRecord(ctx, size, index)
-		if err != nil || !slices.Equal(got, want) || got == nil {
-			t.Fatalf("ProveRecord(%d, %d) = %v, %v; want %v", size, index, got, err, want)
-		}
-	}
-	for size := int64(1); size <= 300; size++ {
-		for index := range size {
-			check(size, index)
-		}
-	}
-	size := int64(head.LogSize)
-	for _, n := range []int64{size, 4096, 4095, 4097, 2048 + 1024 + 3} {
-		for _, index := range []int64{0, 1, n / 2, 2047, 2048, 4095, 4096, n - 2, n - 1} {
-			if index >= 0 && index < n {
-				check(n, index)
-			}
-		}
-	}
-	for _, bad := range [][2]int64{{0, 0}, {10, 10}, {10, -1}, {-1, 0}, {size + 1, 0}} {
-		if p, err := s.ProveRecord(ctx, bad[0], bad[1]); err == nil {
-			t.Errorf("ProveRecord(%d, %d) = %v, nil error", bad[0], bad[1], p)
-		}
 	}
 }

@@ -15,6 +15,12 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
+// point returns ctx for a statement that reads a few rows through an index
+// (microseconds): without its cancellation, which go-sqlite3 watches from
+// a goroutine it starts for each statement run with a context that can be
+// cancelled. Reads of many rows keep ctx.
+func point(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // A queryer is a *sql.DB or a *sql.Tx.
 type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -69,7 +75,7 @@ func (s *Store) Header(ctx context.Context, height uint64) (*ledger.Header, erro
 		return nil, fmt.Errorf("sqlitestore: header %d: %w", height, ledger.ErrNotFound)
 	}
 	var data, hash []byte
-	if err := s.r.QueryRowContext(ctx, "SELECT header, hash FROM blocks WHERE height = ?", int64(height)).Scan(&data, &hash); err != nil {
+	if err := s.r.QueryRowContext(point(ctx), "SELECT header, hash FROM blocks WHERE height = ?", int64(height)).Scan(&data, &hash); err != nil {
 		return nil, readErr(err, "header %d", height)
 	}
 	return parseHeaderAt(data, hash, height)
@@ -224,7 +230,7 @@ func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 func (s *Store) Record(ctx context.Context, index int64) (*ledger.Entry, error) {
 	var data []byte
 	var height int64
-	if err := s.r.QueryRowContext(ctx, "SELECT height, data FROM records WHERE idx = ?", index).Scan(&height, &data); err != nil {
+	if err := s.r.QueryRowContext(point(ctx), "SELECT height, data FROM records WHERE idx = ?", index).Scan(&height, &data); err != nil {
 		return nil, readErr(err, "record %d", index)
 	}
 	return scanEntry(data, index, height)
@@ -264,7 +270,7 @@ func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.En
 func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
 	var data []byte
 	var idx, height int64
-	if err := s.r.QueryRowContext(ctx, "SELECT idx, height, data FROM records WHERE key = ?", key.String()).Scan(&idx, &height, &data); err != nil {
+	if err := s.r.QueryRowContext(point(ctx), "SELECT idx, height, data FROM records WHERE key = ?", key.String()).Scan(&idx, &height, &data); err != nil {
 		return nil, readErr(err, "key %s", key)
 	}
 	e, err := scanEntry(data, idx, height)
@@ -295,7 +301,7 @@ func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, err
 		return 0, fmt.Errorf("sqlitestore: keys: %w", err)
 	}
 	var i int64
-	err = s.r.QueryRowContext(ctx, "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
+	err = s.r.QueryRowContext(point(ctx), "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
 		string(arg)).Scan(&i)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -413,7 +419,7 @@ func readFew(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, bo
 		args = append(args, 32*(ledger.StoredHashCount(rec+1)-ledger.StoredHashCount(rec)), 1+32*level, rec)
 	}
 	var buf []byte
-	if err := q.QueryRowContext(ctx, fewQueries[len(indexes)], args...).Scan(&buf); err != nil || len(buf) != 32*len(indexes) {
+	if err := q.QueryRowContext(point(ctx), fewQueries[len(indexes)], args...).Scan(&buf); err != nil || len(buf) != 32*len(indexes) {
 		return nil, false
 	}
 	out := make([]ledger.Hash, len(indexes))
