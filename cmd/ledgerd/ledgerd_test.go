@@ -107,16 +107,7 @@ func TestInitAndTestnet(t *testing.T) {
 // of range, in config.json or the environment stops 'ledgerd run' before
 // it opens anything, naming the setting.
 func TestRunRefusesBadTimeouts(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "net")
-	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
-		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
-	}
-	home := filepath.Join(dir, "node0")
-	cpath := filepath.Join(home, configFile)
-	fc, err := readFileConfig(cpath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, cpath, fc := testnetHome(t)
 	for _, bad := range []string{"soon", "10ms", "2h"} {
 		fc.TimeoutPropose = bad
 		rewriteConfig(t, cpath, fc)
@@ -133,6 +124,33 @@ func TestRunRefusesBadTimeouts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
 		t.Errorf("a refused run created %s", dbFile)
 	}
+}
+
+// testnetHome writes the home of a one-node testnet and returns it, its
+// config file and that file's settings.
+func testnetHome(t *testing.T) (home, cpath string, fc *fileConfig) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "net")
+	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
+		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
+	}
+	home = filepath.Join(dir, "node0")
+	cpath = filepath.Join(home, configFile)
+	fc, err := readFileConfig(cpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return home, cpath, fc
+}
+
+// homeConfig returns the node configuration 'ledgerd run --home home'
+// would run with.
+func homeConfig(home string) (*node.Config, error) {
+	var f runFlags
+	cmd := &cobra.Command{}
+	f.register(cmd)
+	f.home = home
+	return f.nodeConfig(cmd, io.Discard)
 }
 
 // rewriteConfig replaces the config file at path with fc.
@@ -152,25 +170,9 @@ func rewriteConfig(t *testing.T, path string, fc *fileConfig) {
 // hashes (0: none; unset: the default); a negative or malformed value stops
 // 'ledgerd run' before it opens anything, naming the setting.
 func TestProofCacheSetting(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "net")
-	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
-		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
-	}
-	home := filepath.Join(dir, "node0")
-	cpath := filepath.Join(home, configFile)
-	fc, err := readFileConfig(cpath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, cpath, fc := testnetHome(t)
 	mb := func(v int64) *int64 { return &v }
 	t.Setenv("LEDGERD_PROOF_CACHE_MB", "") // restored after the test
-	config := func() (*node.Config, error) {
-		var f runFlags
-		cmd := &cobra.Command{}
-		f.register(cmd)
-		f.home = home
-		return f.nodeConfig(cmd, io.Discard)
-	}
 	for _, tt := range []struct {
 		file *int64 // nil: unset
 		env  string // "" for none
@@ -193,7 +195,7 @@ func TestProofCacheSetting(t *testing.T) {
 		if tt.file != nil {
 			what = fmt.Sprintf("proof_cache_mb %d, LEDGERD_PROOF_CACHE_MB %q", *tt.file, tt.env)
 		}
-		cfg, err := config()
+		cfg, err := homeConfig(home)
 		if err != nil {
 			t.Fatalf("config with %s: %v", what, err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/vcsledger/vcsledger/api"
-	"github.com/vcsledger/vcsledger/node"
 )
 
 // TestMempoolSettings: mempool_max_records, mempool_max_mb, submit_rate,
@@ -23,31 +19,14 @@ import (
 // LEDGERD_* variables, reach the node; a bad value stops 'ledgerd run'
 // before it opens anything, naming the setting.
 func TestMempoolSettings(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "net")
-	if code, out, stderr := ledgerd("testnet", "--nodes", "1", "--dir", dir); code != 0 {
-		t.Fatalf("testnet: exit %d\n%s%s", code, out, stderr)
-	}
-	home := filepath.Join(dir, "node0")
-	cpath := filepath.Join(home, configFile)
-	base, err := readFileConfig(cpath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	home, cpath, base := testnetHome(t)
 	vars := []string{"MEMPOOL_MAX_RECORDS", "MEMPOOL_MAX_MB", "SUBMIT_RATE", "SUBMIT_BURST", "PENDING_EXPIRY"}
 	for _, v := range vars {
 		t.Setenv("LEDGERD_"+v, "") // restored after the test
 		os.Unsetenv("LEDGERD_" + v)
 	}
-	config := func() (*node.Config, error) {
-		var f runFlags
-		cmd := &cobra.Command{}
-		f.register(cmd)
-		f.home = home
-		return f.nodeConfig(cmd, io.Discard)
-	}
-
 	// Unset: zero, the mempool's defaults.
-	cfg, err := config()
+	cfg, err := homeConfig(home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +37,7 @@ func TestMempoolSettings(t *testing.T) {
 	fc := *base
 	fc.MempoolMaxRecords, fc.MempoolMaxMB, fc.SubmitRate, fc.SubmitBurst, fc.PendingExpiry = 500, 8, -1, 5, "24h"
 	rewriteConfig(t, cpath, &fc)
-	if cfg, err = config(); err != nil {
+	if cfg, err = homeConfig(home); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.PoolMaxRecords != 500 || cfg.PoolMaxBytes != 8<<20 || cfg.SubmitRate != -1 || cfg.SubmitBurst != 5 || cfg.PendingExpiry != 24*time.Hour {
@@ -67,7 +46,7 @@ func TestMempoolSettings(t *testing.T) {
 	for v, val := range map[string]string{"MEMPOOL_MAX_RECORDS": "7", "MEMPOOL_MAX_MB": "2", "SUBMIT_RATE": "30", "SUBMIT_BURST": "3", "PENDING_EXPIRY": "10m"} {
 		os.Setenv("LEDGERD_"+v, val)
 	}
-	if cfg, err = config(); err != nil {
+	if cfg, err = homeConfig(home); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.PoolMaxRecords != 7 || cfg.PoolMaxBytes != 2<<20 || cfg.SubmitRate != 30 || cfg.SubmitBurst != 3 || cfg.PendingExpiry != 10*time.Minute {
