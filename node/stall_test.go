@@ -76,12 +76,16 @@ func TestStallOnAppendFailure(t *testing.T) {
 	defer unlock()
 
 	// The other three commit without it; its append of the first of these
-	// blocks fails once the busy timeout runs out.
+	// blocks fails once the busy timeout runs out. Every write of the node
+	// (signing state, pending journal, co-signatures, appends) waits that
+	// timeout on its one write connection, one after another, so the
+	// append may come to fail only after several of them.
 	before := c.heads()[0].Height
 	submit(0, keys[2:4])
 	cl := m.client()
 	var st *api.Status
-	deadline := time.Now().Add(60 * time.Second)
+	const stallWithin = 3 * time.Minute
+	deadline := time.Now().Add(stallWithin)
 	for {
 		if st, err = cl.Status(ctx); err != nil {
 			t.Fatal(err)
@@ -90,7 +94,7 @@ func TestStallOnAppendFailure(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node %d not stalled after 60 s with its store locked: %+v", victim, st)
+			t.Fatalf("node %d not stalled after %v with its store locked: %+v", victim, stallWithin, st)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
