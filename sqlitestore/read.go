@@ -287,7 +287,8 @@ var _ ledger.KeyChecker = (*Store)(nil)
 
 // FirstCommitted returns the position in keys of the first key committed,
 // or -1 (see ledger.KeyChecker): one query, which probes the key index for
-// each key without reading a record.
+// each key without reading a record. A block may hold 100,000 keys, so it
+// keeps ctx's cancellation (see point).
 func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, error) {
 	if len(keys) == 0 {
 		return -1, nil
@@ -301,7 +302,7 @@ func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, err
 		return 0, fmt.Errorf("sqlitestore: keys: %w", err)
 	}
 	var i int64
-	err = s.r.QueryRowContext(point(ctx), "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
+	err = s.r.QueryRowContext(ctx, "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
 		string(arg)).Scan(&i)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
