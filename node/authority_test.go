@@ -26,14 +26,7 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 	c.startAll()
 	c.waitPeers(4, 30*time.Second)
 	ctx := context.Background()
-	signer := func(i int) *ledger.Signer {
-		s, err := ledger.NewSigner(c.members[i].key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	v4 := signer(4)
+	v4 := c.signer(4)
 	next := 0
 	commit := func(via int, n int) []ledger.Key {
 		t.Helper()
@@ -51,7 +44,7 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 	vote := func(i int, ch ledger.AuthorityChange) {
 		t.Helper()
 		ch.Sigs = nil
-		ch.AddVote(ch.Vote(signer(i)))
+		ch.AddVote(ch.Vote(c.signer(i)))
 		if _, err := c.members[i].client().SubmitAuthority(ctx, &ch); err != nil {
 			t.Fatalf("node %d: SubmitAuthority = %v", i, err)
 		}
@@ -73,10 +66,10 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 		t.Errorf("a change voted by a non-validator: SubmitAuthority = %v, want a 400", err)
 	}
 	for _, ch := range []ledger.AuthorityChange{
-		{Chain: c.g.Chain, Op: ledger.AuthorityRemove, Validator: signer(3).Public(), Effective: nextHeight() + 10},
-		{Chain: c.g.Chain, Op: ledger.AuthorityAdd, Validator: signer(2).Public(), Name: "again", Effective: nextHeight() + 10},
+		{Chain: c.g.Chain, Op: ledger.AuthorityRemove, Validator: c.signer(3).Public(), Effective: nextHeight() + 10},
+		{Chain: c.g.Chain, Op: ledger.AuthorityAdd, Validator: c.signer(2).Public(), Name: "again", Effective: nextHeight() + 10},
 	} {
-		ch.AddVote(ch.Vote(signer(0)))
+		ch.AddVote(ch.Vote(c.signer(0)))
 		if _, err := c.members[0].client().SubmitAuthority(ctx, &ch); !errors.Is(err, api.ErrBadRequest) {
 			t.Errorf("%s: SubmitAuthority = %v, want a 400", ch.String(), err)
 		}
@@ -122,7 +115,7 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 	middle := commit(4, 2)
 
 	// Remove the first: proposed at node 1, voted at 2, 3 and 4 (4 of 5).
-	rm := ledger.AuthorityChange{Chain: c.g.Chain, Op: ledger.AuthorityRemove, Validator: signer(0).Public(), Effective: nextHeight() + 6}
+	rm := ledger.AuthorityChange{Chain: c.g.Chain, Op: ledger.AuthorityRemove, Validator: c.signer(0).Public(), Effective: nextHeight() + 6}
 	for _, i := range []int{1, 2, 3, 4} {
 		vote(i, rm)
 	}
@@ -132,7 +125,7 @@ func TestNetworkValidatorSetChange(t *testing.T) {
 	c.waitConverged(30 * time.Second)
 	for _, i := range c.live() {
 		set := c.members[i].current()
-		if set.Len() != 4 || set.Contains(signer(0).Public()) || !set.Contains(v4.Public()) {
+		if set.Len() != 4 || set.Contains(c.signer(0).Public()) || !set.Contains(v4.Public()) {
 			t.Fatalf("node %d: set of %d after the removal", i, set.Len())
 		}
 	}
@@ -195,14 +188,7 @@ func TestNetworkAuthorityRestart(t *testing.T) {
 	c.startAll()
 	c.waitPeers(4, 30*time.Second)
 	ctx := context.Background()
-	signer := func(i int) *ledger.Signer {
-		s, err := ledger.NewSigner(c.members[i].key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	v4 := signer(4)
+	v4 := c.signer(4)
 	vs, err := c.members[0].client().Validators(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +197,7 @@ func TestNetworkAuthorityRestart(t *testing.T) {
 	vote := func(i int) *api.AuthorityInfo {
 		t.Helper()
 		ch := add
-		ch.AddVote(ch.Vote(signer(i)))
+		ch.AddVote(ch.Vote(c.signer(i)))
 		info, err := c.members[i].client().SubmitAuthority(ctx, &ch)
 		if err != nil {
 			t.Fatalf("node %d: SubmitAuthority = %v", i, err)
@@ -283,7 +269,7 @@ func TestNetworkAuthorityRestart(t *testing.T) {
 
 	// A committed change is refused, whatever votes it carries.
 	again := add
-	again.AddVote(again.Vote(signer(1)))
+	again.AddVote(again.Vote(c.signer(1)))
 	if _, err := c.members[1].client().SubmitAuthority(ctx, &again); !errors.Is(err, api.ErrBadRequest) {
 		t.Errorf("SubmitAuthority(a committed change) = %v, want a 400", err)
 	}

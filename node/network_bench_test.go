@@ -229,7 +229,6 @@ func BenchmarkNetworkCommit(b *testing.B) {
 func (c *cluster) preloadReady(i int, recs []ledger.Record) {
 	c.tb.Helper()
 	ctx := context.Background()
-	m := c.members[i]
 	cfg := c.config(i, "ledger.db")
 	if err := os.MkdirAll(filepath.Dir(cfg.DBPath), 0o755); err != nil {
 		c.tb.Fatal(err)
@@ -242,10 +241,7 @@ func (c *cluster) preloadReady(i int, recs []ledger.Record) {
 	if err := ledger.InitStore(ctx, st, c.g); err != nil {
 		c.tb.Fatal(err)
 	}
-	signer, err := ledger.NewSigner(m.key)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
+	signer := c.signer(i)
 	vals := c.vals()
 	p, err := mempool.New(ctx, mempool.Config{Chain: c.g.Chain, Self: signer.Public(), Validators: vals.Contains}, journal{&Node{store: st}}, st)
 	if err != nil {

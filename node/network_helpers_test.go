@@ -834,11 +834,8 @@ func (c *cluster) prebuild(blocks, perBlock int) string {
 	c.tb.Helper()
 	ctx := context.Background()
 	var signers []*ledger.Signer
-	for _, m := range c.members {
-		s, err := ledger.NewSigner(m.key)
-		if err != nil {
-			c.tb.Fatal(err)
-		}
+	for i := range c.members {
+		s := c.signer(i)
 		if c.vals().Contains(s.Public()) && !slices.ContainsFunc(signers, func(o *ledger.Signer) bool { return o.Public() == s.Public() }) {
 			signers = append(signers, s)
 		}
@@ -864,6 +861,16 @@ func (c *cluster) prebuild(blocks, perBlock int) string {
 		c.tb.Fatalf("prebuild: the last block is %v in the future; make the genesis older", time.Duration(last-time.Now().UnixMilli())*time.Millisecond)
 	}
 	return path
+}
+
+// signer returns member i's signer.
+func (c *cluster) signer(i int) *ledger.Signer {
+	c.tb.Helper()
+	s, err := ledger.NewSigner(c.members[i].key)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return s
 }
 
 // vals returns the chain's validator set.

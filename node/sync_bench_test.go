@@ -38,11 +38,7 @@ func BenchmarkNetworkSync(b *testing.B) {
 		genesisAge: time.Duration(n/per+2) * time.Second})
 	var signers []*ledger.Signer
 	for i := range 4 {
-		s, err := ledger.NewSigner(c.members[i].key)
-		if err != nil {
-			b.Fatal(err)
-		}
-		signers = append(signers, s)
+		signers = append(signers, c.signer(i))
 	}
 	chain := filepath.Join(c.dir, "chain.db")
 	appending, err := writeChainStore(b, chain, c.g, signers, n, per)
