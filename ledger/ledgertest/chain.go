@@ -264,7 +264,7 @@ func RandomRecord(rng *rand.Rand, i int) ledger.Record {
 	}
 	tree := sha256.Sum256(fmt.Appendf(nil, "tree %d %d", i, rng.Int64()))
 	r := ledger.Record{
-		Key:    ledger.Key{Repo: fmt.Sprintf("example.com/org%d/repo%d", i%97, i), Tag: fmt.Sprintf("v1.%d.%d", i/1000, i%1000)},
+		Key:    ledger.Key{Repo: fmt.Sprintf("example.com/u%08x/repo%d", uint32(i)*2654435761, i), Tag: fmt.Sprintf("v1.%d.%d", i/1000, i%1000)},
 		Commit: fmt.Sprintf("%x", commit),
 		Tree:   "t1:" + base64.StdEncoding.EncodeToString(tree[:]),
 	}
