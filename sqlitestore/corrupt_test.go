@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -254,9 +255,9 @@ func TestFlippedDiskByte(t *testing.T) {
 func TestNewerSchema(t *testing.T) {
 	s := openTemp(t)
 	s.Close()
-	editSQL(t, s.Path(), "PRAGMA user_version = 2")
+	editSQL(t, s.Path(), fmt.Sprintf("PRAGMA user_version = %d", schemaVersion+1))
 	_, err := Open(context.Background(), s.Path())
 	if err == nil || errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), "newer") {
-		t.Fatalf("Open(schema version 2) = %v; want a newer-schema error, not ErrCorrupt", err)
+		t.Fatalf("Open(schema version %d) = %v; want a newer-schema error, not ErrCorrupt", schemaVersion+1, err)
 	}
 }

@@ -2,12 +2,13 @@ package sqlitestore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -265,20 +266,33 @@ func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.En
 	return out, nil
 }
 
-// Lookup returns the record committed for key, through the unique index on
-// records.key.
+// Lookup returns the record committed for key: from the key index's tail
+// in memory, or through the keys table (keyindex.go).
 func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
+	ks := key.String()
 	var data []byte
 	var idx, height int64
-	if err := s.r.QueryRowContext(point(ctx), "SELECT idx, height, data FROM records WHERE key = ?", key.String()).Scan(&idx, &height, &data); err != nil {
+	var err error
+	i, inTail := s.keys.get(ks)
+	if inTail {
+		idx = i
+		err = s.r.QueryRowContext(point(ctx), "SELECT height, data FROM records WHERE idx = ?", idx).Scan(&height, &data)
+	} else {
+		err = s.r.QueryRowContext(point(ctx), "SELECT r.idx, r.height, r.data FROM keys AS k JOIN records AS r ON r.idx = k.idx WHERE k.key = ?", ks).Scan(&idx, &height, &data)
+	}
+	if err != nil {
 		return nil, readErr(err, "key %s", key)
 	}
 	e, err := scanEntry(data, idx, height)
 	if err != nil {
 		return nil, err
 	}
-	if e.Record.Key != key {
-		return nil, corruptRow(fmt.Errorf("row holds key %s", e.Record.Key), "key %s", key)
+	if e.Authority != nil || e.Record.Key != key {
+		if inTail && s.keys.stale(ks, idx) {
+			// A reorg replaced the record between the two reads.
+			return nil, fmt.Errorf("sqlitestore: key %s: %w", key, ledger.ErrNotFound)
+		}
+		return nil, corruptRow(fmt.Errorf("row holds another key"), "key %s at %d", key, idx)
 	}
 	return e, nil
 }
@@ -286,62 +300,71 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 var _ ledger.KeyChecker = (*Store)(nil)
 
 // FirstCommitted returns the position in keys of the first key committed,
-// or -1 (see ledger.KeyChecker): one query, which probes the key index for
-// each key without reading a record. A block may hold 100,000 keys, so it
-// keeps ctx's cancellation (see point).
+// or -1 (see ledger.KeyChecker): the key index's tail in memory, then one
+// query that probes the keys table for each key without reading a record.
+// A block may hold 100,000 keys, so the query keeps ctx's cancellation
+// (see point).
 func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, error) {
-	if len(keys) == 0 {
-		return -1, nil
-	}
 	list := make([]string, len(keys))
 	for i, k := range keys {
 		list[i] = k.String()
 	}
-	arg, err := json.Marshal(list)
-	if err != nil {
-		return 0, fmt.Errorf("sqlitestore: keys: %w", err)
+	first := s.keys.firstInTail(list)
+	if first >= 0 {
+		list = list[:first]
 	}
-	var i int64
-	err = s.r.QueryRowContext(ctx, "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM records WHERE key = j.value) ORDER BY j.key LIMIT 1",
-		string(arg)).Scan(&i)
+	i, err := firstInTable(ctx, s.r, list)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return -1, nil
 	case err != nil:
 		return 0, readErr(err, "%d keys", len(keys))
-	case i < 0 || i >= int64(len(keys)):
-		return 0, fmt.Errorf("sqlitestore: keys: position %d of %d", i, len(keys))
+	case i >= 0:
+		return i, nil
 	}
-	return int(i), nil
+	return first, nil
 }
 
-// Authorities returns every authority change committed, in log order,
-// through the index on records.key (their keys share a prefix no key
-// record has).
+// Authorities returns every authority change committed, in log order:
+// those of the key index's tail, and the rest through the keys table
+// (their keys share a prefix no key record has).
 func (s *Store) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE key >= ? AND key < ? ORDER BY idx",
-		authorityPrefix, authorityPrefix[:len(authorityPrefix)-1]+"!")
-	if err != nil {
-		return nil, readErr(err, "authority changes")
-	}
-	defer rows.Close()
+	// The tail first: a merge that commits between the two reads leaves
+	// its changes in both, never in neither.
+	tail := s.keys.tailAuthorities()
 	var out []ledger.AuthorityEntry
-	for rows.Next() {
-		var idx, height int64
-		var data []byte
-		if err := rows.Scan(&idx, &height, &data); err != nil {
-			return nil, readErr(err, "authority changes")
-		}
-		c, err := ledger.ParseAuthorityChange(data)
+	scan := func(q string, args ...any) error {
+		rows, err := s.r.QueryContext(ctx, q, args...)
 		if err != nil {
-			return nil, corruptRow(err, "record %d", idx)
+			return readErr(err, "authority changes")
 		}
-		out = append(out, ledger.AuthorityEntry{Change: *c, Index: idx, Height: uint64(height)})
+		defer rows.Close()
+		for rows.Next() {
+			var idx, height int64
+			var data []byte
+			if err := rows.Scan(&idx, &height, &data); err != nil {
+				return readErr(err, "authority changes")
+			}
+			c, err := ledger.ParseAuthorityChange(data)
+			if err != nil {
+				return corruptRow(err, "record %d", idx)
+			}
+			out = append(out, ledger.AuthorityEntry{Change: *c, Index: idx, Height: uint64(height)})
+		}
+		if err := rows.Err(); err != nil {
+			return readErr(err, "authority changes")
+		}
+		return nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, readErr(err, "authority changes")
+	if err := scan("SELECT r.idx, r.height, r.data FROM keys AS k JOIN records AS r ON r.idx = k.idx WHERE k.key >= ? AND k.key < ?",
+		authorityPrefix, authorityPrefix[:len(authorityPrefix)-1]+"!"); err != nil {
+		return nil, err
 	}
-	return out, nil
+	for _, idx := range tail {
+		if err := scan("SELECT idx, height, data FROM records WHERE idx = ? AND key = ?", idx, authorityKey(idx)); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(out, func(a, b ledger.AuthorityEntry) int { return cmp.Compare(a.Index, b.Index) })
+	return slices.CompactFunc(out, func(a, b ledger.AuthorityEntry) bool { return a.Index == b.Index }), nil
 }
 
 // ReadHashes returns the stored log hashes at the given tlog stored-hash

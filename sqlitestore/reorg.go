@@ -105,12 +105,16 @@ func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*led
 	if _, err := tx.ExecContext(ctx, "DELETE FROM records WHERE idx >= ?", forkSize); err != nil {
 		return fail("%w", err)
 	}
+	kw := s.keys.write(forkSize)
+	if err := kw.cut(ctx, tx); err != nil {
+		return fail("key index: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE height > ?", int64(fork)); err != nil {
 		return fail("%w", err)
 	}
 	size := uint64(forkSize)
 	for i, b := range blocks {
-		if err := insertBlock(ctx, tx, b, hashes[i], size); err != nil {
+		if err := insertBlock(ctx, tx, kw, b, hashes[i], size); err != nil {
 			return fmt.Errorf("sqlitestore: reorg at %d: %w", fork, err)
 		}
 		hh := b.Hash()
@@ -129,6 +133,7 @@ func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*led
 		s.reloadHead(ctx)
 		return fail("commit: %w", err)
 	}
+	kw.committed()
 	c := *parent
 	s.head.Store(&c)
 	// The cache keeps the log's first forkSize records' hashes; should it

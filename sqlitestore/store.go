@@ -6,7 +6,7 @@
 // # Schema
 //
 // The file is marked with PRAGMA application_id 0x76636c67 ("vclg") and
-// PRAGMA user_version 1:
+// PRAGMA user_version 2:
 //
 //	blocks(height INTEGER PRIMARY KEY,      -- 0 is the genesis block
 //	       hash BLOB NOT NULL,              -- SHA-256 of header, checked at Open
@@ -15,10 +15,13 @@
 //	       cert BLOB,                       -- canonical certificate bytes; NULL if none
 //	       attestations BLOB NOT NULL)      -- the block's attestations, see below
 //	records(idx INTEGER PRIMARY KEY,        -- log index, from 0
-//	        key TEXT NOT NULL UNIQUE,       -- <repo>@<tag>: Lookup, and no key twice
+//	        key TEXT NOT NULL,              -- <repo>@<tag>, unique (see keys)
 //	        height INTEGER NOT NULL,        -- block that committed it
 //	        data BLOB NOT NULL,             -- canonical record bytes
 //	        hashes BLOB NOT NULL)           -- the tlog stored hashes this record adds
+//	keys(key TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID
+//	                                        -- the key index of records 0 to n-1
+//	keys_indexed(n INTEGER NOT NULL)        -- one row
 //	pending(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, data BLOB NOT NULL)
 //	state(name TEXT PRIMARY KEY, data BLOB NOT NULL)
 //	evidence(seq INTEGER PRIMARY KEY AUTOINCREMENT, digest BLOB NOT NULL UNIQUE,
@@ -30,6 +33,17 @@
 // records too, with its canonical bytes as data and the key
 // "vcsledger-authority/1 <index, 20 digits>", which no key can be (keys
 // hold no space): Authorities reads them by that prefix of the key index.
+//
+// The key index is the keys table and, for the records from
+// keys_indexed.n on (the tail), a map in memory that Open reads back from
+// records; Append adds the tail to the table, sorted, in one transaction,
+// once it holds a sixteenth of the records indexed (at least 65,536, at
+// most 262,144). Keys arrive in random order, and indexed one by one they
+// dirtied about one index page per record (keyindex.go). Lookup, Append's
+// check that no key repeats and FirstCommitted look in the tail first and
+// in the table second. A file of version 1, whose records table indexed
+// key itself (UNIQUE), is upgraded to version 2 at Open, in one
+// transaction.
 //
 // Pending ids and data are opaque to the store. The node keeps mempool
 // entries under their keys and the validator-set changes collecting votes
@@ -128,7 +142,7 @@ import (
 
 const (
 	applicationID = 0x76636c67 // "vclg"
-	schemaVersion = 1
+	schemaVersion = 2
 )
 
 const schema = `
@@ -142,11 +156,17 @@ CREATE TABLE blocks (
 );
 CREATE TABLE records (
 	idx INTEGER PRIMARY KEY,
-	key TEXT NOT NULL UNIQUE,
+	key TEXT NOT NULL,
 	height INTEGER NOT NULL,
 	data BLOB NOT NULL,
 	hashes BLOB NOT NULL
 );
+CREATE TABLE keys (
+	key TEXT PRIMARY KEY,
+	idx INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE keys_indexed (n INTEGER NOT NULL);
+INSERT INTO keys_indexed VALUES (0);
 CREATE TABLE pending (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	id TEXT NOT NULL UNIQUE,
@@ -177,6 +197,7 @@ type Store struct {
 	head atomic.Pointer[ledger.Header] // nil while the store is empty
 
 	cache hashCache // the upper levels of the stored log hashes
+	keys  keyIndex  // the key index's tail (keyindex.go)
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -203,6 +224,7 @@ type config struct {
 	readers    int
 	check      IntegrityCheck
 	cacheBytes int64 // bound of the hash cache
+	keyMerge   int64 // if > 0, the key index tail length that merges
 }
 
 // An Option configures Open.
@@ -300,6 +322,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	s := &Store{path: path, w: w}
 	s.cache.max = cfg.cacheBytes / 32
+	s.keys.mergeAt = cfg.keyMerge
 	if err := s.init(ctx, cfg); err != nil {
 		w.Close()
 		return nil, err
@@ -326,11 +349,35 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.loadKeys(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.loadCache(ctx, s.r); err != nil {
 		s.Close()
 		return nil, s.tailErr(err, "stored hashes")
 	}
 	return s, nil
+}
+
+// loadKeys reads the key index's tail.
+func (s *Store) loadKeys(ctx context.Context) error {
+	var size int64
+	if h := s.head.Load(); h != nil {
+		size = int64(h.LogSize)
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return s.fileErr("key index", err)
+	}
+	defer tx.Rollback()
+	if err := s.keys.load(ctx, tx, size); err != nil {
+		if errors.Is(err, errCorruptIndex) {
+			return s.corrupt("%v", err)
+		}
+		return s.fileErr("key index", err)
+	}
+	return nil
 }
 
 // loadCache fills the hash cache for the head from the file.
@@ -412,6 +459,11 @@ func (s *Store) init(ctx context.Context, cfg config) error {
 		return s.corrupt("not a vcsledger store: application_id %#x", appID)
 	case ver > schemaVersion:
 		return fmt.Errorf("sqlitestore: %s: schema version %d is newer than this build's %d", s.path, ver, schemaVersion)
+	case ver == 1:
+		if err := s.integrity(ctx, cfg.check); err != nil {
+			return err
+		}
+		return s.upgrade1(ctx)
 	case ver != schemaVersion:
 		return s.corrupt("schema version %d", ver)
 	}
@@ -430,6 +482,45 @@ func (s *Store) create(ctx context.Context) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return s.fileErr("create schema", err)
+	}
+	return nil
+}
+
+// upgradeFrom1 turns a version 1 file, whose records table indexed its key
+// column itself (UNIQUE), into version 2 (keyindex.go): records without
+// that index, and every key in the keys table.
+const upgradeFrom1 = `CREATE TABLE records_v2 (
+	idx INTEGER PRIMARY KEY,
+	key TEXT NOT NULL,
+	height INTEGER NOT NULL,
+	data BLOB NOT NULL,
+	hashes BLOB NOT NULL
+);
+INSERT INTO records_v2 (idx, key, height, data, hashes) SELECT idx, key, height, data, hashes FROM records ORDER BY idx;
+DROP TABLE records;
+ALTER TABLE records_v2 RENAME TO records;
+CREATE TABLE keys (
+	key TEXT PRIMARY KEY,
+	idx INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE keys_indexed (n INTEGER NOT NULL);
+INSERT INTO keys (key, idx) SELECT key, idx FROM records ORDER BY key;
+INSERT INTO keys_indexed SELECT count(*) FROM records;
+PRAGMA user_version = 2;`
+
+// upgrade1 upgrades a version 1 file in one transaction: a crash leaves
+// it as it was.
+func (s *Store) upgrade1(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fileErr("upgrade schema 1 to 2", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, upgradeFrom1); err != nil {
+		return s.fileErr("upgrade schema 1 to 2", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fileErr("upgrade schema 1 to 2", err)
 	}
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mattn/go-sqlite3"
-
 	"github.com/vcsledger/vcsledger/ledger"
 )
 
@@ -69,7 +67,8 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 		return fail("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if err := insertBlock(ctx, tx, b, hashes, size); err != nil {
+	kw := s.keys.write(int64(size))
+	if err := insertBlock(ctx, tx, kw, b, hashes, size); err != nil {
 		return err
 	}
 	if err := deletePending(ctx, tx, pendingIDs); err != nil {
@@ -81,8 +80,10 @@ func (s *Store) AppendWithPending(ctx context.Context, b *ledger.Block, hashes [
 		s.reloadHead(ctx)
 		return fail("commit: %w", err)
 	}
+	kw.committed()
 	c := *h
 	s.head.Store(&c)
+	s.mergeKeys(ctx, int64(h.LogSize))
 	if !s.cache.appended(head, &c, int64(size), hashes) {
 		// After a reorg or a failed commit: read it again. Should that
 		// fail, proofs read every hash from the file until it succeeds.
@@ -106,9 +107,9 @@ func (s *Store) reloadHead(ctx context.Context) {
 }
 
 // insertBlock writes b, whose log starts at size records, with the stored
-// log hashes its records add, in tx. A key already committed is
-// ErrConflict.
-func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledger.Hash, size uint64) error {
+// log hashes its records add, in tx, and adds its keys to kw. A key
+// already committed, or twice in b, is ErrConflict.
+func insertBlock(ctx context.Context, tx *sql.Tx, kw *keyWrite, b *ledger.Block, hashes []ledger.Hash, size uint64) error {
 	h := &b.Header
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("sqlitestore: append height %d: %w", h.Height, fmt.Errorf(format, args...))
@@ -126,6 +127,16 @@ func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledg
 		return fail("%w", err)
 	}
 	if b.Leaves() > 0 {
+		keys := make([]string, len(b.Records))
+		for i := range b.Records {
+			keys[i] = b.Records[i].Key.String()
+		}
+		switch key, err := kw.conflict(ctx, tx, keys); {
+		case err != nil:
+			return fail("key index: %w", err)
+		case key != "":
+			return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, key, ledger.ErrConflict)
+		}
 		ins, err := tx.PrepareContext(ctx, "INSERT INTO records (idx, key, height, data, hashes) VALUES (?, ?, ?, ?, ?)")
 		if err != nil {
 			return fail("%w", err)
@@ -139,20 +150,19 @@ func insertBlock(ctx context.Context, tx *sql.Tx, b *ledger.Block, hashes []ledg
 			r := &b.Records[i]
 			idx := int64(size) + int64(i)
 			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
-			if _, err := ins.ExecContext(ctx, idx, r.Key.String(), int64(h.Height), r.Format(), buf[32*lo:32*hi]); err != nil {
-				var se sqlite3.Error
-				if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-					return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, r.Key, ledger.ErrConflict)
-				}
+			if _, err := ins.ExecContext(ctx, idx, keys[i], int64(h.Height), r.Format(), buf[32*lo:32*hi]); err != nil {
 				return fail("record %d: %w", idx, err)
 			}
+			kw.add(keys[i], idx)
 		}
 		for i := range b.Authority {
 			idx := int64(size) + int64(len(b.Records)+i)
 			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
-			if _, err := ins.ExecContext(ctx, idx, authorityKey(idx), int64(h.Height), b.Authority[i].Format(), buf[32*lo:32*hi]); err != nil {
+			key := authorityKey(idx)
+			if _, err := ins.ExecContext(ctx, idx, key, int64(h.Height), b.Authority[i].Format(), buf[32*lo:32*hi]); err != nil {
 				return fail("authority change %d: %w", idx, err)
 			}
+			kw.add(key, idx)
 		}
 	}
 	return nil

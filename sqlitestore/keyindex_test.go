@@ -1,0 +1,192 @@
+package sqlitestore
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/ledger/ledgertest"
+)
+
+// The conformance suite again, with the key index's tail merged into the
+// keys table after every block, and after every few.
+func TestConformanceKeyMerge(t *testing.T) {
+	for _, n := range []int64{1, 7} {
+		t.Run(strings.Repeat("x", int(n)), func(t *testing.T) {
+			ledgertest.TestStore(t, func(t *testing.T) ledger.Store {
+				return openTemp(t, withKeyMerge(n))
+			})
+		})
+	}
+}
+
+// keyIndexState returns what the keys table and its tail hold.
+func keyIndexState(t *testing.T, s *Store) (indexed, keys int64, tail int) {
+	t.Helper()
+	if err := s.r.QueryRow("SELECT (SELECT n FROM keys_indexed), (SELECT count(*) FROM keys)").Scan(&indexed, &keys); err != nil {
+		t.Fatal(err)
+	}
+	s.keys.mu.RLock()
+	defer s.keys.mu.RUnlock()
+	if s.keys.indexed != indexed {
+		t.Fatalf("the store holds %d records indexed; the file says %d", s.keys.indexed, indexed)
+	}
+	return indexed, keys, len(s.keys.tail)
+}
+
+// checkKeys checks that every record of c is found by key at its index,
+// and that keys of no record are not.
+func checkKeys(t *testing.T, s *Store, c *ledgertest.Chain) {
+	t.Helper()
+	ctx := context.Background()
+	var all []ledger.Key
+	for _, b := range c.Blocks() {
+		first := int64(b.Header.LogSize - b.Header.Records)
+		for i := range b.Records {
+			k := b.Records[i].Key
+			all = append(all, k)
+			e, err := s.Lookup(ctx, k)
+			if err != nil || e.Index != first+int64(i) || e.Height != b.Header.Height {
+				t.Fatalf("Lookup(%s) = %+v, %v; want index %d at height %d", k, e, err, first+int64(i), b.Header.Height)
+			}
+		}
+	}
+	fresh := ledgertest.RandomRecord(rand.New(rand.NewPCG(9, 9)), 900_000).Key
+	if _, err := s.Lookup(ctx, fresh); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("Lookup(%s) = %v; want ErrNotFound", fresh, err)
+	}
+	for _, at := range []int{0, len(all) / 2, len(all) - 1} {
+		if i, err := s.FirstCommitted(ctx, []ledger.Key{fresh, all[at], all[0]}); err != nil || i != 1 {
+			t.Fatalf("FirstCommitted(fresh, record %d, record 0) = %d, %v; want 1", at, i, err)
+		}
+	}
+	if i, err := s.FirstCommitted(ctx, []ledger.Key{fresh}); err != nil || i != -1 {
+		t.Fatalf("FirstCommitted(fresh) = %d, %v; want -1", i, err)
+	}
+}
+
+// TestKeyIndexMerge appends blocks to a store whose tail merges at 25
+// records, and checks that keys are found, and refused again, whether
+// they are in the keys table or in the tail, before and after a reopen.
+func TestKeyIndexMerge(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, withKeyMerge(25))
+	c := buildChain(t, s, 12, 10) // merges after blocks 3, 6, 9 and 12
+	if indexed, keys, tail := keyIndexState(t, s); indexed != 120 || keys != 120 || tail != 0 {
+		t.Fatalf("after 120 records: %d indexed, %d keys, tail %d; want 120, 120, 0", indexed, keys, tail)
+	}
+	b, stored := c.Unsealed(ledgertest.Records(rand.New(rand.NewPCG(5, 5)), 5000, 10))
+	b.Certificate = c.Certify(b, nil)
+	if err := s.Append(ctx, b, stored); err != nil {
+		t.Fatal(err)
+	}
+	c.Commit(b, stored)
+	if indexed, keys, tail := keyIndexState(t, s); indexed != 120 || keys != 120 || tail != 10 {
+		t.Fatalf("after 130 records: %d indexed, %d keys, tail %d; want 120, 120, 10", indexed, keys, tail)
+	}
+	checkKeys(t, s, c)
+
+	// A block repeating a key of the table, of the tail, or one of its
+	// own is refused and changes nothing.
+	head := c.Head()
+	for name, dup := range map[string]ledger.Record{"table": c.Blocks()[2].Records[4], "tail": head.Records[3], "block": {}} {
+		recs := ledgertest.Records(rand.New(rand.NewPCG(6, 6)), 6000, 5)
+		if name == "block" {
+			dup = recs[0]
+		}
+		recs = append(recs, dup)
+		b, stored := c.Unsealed(recs)
+		b.Certificate = c.Certify(b, nil)
+		if err := s.Append(ctx, b, stored); !errors.Is(err, ledger.ErrConflict) {
+			t.Fatalf("Append(key of the %s again) = %v; want ErrConflict", name, err)
+		}
+		if h, _ := s.Head(ctx); h.Hash() != head.Hash() {
+			t.Fatalf("a refused block moved the head")
+		}
+		if _, err := s.Lookup(ctx, recs[1].Key); !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatalf("a refused block's key is found: %v", err)
+		}
+	}
+
+	s = reopen(t, s)
+	if indexed, keys, tail := keyIndexState(t, s); indexed != 120 || keys != 120 || tail != 10 {
+		t.Fatalf("reopened: %d indexed, %d keys, tail %d; want 120, 120, 10", indexed, keys, tail)
+	}
+	checkKeys(t, s, c)
+	if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
+		t.Fatalf("Audit = %v", err)
+	}
+}
+
+// TestKeyIndexUpgrade opens a file of schema version 1, whose records
+// table indexed its keys itself, and checks that it is upgraded whole.
+func TestKeyIndexUpgrade(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t, withKeyMerge(15))
+	c := buildChain(t, s, 4, 10)
+	path := s.Path()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	editSQL(t, path,
+		`CREATE TABLE records_v1 (idx INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL, hashes BLOB NOT NULL)`,
+		`INSERT INTO records_v1 SELECT idx, key, height, data, hashes FROM records`,
+		`DROP TABLE records`, `DROP TABLE keys`, `DROP TABLE keys_indexed`,
+		`ALTER TABLE records_v1 RENAME TO records`,
+		`PRAGMA user_version = 1`)
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open(version 1) = %v", err)
+	}
+	defer s.Close()
+	var ver int
+	if err := s.r.QueryRow("PRAGMA user_version").Scan(&ver); err != nil || ver != schemaVersion {
+		t.Fatalf("user_version = %d, %v; want %d", ver, err, schemaVersion)
+	}
+	var unique int
+	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'records'").Scan(&unique); err != nil || unique != 0 {
+		t.Fatalf("records keeps %d indexes (%v); want none", unique, err)
+	}
+	if indexed, keys, tail := keyIndexState(t, s); indexed != 40 || keys != 40 || tail != 0 {
+		t.Fatalf("upgraded: %d indexed, %d keys, tail %d; want 40, 40, 0", indexed, keys, tail)
+	}
+	checkKeys(t, s, c)
+	if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
+		t.Fatalf("Audit = %v", err)
+	}
+	dup, stored := c.Unsealed([]ledger.Record{c.Blocks()[1].Records[0]})
+	dup.Certificate = c.Certify(dup, nil)
+	if err := s.Append(ctx, dup, stored); !errors.Is(err, ledger.ErrConflict) {
+		t.Fatalf("Append(committed key) after the upgrade = %v; want ErrConflict", err)
+	}
+}
+
+// TestKeyIndexCorrupt checks that Open refuses a key index that does not
+// agree with the records.
+func TestKeyIndexCorrupt(t *testing.T) {
+	for _, tc := range []struct {
+		name, edit, want string
+	}{
+		{"deleted key", "DELETE FROM keys WHERE idx = 7", "keys for"},
+		{"indexed past the log", "UPDATE keys_indexed SET n = 1000", "indexed of"},
+		{"indexed count missing", "DELETE FROM keys_indexed", "key index"},
+		{"key twice in the tail", "UPDATE records SET key = (SELECT key FROM records WHERE idx = 45) WHERE idx = 46", "twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTemp(t, withKeyMerge(15))
+			buildChain(t, s, 5, 10) // 40 records indexed, 10 in the tail
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			editSQL(t, s.Path(), tc.edit)
+			_, err := Open(context.Background(), s.Path())
+			if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open = %v; want corruption saying %q", err, tc.want)
+			}
+		})
+	}
+}
