@@ -32,12 +32,12 @@ const (
 	keyMergeMax = 1 << 18
 )
 
-// keyMergeAt is the tail length at which Append merges: a sixteenth of the
-// keys indexed, within [keyMergeMin, keyMergeMax], so that up to 4M
-// records a merge writes at most every index page once per 1/16 of the
-// index, and the tail stays under about 30 MiB.
+// keyMergeAt is the tail length at which Append merges: a quarter of the
+// keys indexed, within [keyMergeMin, keyMergeMax], so that up to 1M
+// records a merge writes at most every index page once per quarter of
+// the index, and the tail stays under about 30 MiB.
 func keyMergeAt(indexed int64) int64 {
-	return min(max(indexed/16, keyMergeMin), keyMergeMax)
+	return min(max(indexed/4, keyMergeMin), keyMergeMax)
 }
 
 type keyIndex struct {
@@ -45,6 +45,7 @@ type keyIndex struct {
 	indexed int64            // records [0, indexed) are in the keys table
 	tail    map[string]int64 // key column -> log index of records [indexed, size)
 	auth    []int64          // the authority changes among them
+	filter  keyFilters       // the keys table's keys
 	mergeAt int64            // if > 0, the tail length that merges (tests)
 }
 
@@ -90,8 +91,12 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("key index: %w", err)
 	}
+	f, err := buildKeyFilter(ctx, q, indexed)
+	if err != nil {
+		return fmt.Errorf("key index: %w", err)
+	}
 	k.mu.Lock()
-	k.indexed, k.tail, k.auth = indexed, tail, auth
+	k.indexed, k.tail, k.auth, k.filter = indexed, tail, auth, keyFilters{f}
 	k.mu.Unlock()
 	return nil
 }
@@ -100,25 +105,32 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 // Open reports it as corruption.
 var errCorruptIndex = errors.New("key index does not match the records")
 
-// get returns the log index of key if it is in the tail.
-func (k *keyIndex) get(key string) (int64, bool) {
+// get returns the log index of key if it is in the tail, and else
+// whether the keys table may hold it.
+func (k *keyIndex) get(key string) (idx int64, inTail, inTable bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	idx, ok := k.tail[key]
-	return idx, ok
+	if idx, ok := k.tail[key]; ok {
+		return idx, true, false
+	}
+	return 0, false, k.filter.mayHave(key)
 }
 
 // firstInTail returns the position in keys of the first one in the tail,
-// or -1.
-func (k *keyIndex) firstInTail(keys []string) int {
+// or -1, and those before it that the keys table may hold, with their
+// positions.
+func (k *keyIndex) firstInTail(keys []string) (first int, maybe []string, at []int) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for i, key := range keys {
 		if _, ok := k.tail[key]; ok {
-			return i
+			return i, maybe, at
+		}
+		if k.filter.mayHave(key) {
+			maybe, at = append(maybe, key), append(at, i)
 		}
 	}
-	return -1
+	return -1, maybe, at
 }
 
 // tailAuthorities returns the log indexes of the authority changes in the
@@ -172,8 +184,10 @@ func (k *keyIndex) write(limit int64) *keyWrite {
 // in keys, or "".
 func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string) (string, error) {
 	seen := make(map[string]bool, len(keys))
+	var maybe []string
 	for _, key := range keys {
-		// The writer holds wmu, so the tail does not change under it.
+		// The writer holds wmu, so the tail and the filter do not change
+		// under it.
 		if idx, ok := w.k.tail[key]; ok && idx < w.limit {
 			return key, nil
 		}
@@ -181,12 +195,15 @@ func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string) (str
 			return key, nil
 		}
 		seen[key] = true
+		if w.k.filter.mayHave(key) {
+			maybe = append(maybe, key)
+		}
 	}
-	i, err := firstInTable(ctx, tx, keys)
+	i, err := firstInTable(ctx, tx, maybe)
 	if err != nil || i < 0 {
 		return "", err
 	}
-	return keys[i], nil
+	return maybe[i], nil
 }
 
 // add records that the transaction committed key at idx.
@@ -255,8 +272,9 @@ func (s *Store) mergeKeys(ctx context.Context, size int64) {
 		return
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.filter = k.filter.add(k.tail)
 	k.indexed, k.tail, k.auth = size, make(map[string]int64), nil
-	k.mu.Unlock()
 }
 
 // mergeTail inserts the keys of records [from, to) into the keys table,

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -189,4 +190,52 @@ func TestKeyIndexCorrupt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestKeyFilter checks that the filter holds every key added and lets few
+// others pass.
+func TestKeyFilter(t *testing.T) {
+	f := newKeyFilter(100_000)
+	for i := range 200_000 {
+		f.add(fmt.Sprintf("example.com/r%d@v1", i))
+	}
+	if f.full(0) || !f.full(1) {
+		t.Fatalf("filter for 2x100,000 keys: full(0) = %v, full(1) = %v after 200,000", f.full(0), f.full(1))
+	}
+	for i := range 200_000 {
+		if !f.mayHave(fmt.Sprintf("example.com/r%d@v1", i)) {
+			t.Fatalf("key %d added but not held", i)
+		}
+	}
+	pass := 0
+	for i := range 100_000 {
+		if f.mayHave(fmt.Sprintf("example.com/r%d@v2", i)) {
+			pass++
+		}
+	}
+	if pass > 2_000 {
+		t.Fatalf("%d of 100,000 absent keys pass; want about 1%%", pass)
+	}
+	t.Logf("%d of 100,000 absent keys pass", pass)
+}
+
+// TestKeyFilterGrows fills a store's filter and checks that the next
+// merge starts another, and that keys in either are found.
+func TestKeyFilterGrows(t *testing.T) {
+	s := openTemp(t, withKeyMerge(10))
+	c := buildChain(t, s, 2, 10) // merged after each block
+	s.wmu.Lock()
+	first := s.keys.filter[0]
+	first.limit = first.keys + 5
+	s.wmu.Unlock()
+	b, stored := c.Unsealed(ledgertest.Records(rand.New(rand.NewPCG(7, 7)), 7000, 10))
+	b.Certificate = c.Certify(b, nil)
+	if err := s.Append(context.Background(), b, stored); err != nil {
+		t.Fatal(err)
+	}
+	c.Commit(b, stored)
+	if fs := s.keys.filter; len(fs) != 2 || fs[0].keys != 20 || fs[1].keys != 10 || fs[1].limit < 40 {
+		t.Fatalf("after a merge past its limit: %d filters; want the first of 20 keys and one of 10, for 40 or more", len(fs))
+	}
+	checkKeys(t, s, c)
 }

@@ -273,11 +273,14 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 	var data []byte
 	var idx, height int64
 	var err error
-	i, inTail := s.keys.get(ks)
-	if inTail {
+	i, inTail, inTable := s.keys.get(ks)
+	switch {
+	case inTail:
 		idx = i
 		err = s.r.QueryRowContext(point(ctx), "SELECT height, data FROM records WHERE idx = ?", idx).Scan(&height, &data)
-	} else {
+	case !inTable:
+		err = sql.ErrNoRows
+	default:
 		err = s.r.QueryRowContext(point(ctx), "SELECT r.idx, r.height, r.data FROM keys AS k JOIN records AS r ON r.idx = k.idx WHERE k.key = ?", ks).Scan(&idx, &height, &data)
 	}
 	if err != nil {
@@ -309,16 +312,13 @@ func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, err
 	for i, k := range keys {
 		list[i] = k.String()
 	}
-	first := s.keys.firstInTail(list)
-	if first >= 0 {
-		list = list[:first]
-	}
-	i, err := firstInTable(ctx, s.r, list)
+	first, maybe, at := s.keys.firstInTail(list)
+	i, err := firstInTable(ctx, s.r, maybe)
 	switch {
 	case err != nil:
 		return 0, readErr(err, "%d keys", len(keys))
 	case i >= 0:
-		return i, nil
+		return at[i], nil
 	}
 	return first, nil
 }
