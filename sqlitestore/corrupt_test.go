@@ -36,7 +36,7 @@ func corruptFixture(t *testing.T) ([]byte, *ledgertest.Chain) {
 }
 
 // editSQL runs statements on the store file with a plain connection.
-func editSQL(t *testing.T, path string, stmts ...string) {
+func editSQL(t testing.TB, path string, stmts ...string) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {

@@ -122,6 +122,17 @@ func TestKeyIndexMerge(t *testing.T) {
 	}
 }
 
+// downgradeTo1 turns the closed store at path into a file of schema
+// version 1, whose records table indexed its keys itself.
+func downgradeTo1(tb testing.TB, path string) {
+	editSQL(tb, path,
+		`CREATE TABLE records_v1 (idx INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL, hashes BLOB NOT NULL)`,
+		`INSERT INTO records_v1 SELECT idx, key, height, data, hashes FROM records`,
+		`DROP TABLE records`, `DROP TABLE keys`, `DROP TABLE keys_indexed`,
+		`ALTER TABLE records_v1 RENAME TO records`,
+		`PRAGMA user_version = 1`, `VACUUM`)
+}
+
 // TestKeyIndexUpgrade opens a file of schema version 1, whose records
 // table indexed its keys itself, and checks that it is upgraded whole.
 func TestKeyIndexUpgrade(t *testing.T) {
@@ -132,12 +143,7 @@ func TestKeyIndexUpgrade(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	editSQL(t, path,
-		`CREATE TABLE records_v1 (idx INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL, hashes BLOB NOT NULL)`,
-		`INSERT INTO records_v1 SELECT idx, key, height, data, hashes FROM records`,
-		`DROP TABLE records`, `DROP TABLE keys`, `DROP TABLE keys_indexed`,
-		`ALTER TABLE records_v1 RENAME TO records`,
-		`PRAGMA user_version = 1`)
+	downgradeTo1(t, path)
 
 	s, err := Open(ctx, path)
 	if err != nil {
