@@ -21,8 +21,9 @@ import (
 // tail sorted, so each index page it touches is written once for all the
 // tail's keys on it.
 //
-// The tail is never longer than keyMergeMax records, and is read back from
-// the records table at Open. Reads look in the tail first and in the table
+// The tail holds up to keyMergeMax records and a block (more only while
+// merges fail, which leaves the tail as it was), and is read back from the
+// records table at Open. Reads look in the tail first and in the table
 // second: a merge removes keys from the tail only after its transaction
 // committed, so a reader that misses them in the tail finds them in the
 // table.
