@@ -224,6 +224,46 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestBlockWriter(t *testing.T) {
+	c := ledgertest.NewChain(t, 4)
+	c.Next(nil)
+	records := []ledger.Record{sampleRecord(t, true), sampleRecord2(t)} // with h1 and without
+	b := c.NextWith(records, []ledger.AuthorityChange{c.Change(ledger.AuthorityAdd, ledgertest.Signer(4).Public(), "v4", 5)})
+	b.Attestations = append(b.Attestations, ledger.Attest(ledgertest.Signer(9), "elsewhere", records[0]))
+	refs := len(b.Attestations) - 1 // attestations of the block's own records
+
+	w := ledger.NewBlockWriter(b.Header.Format(), 0)
+	for i := range b.Records {
+		w.Record(b.Records[i].Format())
+	}
+	w.Authority(b.Authority[0].Format())
+	w.Certificate(b.Certificate.Format())
+	for i, a := range b.Attestations {
+		if i == refs {
+			w.Attestation(a.Format())
+			continue
+		}
+		if err := w.AttestationOf(a.Chain, a.Validator, a.Record.Format(), a.Sig); err != nil {
+			t.Fatalf("AttestationOf(%s) = %v", a.Record.Key, err)
+		}
+	}
+	if got, want := w.Bytes(), b.Format(); !bytes.Equal(got, want) {
+		t.Errorf("BlockWriter wrote\n%q\nwant Format's\n%q", got, want)
+	}
+	if got, err := ledger.ParseBlock(w.Bytes()); err != nil || !reflect.DeepEqual(got, b) {
+		t.Errorf("ParseBlock(BlockWriter's bytes) = %+v, %v; want %+v", got, err, b)
+	}
+
+	a := b.Attestations[0]
+	for _, bad := range [][]byte{nil, []byte("vcsledger-record/1"), a.Format()} {
+		w := ledger.NewBlockWriter(b.Header.Format(), 0)
+		before := bytes.Clone(w.Bytes())
+		if err := w.AttestationOf(a.Chain, a.Validator, bad, a.Sig); !errors.Is(err, ledger.ErrMalformed) || !bytes.Equal(w.Bytes(), before) {
+			t.Errorf("AttestationOf(record %q) = %v, wrote %d bytes; want ErrMalformed and nothing written", bad, err, len(w.Bytes())-len(before))
+		}
+	}
+}
+
 func TestRoundTripValues(t *testing.T) {
 	for _, r := range []ledger.Record{sampleRecord(t, false), sampleRecord(t, true), sampleRecord2(t)} {
 		got, err := ledger.ParseRecord(r.Format())

@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -299,18 +301,38 @@ type Attestation struct {
 // Message returns the bytes the validator signs: the attest magic, the chain
 // id, the validator key, then the record's fields.
 func (a *Attestation) Message() []byte {
-	var b TextWriter
-	b.WriteString(attestMagic + "\n")
-	b.Line("chain", a.Chain)
-	b.Line("validator", a.Validator.String())
 	rec := a.Record.Format()
-	b.Write(rec[len(recordMagic)+1:])
-	return b.Bytes()
+	return appendAttestMessage(nil, a.Chain, a.Validator, rec[len(recordMagic)+1:])
 }
 
 // Format returns the attestation's canonical bytes: Message() then "sig <hex>".
 func (a *Attestation) Format() []byte {
-	return append(a.Message(), "sig "+a.Sig.String()+"\n"...)
+	return appendSig(a.Message(), a.Sig)
+}
+
+// attestSize returns the length of an attestation's canonical bytes
+// whose record's lines after the magic line are body.
+func attestSize(chain string, body []byte) int {
+	return len(attestMagic+"\nchain \nvalidator \nsig \n") + len(chain) + 2*len(PublicKey{}) + len(body) + 2*len(Signature{})
+}
+
+// appendAttestMessage appends an attestation's message, whose record's
+// lines after the magic line are body, with room for the signature line.
+func appendAttestMessage(b []byte, chain string, v PublicKey, body []byte) []byte {
+	b = slices.Grow(b, attestSize(chain, body))
+	b = append(b, attestMagic+"\nchain "...)
+	b = append(b, chain...)
+	b = append(b, "\nvalidator "...)
+	b = hex.AppendEncode(b, v[:])
+	b = append(b, '\n')
+	return append(b, body...)
+}
+
+// appendSig appends an attestation's signature line.
+func appendSig(b []byte, sig Signature) []byte {
+	b = append(b, "sig "...)
+	b = hex.AppendEncode(b, sig[:])
+	return append(b, '\n')
 }
 
 // Verify checks the attestation's signature.
