@@ -44,43 +44,69 @@ func encodeAttestations(h *ledger.Header, records []ledger.Record, atts []ledger
 
 var errShortAttestations = errors.New("truncated")
 
+// An attEntry is one entry of an attestations blob: with tag attRef, an
+// attestation of the block's record with Validator and Sig; with attWhole,
+// an attestation's canonical bytes.
+type attEntry struct {
+	tag       byte
+	record    int
+	validator ledger.PublicKey
+	sig       ledger.Signature
+	whole     []byte
+}
+
+// nextAttestation reads the entry at the start of buf, an attestations
+// blob of a block of records key records, and returns it and the rest of
+// buf. It does not parse an attestation stored whole.
+func nextAttestation(buf []byte, records int) (attEntry, []byte, error) {
+	e := attEntry{tag: buf[0]}
+	buf = buf[1:]
+	n, k := binary.Uvarint(buf)
+	if k <= 0 {
+		return e, nil, errShortAttestations
+	}
+	buf = buf[k:]
+	switch e.tag {
+	case attRef:
+		if n >= uint64(records) {
+			return e, nil, fmt.Errorf("record %d of %d", n, records)
+		}
+		e.record = int(n)
+		if len(buf) < len(e.validator)+len(e.sig) {
+			return e, nil, errShortAttestations
+		}
+		buf = buf[copy(e.validator[:], buf):]
+		buf = buf[copy(e.sig[:], buf):]
+	case attWhole:
+		if n > uint64(len(buf)) {
+			return e, nil, errShortAttestations
+		}
+		e.whole, buf = buf[:n], buf[n:]
+	default:
+		return e, nil, fmt.Errorf("unknown tag %#x", e.tag)
+	}
+	return e, buf, nil
+}
+
 // decodeAttestations parses a blocks.attestations blob of the block with
 // header h and records.
 func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
 	var out []ledger.Attestation
 	for len(buf) > 0 {
-		tag := buf[0]
-		buf = buf[1:]
-		n, k := binary.Uvarint(buf)
-		if k <= 0 {
-			return nil, fmt.Errorf("entry %d: %w", len(out), errShortAttestations)
+		e, rest, err := nextAttestation(buf, len(records))
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", len(out), err)
 		}
-		buf = buf[k:]
-		switch tag {
-		case attRef:
-			if n >= uint64(len(records)) {
-				return nil, fmt.Errorf("entry %d: record %d of %d", len(out), n, len(records))
-			}
-			a := ledger.Attestation{Chain: h.Chain, Record: records[n]}
-			if len(buf) < len(a.Validator)+len(a.Sig) {
-				return nil, fmt.Errorf("entry %d: %w", len(out), errShortAttestations)
-			}
-			buf = buf[copy(a.Validator[:], buf):]
-			buf = buf[copy(a.Sig[:], buf):]
-			out = append(out, a)
-		case attWhole:
-			if n > uint64(len(buf)) {
-				return nil, fmt.Errorf("entry %d: %w", len(out), errShortAttestations)
-			}
-			a, err := ledger.ParseAttestation(buf[:n])
+		buf = rest
+		if e.tag == attWhole {
+			a, err := ledger.ParseAttestation(e.whole)
 			if err != nil {
 				return nil, fmt.Errorf("entry %d: %w", len(out), err)
 			}
-			buf = buf[n:]
 			out = append(out, *a)
-		default:
-			return nil, fmt.Errorf("entry %d: unknown tag %#x", len(out), tag)
+			continue
 		}
+		out = append(out, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: e.validator, Sig: e.sig})
 	}
 	return out, nil
 }
