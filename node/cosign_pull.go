@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/p2p"
 	"github.com/vcsledger/vcsledger/sqlitestore"
 )
 
@@ -32,6 +33,13 @@ const (
 type cosigSource struct {
 	*sqlitestore.Store
 }
+
+// The sync protocol serves the store's blocks from their stored encodings
+// (sqlitestore.Store.BlockBytes), with co-signatures or without.
+var (
+	_ p2p.BlockBytesSource = (*sqlitestore.Store)(nil)
+	_ p2p.BlockBytesSource = cosigSource{}
+)
 
 // Cosignatures implements p2p.CosigSource.
 func (s cosigSource) Cosignatures(ctx context.Context, from uint64, count int) ([]ledger.Cosignature, error) {

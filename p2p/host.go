@@ -39,6 +39,17 @@ type BlockSource interface {
 	Block(ctx context.Context, height uint64) (*ledger.Block, error)
 }
 
+// A BlockBytesSource is a BlockSource that also returns a block's
+// canonical encoding directly, as a store keeping its parts' encodings can
+// without decoding and encoding the block again. The sync protocol serves
+// blocks with BlockBytes when its Config.Source has it. BlockBytes(ctx, h)
+// returns exactly Block(ctx, h).Format(), or an error (one wrapping
+// ledger.ErrNotFound for a height the source does not hold).
+type BlockBytesSource interface {
+	BlockSource
+	BlockBytes(ctx context.Context, height uint64) ([]byte, error)
+}
+
 // A Handler validates and receives the messages of the gossip topics.
 // topic is one of Topics (without the chain prefix); from is the text form
 // of the id of the peer that sent the message to us (which forwarded it,

@@ -30,7 +30,8 @@ import (
 // the head header (ledger.Header.Format; no item when the node has no
 // blocks); for headers, consecutive headers from <from>; for blocks,
 // consecutive blocks from <from> (ledger.Block.Format, which carries the
-// certificate and attestations). A response may hold fewer items than
+// certificate and attestations; read with BlockBytes when the source is a
+// BlockBytesSource). A response may hold fewer items than
 // asked: the server caps count at its Config.SyncMaxBlocks (headers at
 // maxHeadersPerRequest) and the blocks' total size at the smaller of
 // <max bytes> and its Config.SyncMaxBytes, but always sends at least the
@@ -267,18 +268,27 @@ func (h *Host) serve(ctx context.Context, w *bufio.Writer, req *request) error {
 	case reqCosigs:
 		return h.serveCosigs(ctx, item, req)
 	}
+	blockBytes := func(ctx context.Context, height uint64) ([]byte, error) {
+		b, err := src.Block(ctx, height)
+		if err != nil {
+			return nil, err
+		}
+		return b.Format(), nil
+	}
+	if bs, ok := src.(BlockBytesSource); ok {
+		blockBytes = bs.BlockBytes
+	}
 	count := min(req.Count, h.cfg.SyncMaxBlocks)
 	budget := min(req.MaxBytes, h.cfg.SyncMaxBytes)
 	total := 0
 	for i := 0; i < count; i++ {
-		b, err := src.Block(ctx, req.From+uint64(i))
+		data, err := blockBytes(ctx, req.From+uint64(i))
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			return nil
 		case err != nil:
 			return fmt.Errorf("%w: %v", errServe, err)
 		}
-		data := b.Format()
 		if i > 0 && total+len(data) > budget {
 			return nil
 		}
