@@ -95,9 +95,19 @@ func TestServeCorruptBlockBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Records 20 to 24 are block 5's; Block does not read the stored
-	// hashes, BlockBytes checks them.
-	_, err = db.Exec("UPDATE records SET hashes = substr(hashes, 1, 16) WHERE idx = 22")
+	// Records 20 to 24 are block 5's. Record 22 gets another commit, which
+	// Block would parse and serve; BlockBytes finds that its bytes do not
+	// hash to its stored leaf hash.
+	var data []byte
+	if err = db.QueryRow("SELECT data FROM records WHERE idx = 22").Scan(&data); err == nil {
+		i := bytes.Index(data, []byte("\ncommit ")) + len("\ncommit ")
+		if data[i] == '0' {
+			data[i] = '1'
+		} else {
+			data[i] = '0'
+		}
+		_, err = db.Exec("UPDATE records SET data = ? WHERE idx = 22", data)
+	}
 	db.Close()
 	if err != nil {
 		t.Fatal(err)
