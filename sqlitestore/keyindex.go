@@ -52,7 +52,7 @@ type keyIndex struct {
 
 // load reads the tail of a log of size records from q.
 func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
-	var indexed, n int64
+	var indexed int64
 	switch err := q.QueryRowContext(ctx, "SELECT n FROM keys_indexed").Scan(&indexed); {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("key index: no count of records indexed: %w", errCorruptIndex)
@@ -62,11 +62,13 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 	if indexed < 0 || indexed > size {
 		return fmt.Errorf("key index: %d records indexed of %d: %w", indexed, size, errCorruptIndex)
 	}
-	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM keys").Scan(&n); err != nil {
+	// The filter's build reads every key of the table: it counts them too.
+	f, err := buildKeyFilter(ctx, q, indexed)
+	if err != nil {
 		return fmt.Errorf("key index: %w", err)
 	}
-	if n != indexed {
-		return fmt.Errorf("key index: %d keys for %d records: %w", n, indexed, errCorruptIndex)
+	if f.keys != indexed {
+		return fmt.Errorf("key index: %d keys for %d records: %w", f.keys, indexed, errCorruptIndex)
 	}
 	rows, err := q.QueryContext(ctx, "SELECT idx, key FROM records WHERE idx >= ? ORDER BY idx", indexed)
 	if err != nil {
@@ -90,10 +92,6 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("key index: %w", err)
-	}
-	f, err := buildKeyFilter(ctx, q, indexed)
-	if err != nil {
 		return fmt.Errorf("key index: %w", err)
 	}
 	k.mu.Lock()
