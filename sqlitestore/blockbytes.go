@@ -65,15 +65,11 @@ FROM (SELECT idx, height, data, hashes FROM records WHERE idx >= ?2 AND idx < ?3
 
 // readBlockBytes is BlockBytes in q, which must see one snapshot.
 func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, error) {
-	var hdr, hash, cert, atts []byte
-	var first int64
-	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &hash, &cert, &atts, &first); err != nil {
-		return nil, readErr(err, "block %d", height)
-	}
-	b, err := blockHead(height, hdr, hash, cert, first)
+	b, row, err := readBlockHead(ctx, q, height)
 	if err != nil {
 		return nil, err
 	}
+	hdr, cert, atts, first := row.header, row.cert, row.atts, row.first
 	h := &b.Header
 	var recs, leaves []byte
 	var lens string

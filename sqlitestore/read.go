@@ -145,18 +145,35 @@ func blockHead(height uint64, hdr, hash, cert []byte, first int64) (*ledger.Bloc
 	return b, nil
 }
 
+// A blockRow is a blocks row's stored bytes.
+type blockRow struct {
+	header, cert, atts []byte
+	first              int64 // the first record's log index
+}
+
+// readBlockHead reads the row of the block at height: the block without
+// records and attestations (blockHead), and the row's bytes.
+func readBlockHead(ctx context.Context, q queryer, height uint64) (*ledger.Block, *blockRow, error) {
+	var r blockRow
+	var hash []byte
+	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&r.header, &hash, &r.cert, &r.atts, &r.first); err != nil {
+		return nil, nil, readErr(err, "block %d", height)
+	}
+	b, err := blockHead(height, r.header, hash, r.cert, r.first)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, &r, nil
+}
+
 // readBlock reads the block at height; q must see one snapshot (a
 // transaction), so that the block is read whole.
 func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, error) {
-	var hdr, hash, cert, atts []byte
-	var first int64
-	if err := q.QueryRowContext(ctx, "SELECT header, hash, cert, attestations, first_index FROM blocks WHERE height = ?", int64(height)).Scan(&hdr, &hash, &cert, &atts, &first); err != nil {
-		return nil, readErr(err, "block %d", height)
-	}
-	b, err := blockHead(height, hdr, hash, cert, first)
+	b, row, err := readBlockHead(ctx, q, height)
 	if err != nil {
 		return nil, err
 	}
+	atts, first := row.atts, row.first
 	h := &b.Header
 	b.Records = make([]ledger.Record, 0, h.Records)
 	n := 0 // entries read
