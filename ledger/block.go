@@ -65,8 +65,7 @@ type BlockWriter struct{ buf []byte }
 func NewBlockWriter(header []byte, size int) *BlockWriter {
 	w := &BlockWriter{buf: make([]byte, 0, max(size, len(blockMagic)+len(header)+32))}
 	w.buf = append(w.buf, blockMagic+"\n"...)
-	w.section("header", len(header))
-	w.buf = append(w.buf, header...)
+	w.part("header", header)
 	return w
 }
 
@@ -78,30 +77,24 @@ func (w *BlockWriter) section(name string, size int) {
 	w.buf = append(w.buf, '\n')
 }
 
-// Record writes a key record's canonical bytes (Record.Format).
-func (w *BlockWriter) Record(data []byte) {
-	w.section("record", len(data))
+// part appends a section of name holding data.
+func (w *BlockWriter) part(name string, data []byte) {
+	w.section(name, len(data))
 	w.buf = append(w.buf, data...)
 }
+
+// Record writes a key record's canonical bytes (Record.Format).
+func (w *BlockWriter) Record(data []byte) { w.part("record", data) }
 
 // Authority writes an authority change's canonical bytes
 // (AuthorityChange.Format).
-func (w *BlockWriter) Authority(data []byte) {
-	w.section("authority", len(data))
-	w.buf = append(w.buf, data...)
-}
+func (w *BlockWriter) Authority(data []byte) { w.part("authority", data) }
 
 // Certificate writes the certificate's canonical bytes (Certificate.Format).
-func (w *BlockWriter) Certificate(data []byte) {
-	w.section("certificate", len(data))
-	w.buf = append(w.buf, data...)
-}
+func (w *BlockWriter) Certificate(data []byte) { w.part("certificate", data) }
 
 // Attestation writes an attestation's canonical bytes (Attestation.Format).
-func (w *BlockWriter) Attestation(data []byte) {
-	w.section("attestation", len(data))
-	w.buf = append(w.buf, data...)
-}
+func (w *BlockWriter) Attestation(data []byte) { w.part("attestation", data) }
 
 // AttestationOf writes the attestation by v on chain, with signature sig,
 // of the record whose canonical bytes are record: what Attestation writes
