@@ -46,27 +46,7 @@ func TestServeBlockBytes(t *testing.T) {
 	src := sqliteCopy(t, c)
 	server, client := syncPair(t, c.Genesis, src, func(cfg *Config) { cfg.SyncMaxBlocks = 16 })
 	ctx := context.Background()
-	size := len(c.Blocks()[1].Format())
-	for _, tc := range []struct{ maxBytes, want int }{
-		{1, 1},
-		{size, 1},
-		{2*size + size/2, 2},
-		{1 << 30, 16},
-	} {
-		items, err := client.request(ctx, server.ID(), &request{Kind: reqBlocks, From: 1, Count: 30, MaxBytes: tc.maxBytes},
-			responseLimits{items: 30, itemSize: ledger.MaxBlockBytes, total: 1 << 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(items) != tc.want {
-			t.Errorf("blocks request with max bytes %d = %d blocks, want %d", tc.maxBytes, len(items), tc.want)
-		}
-		for i, data := range items {
-			if want := c.Blocks()[1+i].Format(); !bytes.Equal(data, want) {
-				t.Errorf("block %d served differs from the chain's", 1+i)
-			}
-		}
-	}
+	checkBlockCaps(t, client, server, c)
 
 	store := freshStore(t, c.Genesis)
 	s, err := NewSyncer(client, SyncConfig{Store: store, Seal: newSeal(t, c.Genesis)})

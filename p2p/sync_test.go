@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -93,8 +94,15 @@ func TestFetchBlocksLimits(t *testing.T) {
 			t.Errorf("block %d differs from the chain's", 1+i)
 		}
 	}
-	// The byte cap: whole blocks up to the smaller of the client's and the
-	// server's cap, but always at least one.
+	checkBlockCaps(t, client, server, c)
+}
+
+// checkBlockCaps asks server, capped at 16 blocks, for 30 blocks from
+// height 1 under byte caps, and checks that it sends whole blocks up to
+// the smaller of the client's and the server's cap, but always at least
+// one, exactly as c encodes them.
+func checkBlockCaps(t *testing.T, client, server *Host, c *ledgertest.Chain) {
+	t.Helper()
 	size := len(c.Blocks()[1].Format())
 	for _, tc := range []struct{ maxBytes, want int }{
 		{1, 1},
@@ -102,13 +110,18 @@ func TestFetchBlocksLimits(t *testing.T) {
 		{2*size + size/2, 2},
 		{1 << 30, 16},
 	} {
-		items, err := client.request(ctx, server.ID(), &request{Kind: reqBlocks, From: 1, Count: 30, MaxBytes: tc.maxBytes},
+		items, err := client.request(context.Background(), server.ID(), &request{Kind: reqBlocks, From: 1, Count: 30, MaxBytes: tc.maxBytes},
 			responseLimits{items: 30, itemSize: ledger.MaxBlockBytes, total: 1 << 30})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(items) != tc.want {
 			t.Errorf("blocks request with max bytes %d = %d blocks, want %d", tc.maxBytes, len(items), tc.want)
+		}
+		for i, data := range items {
+			if want := c.Blocks()[1+i].Format(); !bytes.Equal(data, want) {
+				t.Errorf("block %d served differs from the chain's", 1+i)
+			}
 		}
 	}
 }
