@@ -111,19 +111,13 @@ func TestRunRefusesBadTimeouts(t *testing.T) {
 	for _, bad := range []string{"soon", "10ms", "2h"} {
 		fc.TimeoutPropose = bad
 		rewriteConfig(t, cpath, fc)
-		if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "timeout_propose") {
-			t.Errorf("run with timeout_propose %q: exit %d\n%s", bad, code, stderr)
-		}
+		runRefused(t, home, "timeout_propose", fmt.Sprintf("timeout_propose %q", bad))
 	}
 	fc.TimeoutPropose = "1s"
 	rewriteConfig(t, cpath, fc)
 	t.Setenv("LEDGERD_TIMEOUT_PROPOSE", "-1s")
-	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "timeout_propose") {
-		t.Errorf("run with LEDGERD_TIMEOUT_PROPOSE=-1s: exit %d\n%s", code, stderr)
-	}
-	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
-		t.Errorf("a refused run created %s", dbFile)
-	}
+	runRefused(t, home, "timeout_propose", "LEDGERD_TIMEOUT_PROPOSE=-1s")
+	noStoreCreated(t, home)
 }
 
 // testnetHome writes the home of a one-node testnet and returns it, its
@@ -151,6 +145,24 @@ func homeConfig(home string) (*node.Config, error) {
 	f.register(cmd)
 	f.home = home
 	return f.nodeConfig(cmd, io.Discard)
+}
+
+// runRefused runs `ledgerd run --home home` and checks that it fails
+// with an error naming mention; what says what was wrong, for the report.
+func runRefused(t *testing.T, home, mention, what string) {
+	t.Helper()
+	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, mention) {
+		t.Errorf("run with %s: exit %d\n%s", what, code, stderr)
+	}
+}
+
+// noStoreCreated checks that home has no store: runs that were refused
+// created nothing.
+func noStoreCreated(t *testing.T, home string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
+		t.Errorf("a refused run created %s", dbFile)
+	}
 }
 
 // rewriteConfig replaces the config file at path with fc.
@@ -206,16 +218,10 @@ func TestProofCacheSetting(t *testing.T) {
 	os.Unsetenv("LEDGERD_PROOF_CACHE_MB")
 	fc.ProofCacheMB = mb(-1)
 	rewriteConfig(t, cpath, fc)
-	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "proof_cache_mb") {
-		t.Errorf("run with proof_cache_mb -1: exit %d\n%s", code, stderr)
-	}
+	runRefused(t, home, "proof_cache_mb", "proof_cache_mb -1")
 	fc.ProofCacheMB = nil
 	rewriteConfig(t, cpath, fc)
 	os.Setenv("LEDGERD_PROOF_CACHE_MB", "64MiB")
-	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "LEDGERD_PROOF_CACHE_MB") {
-		t.Errorf("run with LEDGERD_PROOF_CACHE_MB=64MiB: exit %d\n%s", code, stderr)
-	}
-	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
-		t.Errorf("a refused run created %s", dbFile)
-	}
+	runRefused(t, home, "LEDGERD_PROOF_CACHE_MB", "LEDGERD_PROOF_CACHE_MB=64MiB")
+	noStoreCreated(t, home)
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -71,19 +70,13 @@ func TestMempoolSettings(t *testing.T) {
 		fc := *base
 		tc.set(&fc)
 		rewriteConfig(t, cpath, &fc)
-		if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, tc.setting) {
-			t.Errorf("run with a bad %s: exit %d\n%s", tc.setting, code, stderr)
-		}
+		runRefused(t, home, tc.setting, fmt.Sprintf("a bad %s", tc.setting))
 	}
 	rewriteConfig(t, cpath, base)
 	os.Setenv("LEDGERD_SUBMIT_RATE", "many")
-	if code, _, stderr := ledgerd("run", "--home", home); code == 0 || !strings.Contains(stderr, "LEDGERD_SUBMIT_RATE") {
-		t.Errorf("run with LEDGERD_SUBMIT_RATE=many: exit %d\n%s", code, stderr)
-	}
+	runRefused(t, home, "LEDGERD_SUBMIT_RATE", "LEDGERD_SUBMIT_RATE=many")
 	os.Unsetenv("LEDGERD_SUBMIT_RATE")
-	if _, err := os.Stat(filepath.Join(home, dbFile)); err == nil {
-		t.Errorf("a refused run created %s", dbFile)
-	}
+	noStoreCreated(t, home)
 }
 
 // TestSubmitLimitsProcess: a node whose config.json sets submit_rate and
