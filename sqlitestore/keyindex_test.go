@@ -16,7 +16,7 @@ import (
 // keys table after every block, and after every few.
 func TestConformanceKeyMerge(t *testing.T) {
 	for _, n := range []int64{1, 7} {
-		t.Run(strings.Repeat("x", int(n)), func(t *testing.T) {
+		t.Run(fmt.Sprintf("every%d", n), func(t *testing.T) {
 			ledgertest.TestStore(t, func(t *testing.T) ledger.Store {
 				return openTemp(t, withKeyMerge(n))
 			})
