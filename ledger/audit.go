@@ -58,14 +58,17 @@ type BlockScanner interface {
 // Each record is checked once: by Record.Check, or, from a BlockScanner,
 // by the ParseRecord that read it from its canonical bytes.
 //
-// Audit keeps O(log n) hashes and one key digest per record in memory.
+// Audit keeps O(log n) hashes and, per key, a 64-bit fingerprint and log
+// index in memory; two keys whose fingerprints meet are compared in full
+// (one read from the store when the earlier is in an earlier block), so a
+// key is reported committed twice only when it is.
 // progress, when not nil, is called after each block.
 func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress func(height uint64)) (*AuditReport, error) {
 	head, err := s.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: audit: %w", err)
 	}
-	a := &auditor{ctx: ctx, s: s, g: g, seal: seal, keys: make(map[[16]byte]struct{}, min(head.LogSize, 1<<20))}
+	a := &auditor{ctx: ctx, s: s, g: g, seal: seal, keys: newKeySet(head.LogSize)}
 	next := uint64(0) // the height being checked
 	check := func(b *Block, hashes []Hash, checked bool) error {
 		if err := a.block(b, hashes, checked); err != nil {
@@ -141,10 +144,34 @@ type auditor struct {
 	seal   SealChecker
 	parent Header // valid once rep.Blocks > 0
 	f      frontier
-	keys   map[[16]byte]struct{} // digests of the keys seen
-	auth   []AuthorityEntry      // the authority changes seen
+	keys   *keySet          // the keys seen
+	auth   []AuthorityEntry // the authority changes seen
 	rep    AuditReport
-	buf    []byte // 0x00 || a record's canonical bytes
+	buf    []byte   // 0x00 || a record's canonical bytes
+	fps    []uint64 // the fingerprints of a block's keys
+}
+
+// sameKey reports whether the key record at log index j, which has the
+// fingerprint of k, has key k. b is the block being checked, whose first
+// record has index first; a record before it is read back from the store
+// and must be the one audited (its leaf hash is the stored hash the audit
+// checked).
+func (a *auditor) sameKey(b *Block, first, j int64, k Key) (bool, error) {
+	if j >= first {
+		return b.Records[j-first].Key == k, nil
+	}
+	e, err := a.s.Record(a.ctx, j)
+	if err != nil {
+		return false, fmt.Errorf("record %d: %w", j, err)
+	}
+	hs, err := a.s.ReadHashes(a.ctx, []int64{tlog.StoredHashIndex(0, j)})
+	if err != nil {
+		return false, fmt.Errorf("stored hash of record %d: %w", j, err)
+	}
+	if e.Authority != nil || len(hs) != 1 || e.Record.LeafHash() != hs[0] {
+		return false, fmt.Errorf("record %d as the store reads it is not the record audited", j)
+	}
+	return e.Record.Key == k, nil
 }
 
 // block checks b after a.parent. hashes, when not nil, are the stored
@@ -168,6 +195,7 @@ func (a *auditor) block(b *Block, hashes []Hash, checked bool) error {
 	f := &a.f
 	before := f.size
 	f.added = f.added[:0]
+	a.fps = a.fps[:0]
 	const keyAt = 1 + len(recordMagic+"\nkey ") // the key in a.buf
 	for i := range b.Records {
 		r := &b.Records[i]
@@ -177,14 +205,21 @@ func (a *auditor) block(b *Block, hashes []Hash, checked bool) error {
 			}
 		}
 		a.buf = r.AppendFormat(append(a.buf[:0], 0))
-		k := sha256.Sum256(a.buf[keyAt : keyAt+len(r.Key.Repo)+1+len(r.Key.Tag)])
-		d := [16]byte(k[:16])
-		if _, dup := a.keys[d]; dup {
-			return fmt.Errorf("key %s committed twice", r.Key)
-		}
-		a.keys[d] = struct{}{}
+		a.fps = append(a.fps, a.keys.fingerprint(a.buf[keyAt:keyAt+len(r.Key.Repo)+1+len(r.Key.Tag)]))
 		a.rep.Bytes += int64(len(a.buf) - 1)
 		f.add(Hash(sha256.Sum256(a.buf)))
+	}
+	// No key repeats one before it. A loop of its own, short, so that
+	// the processor overlaps the key table's cache misses.
+	for i, fp := range a.fps {
+		r := &b.Records[i]
+		j, err := a.keys.add(fp, before+int64(i), func(j int64) (bool, error) { return a.sameKey(b, before, j, r.Key) })
+		if err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
+		}
+		if j >= 0 {
+			return fmt.Errorf("key %s committed twice (log indexes %d and %d)", r.Key, j, before+int64(i))
+		}
 	}
 	for i := range b.Authority {
 		c := &b.Authority[i]
