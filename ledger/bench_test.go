@@ -352,6 +352,27 @@ func BenchmarkParseBlock(b *testing.B) {
 	}
 }
 
+// BenchmarkParseRecord parses the canonical bytes of 1000 random records
+// (ParseRecord, every check), as a store does for each record it reads.
+func BenchmarkParseRecord(b *testing.B) {
+	rs := ledgertest.Records(rand.New(rand.NewPCG(1, 1)), 0, 1000)
+	data := make([][]byte, len(rs))
+	var total int64
+	for i := range rs {
+		data[i] = rs[i].Format()
+		total += int64(len(data[i]))
+	}
+	b.SetBytes(total / int64(len(data)))
+	i := 0
+	for b.Loop() {
+		if _, err := ledger.ParseRecord(data[i%len(data)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	perOp(b, "µs/record")
+}
+
 // BenchmarkVerifyBatch verifies a block's worth of attestation signatures
 // (4,096); run with -cpu 1,2 to see the batches verified in parallel.
 func BenchmarkVerifyBatch(b *testing.B) {

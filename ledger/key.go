@@ -96,7 +96,9 @@ func ParseKey(s string) (Key, error) {
 	if !strings.ContainsAny(repo, "/:") {
 		return Key{}, keyErr(s, "missing '@<tag>' after the repository")
 	}
-	return NewKey(repo, tag)
+	// repo and tag pass checkKeyText: s does, and they are split at an
+	// ASCII byte.
+	return newKey(repo, tag)
 }
 
 // NewKey canonicalises repo and checks tag, returning the key they form.
@@ -107,7 +109,12 @@ func NewKey(repo, tag string) (Key, error) {
 	if err := checkKeyText(tag); err != nil {
 		return Key{}, err
 	}
-	r, err := CanonicalRepo(repo)
+	return newKey(repo, tag)
+}
+
+// newKey is NewKey of a repo and tag that pass checkKeyText.
+func newKey(repo, tag string) (Key, error) {
+	r, err := canonicalRepo(repo)
 	if err != nil {
 		return Key{}, err
 	}
@@ -188,11 +195,18 @@ func CanonicalRepo(repo string) (string, error) {
 	if err := checkKeyText(repo); err != nil {
 		return "", err
 	}
+	return canonicalRepo(repo)
+}
+
+// canonicalRepo is CanonicalRepo of a repo that passes checkKeyText.
+func canonicalRepo(repo string) (string, error) {
 	if repo == "" {
 		return "", keyErr(repo, "empty repository")
 	}
-	if strings.ContainsAny(repo, "?#\\") {
-		return "", keyErr(repo, "repository contains '?', '#' or '\\'")
+	for i := 0; i < len(repo); i++ {
+		if c := repo[i]; c == '?' || c == '#' || c == '\\' {
+			return "", keyErr(repo, "repository contains '?', '#' or '\\'")
+		}
 	}
 	switch {
 	case len(repo) >= 7 && strings.EqualFold(repo[:7], "file://"):

@@ -153,6 +153,9 @@ var lowerHex = func() (t [256]bool) {
 	return t
 }()
 
+// strictBase64 is standard base64 that refuses non-zero padding bits.
+var strictBase64 = base64.StdEncoding.Strict()
+
 // checkSHA256Hash checks prefix + standard base64 of 32 bytes, canonical.
 func checkSHA256Hash(prefix, s string) error {
 	rest, ok := strings.CutPrefix(s, prefix)
@@ -164,7 +167,9 @@ func checkSHA256Hash(prefix, s string) error {
 	var sum [sha256.Size + 1]byte
 	n, err := 0, error(nil)
 	if len(rest) == 44 {
-		n, err = base64.StdEncoding.Strict().Decode(sum[:], []byte(rest))
+		var src [44]byte
+		copy(src[:], rest)
+		n, err = strictBase64.Decode(sum[:], src[:])
 	}
 	if err != nil || n != sha256.Size {
 		return fmt.Errorf("%q is not %s followed by base64 of 32 bytes", clip(s), prefix)

@@ -34,9 +34,12 @@ func (e *FormatError) Unwrap() error { return ErrMalformed }
 // it, and so are those of packages that follow the same rules (consensus).
 // Its first error sticks: later reads return zero values, and End and Err
 // return that error.
+//
+// The strings it returns share one copy of the input, made once.
 type TextReader struct {
 	what  string
-	rest  []byte
+	rest  []byte // the input not read yet
+	str   string // rest as a string: the lines are cut from it
 	n     int
 	err   error
 	mkErr func(line int, msg string) error
@@ -44,12 +47,19 @@ type TextReader struct {
 
 // NewTextReader returns a reader of b, an encoding of what ("header",
 // "vote", ...), whose errors are *FormatError.
-func NewTextReader(what string, b []byte) *TextReader { return &TextReader{what: what, rest: b} }
+func NewTextReader(what string, b []byte) *TextReader {
+	return &TextReader{what: what, rest: b, str: string(b)}
+}
 
 // NewTextReaderFunc returns a reader of b whose errors mkErr makes from a
 // 1-based line number (0 when not known) and a message.
 func NewTextReaderFunc(b []byte, mkErr func(line int, msg string) error) *TextReader {
-	return &TextReader{rest: b, mkErr: mkErr}
+	return &TextReader{rest: b, str: string(b), mkErr: mkErr}
+}
+
+// skip consumes n bytes of the input.
+func (l *TextReader) skip(n int) {
+	l.rest, l.str = l.rest[n:], l.str[n:]
 }
 
 // Fail records an error at the current line, unless one is recorded.
@@ -81,14 +91,14 @@ func (l *TextReader) Next() (string, bool) {
 		l.Fail("unexpected end")
 		return "", false
 	}
-	i := bytes.IndexByte(l.rest, '\n')
+	i := strings.IndexByte(l.str, '\n')
 	l.n++
 	if i < 0 {
 		l.Fail("line not terminated by LF")
 		return "", false
 	}
-	s := string(l.rest[:i])
-	l.rest = l.rest[i+1:]
+	s := l.str[:i]
+	l.skip(i + 1)
 	if strings.IndexByte(s, '\r') >= 0 {
 		l.Fail("carriage return")
 		return "", false
@@ -98,7 +108,20 @@ func (l *TextReader) Next() (string, bool) {
 
 // Peek reports whether the next line starts with "name ".
 func (l *TextReader) Peek(name string) bool {
-	return l.err == nil && bytes.HasPrefix(l.rest, []byte(name+" "))
+	return l.err == nil && hasField(l.str, name)
+}
+
+// hasField reports whether s starts with name and a space.
+func hasField(s, name string) bool {
+	return len(s) > len(name) && s[len(name)] == ' ' && s[:len(name)] == name
+}
+
+// cutField returns what follows "name " in s, if s starts with it.
+func cutField(s, name string) (string, bool) {
+	if !hasField(s, name) {
+		return "", false
+	}
+	return s[len(name)+1:], true
 }
 
 // Magic reads a line that must equal want.
@@ -116,7 +139,7 @@ func (l *TextReader) Field(name string) string {
 	if !ok {
 		return ""
 	}
-	v, found := strings.CutPrefix(s, name+" ")
+	v, found := cutField(s, name)
 	if !found {
 		l.Fail("want field %q, have %q", name, clip(s))
 		return ""
@@ -134,7 +157,7 @@ func (l *TextReader) Fields(name string, n int) []string {
 	if !ok {
 		return nil
 	}
-	v, found := strings.CutPrefix(s, name+" ")
+	v, found := cutField(s, name)
 	if !found {
 		l.Fail("want field %q, have %q", name, clip(s))
 		return nil
@@ -217,7 +240,7 @@ func (l *TextReader) Section(name string, max int) []byte {
 		return nil
 	}
 	b := l.rest[:n]
-	l.rest = l.rest[n:]
+	l.skip(int(n))
 	return b
 }
 

@@ -129,7 +129,7 @@ func parseVoteLines(l *TextReader) *Vote {
 		l.Fail("round %d out of range", r)
 	}
 	v.Round = uint32(r)
-	if l.Peek("block") && strings.HasPrefix(string(l.rest), "block nil\n") {
+	if l.Peek("block") && strings.HasPrefix(l.str, "block nil\n") {
 		l.Next()
 	} else {
 		v.Block = l.Hash("block")
@@ -367,7 +367,7 @@ func ParseAttestation(b []byte) (*Attestation, error) {
 		return nil, l.err
 	}
 	// The record fields follow, then the signature line.
-	i := strings.LastIndex(string(l.rest), "sig ")
+	i := strings.LastIndex(l.str, "sig ")
 	if i < 0 || (i > 0 && l.rest[i-1] != '\n') {
 		l.Fail("missing signature")
 		return nil, l.err
@@ -377,7 +377,7 @@ func ParseAttestation(b []byte) (*Attestation, error) {
 		return nil, fmt.Errorf("ledger: malformed attestation: %w", err)
 	}
 	a.Record = *rec
-	l.rest = l.rest[i:]
+	l.skip(i)
 	sig := l.Field("sig")
 	if l.err == nil {
 		if a.Sig, err = ParseSignature(sig); err != nil {
