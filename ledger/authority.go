@@ -139,6 +139,10 @@ func ParseAuthorityChange(b []byte) (*AuthorityChange, error) {
 		c.Name = l.Field("name")
 	}
 	c.Effective = l.Uint("effective")
+	if l.err == nil && len(l.str) > 0 {
+		// One vote per line left.
+		c.Sigs = make([]CertSig, 0, strings.Count(l.str, "\n")+1)
+	}
 	for l.err == nil && len(l.rest) > 0 {
 		s, ok := l.Next()
 		if !ok {

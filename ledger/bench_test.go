@@ -373,6 +373,21 @@ func BenchmarkParseRecord(b *testing.B) {
 	perOp(b, "µs/record")
 }
 
+// BenchmarkParseAuthorityChange parses an authority change carrying the
+// votes of a set of 7 validators.
+func BenchmarkParseAuthorityChange(b *testing.B) {
+	c := ledgertest.NewChain(b, 7)
+	ch := c.Change(ledger.AuthorityAdd, ledgertest.Signer(100).Public(), "v100", 10)
+	data := ch.Format()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := ledger.ParseAuthorityChange(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perOp(b, "µs/change")
+}
+
 // BenchmarkVerifyBatch verifies a block's worth of attestation signatures
 // (4,096); run with -cpu 1,2 to see the batches verified in parallel.
 func BenchmarkVerifyBatch(b *testing.B) {
