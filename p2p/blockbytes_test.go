@@ -1,9 +1,7 @@
 package p2p
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/vcsledger/vcsledger/ledger"
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
 	"github.com/vcsledger/vcsledger/sqlitestore"
+	"github.com/vcsledger/vcsledger/sqlitestore/sqlitestoretest"
 )
 
 var _ BlockBytesSource = (*sqlitestore.Store)(nil)
@@ -71,29 +70,14 @@ func TestServeCorruptBlockBytes(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Records 20 to 24 are block 5's. Record 22 gets another commit, which
 	// Block would parse and serve; BlockBytes finds that its bytes do not
 	// hash to its stored leaf hash.
-	var data []byte
-	if err = db.QueryRow("SELECT data FROM records WHERE idx = 22").Scan(&data); err == nil {
-		i := bytes.Index(data, []byte("\ncommit ")) + len("\ncommit ")
-		if data[i] == '0' {
-			data[i] = '1'
-		} else {
-			data[i] = '0'
-		}
-		_, err = db.Exec("UPDATE records SET data = ? WHERE idx = 22", data)
-	}
-	db.Close()
-	if err != nil {
+	if err := sqlitestoretest.FlipCommit(path, c.Blocks()[5].Records[2].Commit); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	src, err = sqlitestore.Open(ctx, path)
+	src, err := sqlitestore.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -489,17 +489,24 @@ func BenchmarkAudit1M(b *testing.B) {
 	readIn := time.Duration(math.MaxInt64)
 	for range 3 {
 		t0 := time.Now()
-		rows, err := s.r.QueryContext(ctx, "SELECT data FROM records ORDER BY idx")
+		rows, err := s.r.QueryContext(ctx, "SELECT "+chunkColumns+" FROM chunks ORDER BY first")
 		if err != nil {
 			b.Fatal(err)
 		}
 		var read int64
+		var c chunkRow
 		for rows.Next() {
-			var d []byte
-			if err := rows.Scan(&d); err != nil {
+			var first, height, firstHash int64
+			var hashes, data sql.RawBytes
+			if err := rows.Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
 				b.Fatal(err)
 			}
-			read += int64(len(d))
+			if err := c.split(first, height, firstHash, hashes, data); err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range c.entries {
+				read += int64(len(e))
+			}
 		}
 		if err := rows.Err(); err != nil {
 			b.Fatal(err)
@@ -525,9 +532,9 @@ func BenchmarkAudit1M(b *testing.B) {
 }
 
 // BenchmarkUpgrade1M opens the store after turning it into a file of
-// schema version 1 (untimed): the upgrade rewrites the records table
-// without its key index and builds the keys table. It leaves the store
-// at version 2.
+// schema version 2 (untimed): the upgrade rewrites its records rows as
+// chunks rows and builds the keys table anew. It leaves the store at
+// version 3.
 func BenchmarkUpgrade1M(b *testing.B) {
 	s, _, _ := fixture(b)
 	path := s.Path()
@@ -535,7 +542,7 @@ func BenchmarkUpgrade1M(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		downgradeTo1(b, path)
+		downgrade(b, path, 2)
 		b.StartTimer()
 		s, err := Open(ctx, path)
 		if err != nil {

@@ -7,8 +7,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
@@ -18,7 +16,7 @@ import (
 // canonical bytes of its header, records, authority changes, certificate
 // and attestations (ledger.BlockWriter) without parsing the records, for
 // the sync protocol to serve to peers, which parse and verify every block
-// they receive. The records are read in one row (blockRecordsQuery).
+// they receive.
 //
 // It checks what Block checks except the records' and authority changes'
 // encodings: the header parses, hashes to its stored hash and is the one
@@ -29,8 +27,7 @@ import (
 // the records and authority changes, it checks that each one's bytes hash
 // to the leaf hash stored in its row: they are the bytes appended, unless
 // both were changed in agreement (and a key record an attestation refers
-// to begins with the record magic line). It reads only the leaf hash of
-// a row's stored hashes. A failed check is an error wrapping
+// to begins with the record magic line). A failed check is an error wrapping
 // ledger.ErrCorrupt; a height the store does not hold is
 // ledger.ErrNotFound.
 func (s *Store) BlockBytes(ctx context.Context, height uint64) ([]byte, error) {
@@ -48,21 +45,6 @@ func (s *Store) BlockBytes(ctx context.Context, height uint64) ([]byte, error) {
 // leafPrefix is the byte before a record's bytes in its leaf hash.
 var leafPrefix = []byte{0}
 
-// blockRecordsQuery reads the records from log index ?2 to ?3 (excluded)
-// of block ?1 in one row: their bytes one after the other; "i n" for
-// each, i its position from ?2 and n its length, separated by commas;
-// their leaf hashes (the first stored hash of each row) one after the
-// other; and how many belong to another block. Read row by row (a few
-// microseconds each, in database/sql and the driver) they took twice as
-// long. The rows come in the order of the subquery, which reads the rowid
-// range in order without sorting; readBlockBytes checks the positions.
-const blockRecordsQuery = `SELECT
-	CAST(coalesce(group_concat(CAST(data AS TEXT), ''), '') AS BLOB),
-	coalesce(group_concat((idx - ?2) || ' ' || length(data), ','), ''),
-	CAST(coalesce(group_concat(CAST(substr(hashes, 1, 32) AS TEXT), ''), '') AS BLOB),
-	coalesce(sum(height != ?1), 0)
-FROM (SELECT idx, height, data, hashes FROM records WHERE idx >= ?2 AND idx < ?3 ORDER BY idx)`
-
 // readBlockBytes is BlockBytes in q, which must see one snapshot.
 func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, error) {
 	b, row, err := readBlockHead(ctx, q, height)
@@ -71,18 +53,19 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 	}
 	hdr, cert, atts, first := row.header, row.cert, row.atts, row.first
 	h := &b.Header
+	// The entries' bytes one after the other, where each ends, and their
+	// leaf hashes (the first stored hash of each).
 	var recs, leaves []byte
-	var lens string
+	var cuts []int
 	if h.Records > 0 {
-		var others int64
-		if err := q.QueryRowContext(ctx, blockRecordsQuery, int64(height), first, first+int64(h.Records)).Scan(&recs, &lens, &leaves, &others); err != nil {
-			return nil, readErr(err, "block %d: records", height)
-		}
-		if others != 0 {
-			return nil, corruptRow(fmt.Errorf("%d records of other blocks where its records belong", others), "block %d", height)
-		}
-		if uint64(len(leaves)) != 32*h.Records {
-			return nil, corruptRow(fmt.Errorf("%d bytes of leaf hashes for %d records", len(leaves), h.Records), "block %d", height)
+		err := scanBlockEntries(ctx, q, height, first, int64(h.Records), func(_ int64, data, hashes []byte) error {
+			recs = append(recs, data...)
+			cuts = append(cuts, len(recs))
+			leaves = append(leaves, hashes[:32]...)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	// An attestation of a record takes 98 bytes in the blob, about 430
@@ -95,18 +78,10 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 	var leaf [sha256.Size]byte
 	sum := sha256.New()
 	off, authority := 0, 0
-	for i := 0; i < int(h.Records); i++ {
+	for i, end := range cuts {
 		idx := first + int64(i)
-		var entry string
-		entry, lens, _ = strings.Cut(lens, ",")
-		pos, size, _ := strings.Cut(entry, " ")
-		j, err1 := strconv.Atoi(pos)
-		k, err2 := strconv.Atoi(size)
-		if j != i || err1 != nil || err2 != nil || k < 0 || k > len(recs)-off {
-			return nil, corruptRow(fmt.Errorf("record %d missing or out of order", idx), "block %d", height)
-		}
-		data := recs[off : off+k]
-		off += k
+		data := recs[off:end]
+		off = end
 		sum.Reset()
 		sum.Write(leafPrefix)
 		sum.Write(data)
@@ -123,9 +98,6 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 			w.Record(data)
 			ends = append(ends, off)
 		}
-	}
-	if lens != "" || off != len(recs) {
-		return nil, corruptRow(fmt.Errorf("header says %d records, more stored", h.Records), "block %d", height)
 	}
 	if cert != nil {
 		w.Certificate(cert)

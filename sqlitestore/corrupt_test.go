@@ -16,11 +16,12 @@ import (
 	"github.com/vcsledger/vcsledger/ledger/ledgertest"
 )
 
-// corruptFixture builds a closed store of 24 blocks of 10 records and
-// returns its file's bytes and chain.
+// corruptFixture builds a closed store of 24 blocks of 10 records, whose
+// key index's tail holds records 200 on, and returns its file's bytes and
+// chain.
 func corruptFixture(t *testing.T) ([]byte, *ledgertest.Chain) {
 	t.Helper()
-	s := openTemp(t)
+	s := openTemp(t, withKeyMerge(50))
 	c := buildChain(t, s, 24, 10)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -50,26 +51,68 @@ func editSQL(t testing.TB, path string, stmts ...string) {
 	}
 }
 
-// editHashes changes the stored hashes in record idx's row, and cuts them
-// to size bytes unless size is 0.
-func editHashes(t *testing.T, path string, idx int, edit func([]byte), size int) {
+// editEntry rewrites log entry idx in its chunks row: edit is given the
+// entry's bytes and the stored hashes it adds, and returns new ones.
+func editEntry(t testing.TB, path string, idx int64, edit func(data, hashes []byte) ([]byte, []byte)) {
 	t.Helper()
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var hs []byte
-	if err := db.QueryRow("SELECT hashes FROM records WHERE idx = ?", idx).Scan(&hs); err != nil {
+	var first, height, firstHash int64
+	var hashes, data []byte
+	if err := db.QueryRow("SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
 		t.Fatal(err)
 	}
-	edit(hs)
-	if size > 0 {
-		hs = hs[:size]
+	var c chunkRow
+	if err := c.split(first, height, firstHash, hashes, data); err != nil || idx >= c.end() {
+		t.Fatalf("entry %d: row at %d: %v", idx, first, err)
 	}
-	if _, err := db.Exec("UPDATE records SET hashes = ? WHERE idx = ?", hs, idx); err != nil {
+	var nd, nh []byte
+	for i, e := range c.entries {
+		j := first + int64(i)
+		hs := c.hashesOf(j)
+		if j == idx {
+			e, hs = edit(bytes.Clone(e), bytes.Clone(hs))
+		}
+		nd = appendChunkEntry(nd, e)
+		nh = append(nh, hs...)
+	}
+	if _, err := db.Exec("UPDATE chunks SET hashes = ?, data = ? WHERE first = ?", nh, nd, first); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sqlEdit returns an edit of a store file that runs stmts.
+func sqlEdit(t testing.TB, stmts ...string) func(path string) {
+	return func(path string) { editSQL(t, path, stmts...) }
+}
+
+// editHashes changes the stored hashes entry idx adds, and cuts them to
+// size bytes unless size is 0.
+func editHashes(t *testing.T, path string, idx int64, edit func([]byte), size int) {
+	t.Helper()
+	editEntry(t, path, idx, func(data, hs []byte) ([]byte, []byte) {
+		edit(hs)
+		if size > 0 {
+			hs = hs[:size]
+		}
+		return data, hs
+	})
+}
+
+// changeCommit changes the commit line of the record at idx.
+func changeCommit(t *testing.T, path string, idx int64) {
+	t.Helper()
+	editEntry(t, path, idx, func(data, hs []byte) ([]byte, []byte) {
+		return bytes.Replace(data, []byte("commit "), []byte("commit f"), 1), hs
+	})
+}
+
+// chunkOf is a condition on chunks rows: the row holding entry idx.
+func chunkOf(idx int) string {
+	return fmt.Sprintf("first = (SELECT first FROM chunks WHERE first <= %d ORDER BY first DESC LIMIT 1)", idx)
 }
 
 // flipInHeader changes one digit of the time line of the header at height.
@@ -133,7 +176,7 @@ func TestOpenCorrupt(t *testing.T) {
 		{name: "flipped head header", edit: func(p string) { flipInHeader(t, p, head, false) }, want: "stored hash"},
 		{name: "flipped tail header", edit: func(p string) { flipInHeader(t, p, head-5, false) }, want: "stored hash"},
 		{name: "rewritten tail header", edit: func(p string) { flipInHeader(t, p, head-5, true) }, want: "does not link"},
-		{name: "deleted record row", edit: func(p string) { editSQL(t, p, "DELETE FROM records WHERE idx = 77") }, want: "records"},
+		{name: "deleted entries row", edit: func(p string) { editSQL(t, p, "DELETE FROM chunks WHERE "+chunkOf(77)) }, want: "chunks rows"},
 		{name: "deleted head block", edit: func(p string) { editSQL(t, p, "DELETE FROM blocks WHERE height = 24") }, want: "ends the log"},
 		{name: "cut stored hashes", edit: func(p string) {
 			editHashes(t, p, 239, func(hs []byte) {}, 32)
@@ -142,7 +185,7 @@ func TestOpenCorrupt(t *testing.T) {
 			editHashes(t, p, 239, func(hs []byte) { hs[32*2] ^= 1 }, 0)
 		}, want: "stored hash"},
 		{name: "changed head record", edit: func(p string) {
-			editSQL(t, p, "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 235")
+			changeCommit(t, p, 235)
 		}, want: "record 235"},
 		{name: "flipped stored hash on the root path", edit: func(p string) {
 			editHashes(t, p, 127, func(hs []byte) { hs[32*top] ^= 1 }, 0)
@@ -156,7 +199,7 @@ func TestOpenCorrupt(t *testing.T) {
 			editHashes(t, p, 63, func(hs []byte) {}, 32)
 		}, audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 7) }},
 		{name: "changed old record", edit: func(p string) {
-			editSQL(t, p, "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 25")
+			changeCommit(t, p, 25)
 		}, audit: func(t *testing.T, p string) { wantAuditFailure(t, p, c, 3) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

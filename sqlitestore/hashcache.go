@@ -2,7 +2,6 @@ package sqlitestore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -204,8 +203,8 @@ func (c *hashCache) extend(new *ledger.Header, base int64, hashes []ledger.Hash)
 }
 
 // load fills the cache from the file for head, reading in q (one
-// snapshot) the record rows that hold stored hashes at level low and
-// above: rows 2^low-1, 2*2^low-1, ... A row that is missing or malformed
+// snapshot) the stored hashes of the chunks rows that hold stored hashes
+// at level low and above: those of entries 2^low-1, 2*2^low-1, ... A row that is missing or malformed
 // leaves the cache empty for head, so that every read goes to the file and
 // reports the damage there (see the package comment, "Checks at Open");
 // load then returns nil.
@@ -223,10 +222,10 @@ func (c *hashCache) load(ctx context.Context, q queryer, head *ledger.Header) er
 	return err
 }
 
-// scanStep is the largest step between the rows load reads for which it
-// reads the whole range of rows rather than looking each one up: rows
-// lie about ten to a page, so below that every page is read either way.
-const scanStep = 8
+// scanStep is the largest step between the entries load reads for which
+// it reads the stored hashes of every chunks row rather than looking each
+// row up: below it, nearly every row holds one.
+const scanStep = chunkEntries
 
 func (c *hashCache) fill(ctx context.Context, q queryer, head *ledger.Header) error {
 	size := int64(0)
@@ -239,43 +238,33 @@ func (c *hashCache) fill(ctx context.Context, q queryer, head *ledger.Header) er
 		levels = append(levels, hashLevel{})
 	}
 	if step := int64(1) << low; size >= step {
-		var rows *sql.Rows
+		// The entries step-1, 2*step-1, ... hold the stored hashes at
+		// level low and up.
+		var sp hashSpans
 		var err error
 		if step <= scanStep {
-			rows, err = q.QueryContext(ctx, `SELECT idx, hashes FROM records WHERE idx < ? AND (idx + 1) % ? = 0 ORDER BY idx`, size, step)
+			sp, err = readSpans(ctx, q, spansQuery, step-1, size-1)
 		} else {
-			rows, err = q.QueryContext(ctx, `WITH RECURSIVE k(i) AS (SELECT ? UNION ALL SELECT i + ? FROM k WHERE i + ? < ?)
-SELECT idx, hashes FROM k JOIN records ON idx = i ORDER BY idx`, step-1, step, step, size)
+			recs := make([]int64, 0, size/step)
+			for rec := step - 1; rec < size; rec += step {
+				recs = append(recs, rec)
+			}
+			sp, err = readSpansAt(ctx, q, recs)
 		}
 		if err != nil {
-			return readErr(err, "load stored hashes")
+			return err
 		}
-		defer rows.Close()
-		want := step - 1
-		for rows.Next() {
-			var idx int64
-			var hs sql.RawBytes
-			if err := rows.Scan(&idx, &hs); err != nil {
-				return readErr(err, "load stored hashes")
-			}
-			if idx != want {
-				return corruptRow(fmt.Errorf("stored hashes missing"), "record %d", want)
-			}
-			want += step
-			count := ledger.StoredHashCount(idx+1) - ledger.StoredHashCount(idx)
-			if int64(len(hs)) != 32*count {
-				return corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), 32*count), "record %d", idx)
-			}
-			// Row idx holds, at level l, the hash of subtree (idx+1)>>l - 1.
+		for rec := step - 1; rec < size; rec += step {
+			base := ledger.StoredHashCount(rec)
+			count := ledger.StoredHashCount(rec+1) - base
+			// Entry rec adds, at level l, the hash of subtree (rec+1)>>l - 1.
 			for l := low; l < int(count); l++ {
-				levels[l].add(ledger.Hash(hs[32*l : 32*l+32]))
+				h, ok := sp.hash(base + int64(l))
+				if !ok {
+					return corruptRow(fmt.Errorf("stored hashes missing"), "record %d", rec)
+				}
+				levels[l].add(h)
 			}
-		}
-		if err := rows.Err(); err != nil {
-			return readErr(err, "load stored hashes")
-		}
-		if want < size {
-			return corruptRow(fmt.Errorf("stored hashes missing"), "record %d", want)
 		}
 	}
 	c.mu.Lock()

@@ -1,18 +1,32 @@
 package sqlitestore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+
+	"github.com/vcsledger/vcsledger/ledger"
 )
 
-// The key index: the keys table holds the key of every record below
-// keys_indexed.n, and the newest records' keys (the tail) are kept in
-// memory and merged into the table in sorted batches.
+// The key index: the keys table holds a row for the key of every record
+// below keys_indexed.n, and the newest records' keys (the tail) are kept
+// in memory and merged into the table in sorted batches.
+//
+// A row of the keys table is (h, idx): idx the record's log index and h
+// its key's keyHash, 8 bytes of the key's SHA-256. Two keys may share h
+// (a collision can be searched for), so the table is keyed by both, and
+// every row found for a key's h is confirmed by reading the record it
+// points to. A row of two integers takes about 20 bytes where the key
+// itself took about 60, so a merge writes a third of the pages.
 //
 // Keys arrive in no order. Indexed as they are appended, a block of 1,000
 // records dirtied about one index page per record, which the WAL writes,
@@ -23,7 +37,7 @@ import (
 //
 // The tail holds up to keyMergeMax records and a block (more only while
 // merges fail, which leaves the tail as it was), and is read back from the
-// records table at Open. Reads look in the tail first and in the table
+// chunks table at Open. Reads look in the tail first and in the table
 // second: a merge removes keys from the tail only after its transaction
 // committed, so a reader that misses them in the tail finds them in the
 // table.
@@ -41,13 +55,40 @@ func keyMergeAt(indexed int64) int64 {
 	return min(max(indexed/4, keyMergeMin), keyMergeMax)
 }
 
+// keyHash is the h column of key's rows in the keys table: the first 8
+// bytes of the SHA-256 of the key (<repo>@<tag>), big-endian, as a signed
+// integer.
+func keyHash(key string) int64 {
+	var buf [512]byte
+	d := sha256.Sum256(append(buf[:0], key...))
+	return int64(binary.BigEndian.Uint64(d[:8]))
+}
+
+// recordKeyLine begins a key record's canonical bytes, up to its key
+// (docs/FORMAT.md, "Record").
+const recordKeyLine = "vcsledger-record/1\nkey "
+
+// entryKey returns the key of the key record whose canonical bytes are
+// data, without parsing the rest; false for an authority change or bytes
+// of no record.
+func entryKey(data []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(recordKeyLine))
+	if !ok {
+		return "", false
+	}
+	key, _, ok := bytes.Cut(rest, []byte("\n"))
+	return string(key), ok && len(key) > 0
+}
+
+// A tailKey is a key of the tail: its record's log index and keyHash.
+type tailKey struct{ idx, h int64 }
+
 type keyIndex struct {
 	mu      sync.RWMutex
-	indexed int64            // records [0, indexed) are in the keys table
-	tail    map[string]int64 // key column -> log index of records [indexed, size)
-	auth    []int64          // the authority changes among them
-	filter  keyFilters       // the keys table's keys
-	mergeAt int64            // if > 0, the tail length that merges (tests)
+	indexed int64              // records [0, indexed) are in the keys table
+	tail    map[string]tailKey // the keys of records [indexed, size)
+	filter  keyFilters         // the keys table's keys
+	mergeAt int64              // if > 0, the tail length that merges (tests)
 }
 
 // load reads the tail of a log of size records from q.
@@ -62,40 +103,46 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 	if indexed < 0 || indexed > size {
 		return fmt.Errorf("key index: %d records indexed of %d: %w", indexed, size, errCorruptIndex)
 	}
-	// The filter's build reads every key of the table: it counts them too.
+	// The filter's build reads every row of the table: it counts them too.
 	f, err := buildKeyFilter(ctx, q, indexed)
 	if err != nil {
 		return fmt.Errorf("key index: %w", err)
 	}
-	if f.keys != indexed {
-		return fmt.Errorf("key index: %d keys for %d records: %w", f.keys, indexed, errCorruptIndex)
+	// Every entry below indexed is a key record in the table or an
+	// authority change.
+	var auth int64
+	if err := q.QueryRowContext(ctx, "SELECT count(*) FROM authorities WHERE idx < ?", indexed).Scan(&auth); err != nil {
+		return fmt.Errorf("key index: %w", err)
 	}
-	rows, err := q.QueryContext(ctx, "SELECT idx, key FROM records WHERE idx >= ? ORDER BY idx", indexed)
+	if f.keys+auth != indexed {
+		return fmt.Errorf("key index: %d keys and %d authority changes for %d entries: %w", f.keys, auth, indexed, errCorruptIndex)
+	}
+	tail := make(map[string]tailKey, size-indexed)
+	err = scanChunks(ctx, q, indexed, size, func(c *chunkRow) error {
+		for i, e := range c.entries {
+			idx := c.first + int64(i)
+			if idx < indexed {
+				continue
+			}
+			key, ok := entryKey(e)
+			if !ok {
+				if isAuthority(e) {
+					continue
+				}
+				return corruptRow(errors.New("not a record"), "record %d", idx)
+			}
+			if _, dup := tail[key]; dup {
+				return fmt.Errorf("key %s twice: %w", key, errCorruptIndex)
+			}
+			tail[key] = tailKey{idx, keyHash(key)}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("key index: %w", err)
 	}
-	defer rows.Close()
-	tail := make(map[string]int64, size-indexed)
-	var auth []int64
-	for rows.Next() {
-		var idx int64
-		var key string
-		if err := rows.Scan(&idx, &key); err != nil {
-			return fmt.Errorf("key index: %w", err)
-		}
-		if _, dup := tail[key]; dup {
-			return fmt.Errorf("key index: key %s twice: %w", key, errCorruptIndex)
-		}
-		tail[key] = idx
-		if strings.HasPrefix(key, authorityPrefix) {
-			auth = append(auth, idx)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("key index: %w", err)
-	}
 	k.mu.Lock()
-	k.indexed, k.tail, k.auth, k.filter = indexed, tail, auth, keyFilters{f}
+	k.indexed, k.tail, k.filter = indexed, tail, keyFilters{f}
 	k.mu.Unlock()
 	return nil
 }
@@ -104,64 +151,104 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 // Open reports it as corruption.
 var errCorruptIndex = errors.New("key index does not match the records")
 
-// get returns the log index of key if it is in the tail, and else
-// whether the keys table may hold it.
-func (k *keyIndex) get(key string) (idx int64, inTail, inTable bool) {
+// get returns the log index of key if it is in the tail, and else its
+// keyHash and whether the keys table may hold it.
+func (k *keyIndex) get(key string) (idx int64, inTail bool, h int64, inTable bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if idx, ok := k.tail[key]; ok {
-		return idx, true, false
+	if t, ok := k.tail[key]; ok {
+		return t.idx, true, t.h, false
 	}
-	return 0, false, k.filter.mayHave(key)
+	h = keyHash(key)
+	return 0, false, h, k.filter.mayHave(h)
+}
+
+// A keyProbe is a key to look for in the keys table, with its keyHash and
+// its position in the caller's list.
+type keyProbe struct {
+	key string
+	h   int64
+	at  int
 }
 
 // firstInTail returns the position in keys of the first one in the tail,
-// or -1, and those before it that the keys table may hold, with their
-// positions.
-func (k *keyIndex) firstInTail(keys []string) (first int, maybe []string, at []int) {
+// or -1, and those before it that the keys table may hold.
+func (k *keyIndex) firstInTail(keys []string) (first int, maybe []keyProbe) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for i, key := range keys {
 		if _, ok := k.tail[key]; ok {
-			return i, maybe, at
+			return i, maybe
 		}
-		if k.filter.mayHave(key) {
-			maybe, at = append(maybe, key), append(at, i)
+		if h := keyHash(key); k.filter.mayHave(h) {
+			maybe = append(maybe, keyProbe{key, h, i})
 		}
 	}
-	return -1, maybe, at
+	return -1, maybe
 }
 
-// tailAuthorities returns the log indexes of the authority changes in the
-// tail.
-func (k *keyIndex) tailAuthorities() []int64 {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return append([]int64(nil), k.auth...)
-}
-
-// firstInTable returns the position in keys of the first one in the keys
-// table, or -1: one query, probing the table for each key.
-func firstInTable(ctx context.Context, q queryer, keys []string) (int, error) {
-	if len(keys) == 0 {
-		return -1, nil
+// firstInTable returns the first of probes whose key the keys table holds,
+// and its record's log index, or nil: one query for the rows of their keyHashes, then a read of each
+// row's record, in probe order, until one holds the key. q must see one
+// snapshot.
+func firstInTable(ctx context.Context, q queryer, probes []keyProbe) (*keyProbe, int64, error) {
+	if len(probes) == 0 {
+		return nil, 0, nil
 	}
-	arg, err := json.Marshal(keys)
+	hs := make([]int64, len(probes))
+	for i, p := range probes {
+		hs[i] = p.h
+	}
+	arg, err := json.Marshal(hs)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	var i int64
-	err = q.QueryRowContext(ctx, "SELECT j.key FROM json_each(?) AS j WHERE EXISTS (SELECT 1 FROM keys WHERE key = j.value) ORDER BY j.key LIMIT 1",
-		string(arg)).Scan(&i)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return -1, nil
-	case err != nil:
-		return 0, err
-	case i < 0 || i >= int64(len(keys)):
-		return 0, fmt.Errorf("position %d of %d keys", i, len(keys))
+	rows, err := q.QueryContext(ctx, "SELECT j.key, k.idx FROM json_each(?) AS j JOIN keys AS k ON k.h = j.value ORDER BY j.key, k.idx", string(arg))
+	if err != nil {
+		return nil, 0, err
 	}
-	return int(i), nil
+	type hit struct{ probe, idx int64 }
+	var hits []hit
+	for rows.Next() {
+		var x hit
+		if err := rows.Scan(&x.probe, &x.idx); err != nil {
+			rows.Close()
+			return nil, 0, err
+		}
+		if x.probe < 0 || x.probe >= int64(len(probes)) {
+			rows.Close()
+			return nil, 0, fmt.Errorf("position %d of %d keys", x.probe, len(probes))
+		}
+		hits = append(hits, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	for _, x := range hits {
+		ok, err := holdsKey(ctx, q, x.idx, probes[x.probe].key)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			return &probes[x.probe], x.idx, nil
+		}
+	}
+	return nil, 0, nil
+}
+
+// holdsKey reports whether log entry idx is the record of key. An entry
+// the keys table points to that is missing is corruption.
+func holdsKey(ctx context.Context, q queryer, idx int64, key string) (bool, error) {
+	data, _, err := readEntry(ctx, q, idx)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return false, corruptRow(errors.New("the key index points to it"), "record %d", idx)
+	}
+	if err != nil {
+		return false, err
+	}
+	k, ok := entryKey(data)
+	return ok && k == key, nil
 }
 
 // A keyWrite is the key index as a write transaction sees it: the keys
@@ -171,47 +258,44 @@ func firstInTable(ctx context.Context, q queryer, keys []string) (int, error) {
 type keyWrite struct {
 	k     *keyIndex
 	limit int64
-	added map[string]int64
-	auth  []int64
+	added map[string]tailKey
 }
 
 func (k *keyIndex) write(limit int64) *keyWrite {
-	return &keyWrite{k: k, limit: limit, added: make(map[string]int64)}
+	return &keyWrite{k: k, limit: limit, added: make(map[string]tailKey)}
 }
 
 // conflict returns the first of keys already committed or added, or twice
-// in keys, or "".
-func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string) (string, error) {
+// in keys, or "", and the keys' keyHashes.
+func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string) (string, []int64, error) {
 	seen := make(map[string]bool, len(keys))
-	var maybe []string
-	for _, key := range keys {
+	hs := make([]int64, len(keys))
+	var maybe []keyProbe
+	for i, key := range keys {
 		// The writer holds wmu, so the tail and the filter do not change
 		// under it.
-		if idx, ok := w.k.tail[key]; ok && idx < w.limit {
-			return key, nil
+		if t, ok := w.k.tail[key]; ok && t.idx < w.limit {
+			return key, nil, nil
 		}
 		if _, ok := w.added[key]; ok || seen[key] {
-			return key, nil
+			return key, nil, nil
 		}
 		seen[key] = true
-		if w.k.filter.mayHave(key) {
-			maybe = append(maybe, key)
+		hs[i] = keyHash(key)
+		if w.k.filter.mayHave(hs[i]) {
+			maybe = append(maybe, keyProbe{key, hs[i], i})
 		}
 	}
-	i, err := firstInTable(ctx, tx, maybe)
-	if err != nil || i < 0 {
-		return "", err
+	p, _, err := firstInTable(ctx, tx, maybe)
+	if err != nil || p == nil {
+		return "", hs, err
 	}
-	return maybe[i], nil
+	return p.key, nil, nil
 }
 
-// add records that the transaction committed key at idx.
-func (w *keyWrite) add(key string, idx int64) {
-	w.added[key] = idx
-	if strings.HasPrefix(key, authorityPrefix) {
-		w.auth = append(w.auth, idx)
-	}
-}
+// add records that the transaction committed key, whose keyHash is h, at
+// idx.
+func (w *keyWrite) add(key string, h, idx int64) { w.added[key] = tailKey{idx, h} }
 
 // committed applies a committed transaction to the tail: the records
 // from limit on are gone (a reorg replaced them) and w's are added.
@@ -220,24 +304,16 @@ func (w *keyWrite) committed() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if w.limit < k.indexed+int64(len(k.tail)) {
-		for key, idx := range k.tail {
-			if idx >= w.limit {
+		for key, t := range k.tail {
+			if t.idx >= w.limit {
 				delete(k.tail, key)
 			}
 		}
-		kept := k.auth[:0]
-		for _, idx := range k.auth {
-			if idx < w.limit {
-				kept = append(kept, idx)
-			}
-		}
-		k.auth = kept
 	}
 	k.indexed = min(k.indexed, w.limit)
-	for key, idx := range w.added {
-		k.tail[key] = idx
+	for key, t := range w.added {
+		k.tail[key] = t
 	}
-	k.auth = append(k.auth, w.auth...)
 }
 
 // cut removes from the keys table, in tx, the keys of the records a reorg
@@ -267,30 +343,65 @@ func (s *Store) mergeKeys(ctx context.Context, size int64) {
 	if size-k.indexed < at {
 		return
 	}
-	if err := mergeTail(ctx, s.w, k.indexed, size); err != nil {
+	if err := insertKeys(ctx, s.w, k.tail, size); err != nil {
 		return
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.filter = k.filter.add(k.tail)
-	k.indexed, k.tail, k.auth = size, make(map[string]int64), nil
+	k.indexed, k.tail = size, make(map[string]tailKey)
 }
 
-// mergeTail inserts the keys of records [from, to) into the keys table,
-// sorted, in one transaction.
-func mergeTail(ctx context.Context, db *sql.DB, from, to int64) error {
+// keyRowsPerInsert is how many keys rows one INSERT statement of
+// insertKeys writes: binding one statement's parameters costs far less
+// than running a statement per row.
+const keyRowsPerInsert = 256
+
+// insertKeys inserts the rows of keys into the keys table and sets
+// keys_indexed to n, in one transaction.
+func insertKeys(ctx context.Context, db *sql.DB, keys map[string]tailKey, n int64) error {
+	rows := make([]tailKey, 0, len(keys))
+	for _, t := range keys {
+		rows = append(rows, t)
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "INSERT INTO keys (key, idx) SELECT key, idx FROM records WHERE idx >= ? AND idx < ? ORDER BY key", from, to); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE keys_indexed SET n = ?", to); err != nil {
+	if err := insertKeyRows(ctx, tx, rows, n); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// insertKeyRows inserts rows into the keys table in tx, sorted (it sorts
+// rows), and sets keys_indexed to n.
+func insertKeyRows(ctx context.Context, tx *sql.Tx, rows []tailKey, n int64) error {
+	slices.SortFunc(rows, func(a, b tailKey) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.idx, b.idx)) })
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO keys (h, idx) VALUES (?, ?)"+strings.Repeat(", (?, ?)", keyRowsPerInsert-1))
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	args := make([]any, 0, 2*keyRowsPerInsert)
+	for len(rows) >= keyRowsPerInsert {
+		args = args[:0]
+		for _, t := range rows[:keyRowsPerInsert] {
+			args = append(args, t.h, t.idx)
+		}
+		if _, err := ins.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		rows = rows[keyRowsPerInsert:]
+	}
+	for _, t := range rows {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO keys (h, idx) VALUES (?, ?)", t.h, t.idx); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE keys_indexed SET n = ?", n)
+	return err
 }
 
 // withKeyMerge makes Append merge the tail once it holds n records, n > 0
@@ -302,6 +413,6 @@ func withKeyMerge(n int64) Option { return func(c *config) { c.keyMerge = n } }
 func (k *keyIndex) stale(key string, idx int64) bool {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	i, ok := k.tail[key]
-	return !ok || i != idx
+	t, ok := k.tail[key]
+	return !ok || t.idx != idx
 }

@@ -1,7 +1,9 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -122,66 +124,130 @@ func TestKeyIndexMerge(t *testing.T) {
 	}
 }
 
-// downgradeTo1 turns the closed store at path into a file of schema
-// version 1, whose records table indexed its keys itself.
-func downgradeTo1(tb testing.TB, path string) {
-	editSQL(tb, path,
-		`CREATE TABLE records_v1 (idx INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL, hashes BLOB NOT NULL)`,
-		`INSERT INTO records_v1 SELECT idx, key, height, data, hashes FROM records`,
-		`DROP TABLE records`, `DROP TABLE keys`, `DROP TABLE keys_indexed`,
-		`ALTER TABLE records_v1 RENAME TO records`,
-		`PRAGMA user_version = 1`, `VACUUM`)
+// downgrade turns the closed store at path into a file of schema version
+// 1 or 2, which kept a records row per log entry: in version 1 its key
+// column was UNIQUE, in version 2 the keys table indexed every key.
+func downgrade(tb testing.TB, path string, version int) {
+	tb.Helper()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	unique := ""
+	if version == 1 {
+		unique = " UNIQUE"
+	}
+	if _, err := db.Exec("CREATE TABLE records (idx INTEGER PRIMARY KEY, key TEXT NOT NULL" + unique + ", height INTEGER NOT NULL, data BLOB NOT NULL, hashes BLOB NOT NULL)"); err != nil {
+		tb.Fatal(err)
+	}
+	rows, err := db.Query("SELECT " + chunkColumns + " FROM chunks ORDER BY first")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	type row struct {
+		idx, height int64
+		key         string
+		data, hs    []byte
+	}
+	var all []row
+	for rows.Next() {
+		var first, height, firstHash int64
+		var hashes, data []byte
+		if err := rows.Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
+			tb.Fatal(err)
+		}
+		var c chunkRow
+		if err := c.split(first, height, firstHash, hashes, data); err != nil {
+			tb.Fatal(err)
+		}
+		for i, e := range c.entries {
+			idx := first + int64(i)
+			key, ok := entryKey(e)
+			if !ok {
+				key = fmt.Sprintf("vcsledger-authority/1 %020d", idx)
+			}
+			all = append(all, row{idx, height, key, bytes.Clone(e), bytes.Clone(c.hashesOf(idx))})
+		}
+	}
+	rows.Close()
+	for _, r := range all {
+		if _, err := db.Exec("INSERT INTO records VALUES (?, ?, ?, ?, ?)", r.idx, r.key, r.height, r.data, r.hs); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	stmts := []string{"DROP TABLE chunks", "DROP TABLE authorities", "DROP TABLE keys", "DROP TABLE keys_indexed"}
+	if version == 2 {
+		stmts = append(stmts,
+			"CREATE TABLE keys (key TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID",
+			"CREATE TABLE keys_indexed (n INTEGER NOT NULL)",
+			"INSERT INTO keys SELECT key, idx FROM records ORDER BY key",
+			"INSERT INTO keys_indexed SELECT count(*) FROM records")
+	}
+	stmts = append(stmts, fmt.Sprintf("PRAGMA user_version = %d", version), "VACUUM")
+	for _, q := range stmts {
+		if _, err := db.Exec(q); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
 
-// TestKeyIndexUpgrade opens a file of schema version 1, whose records
-// table indexed its keys itself, and checks that it is upgraded whole.
-func TestKeyIndexUpgrade(t *testing.T) {
-	ctx := context.Background()
-	s := openTemp(t, withKeyMerge(15))
-	c := buildChain(t, s, 4, 10)
-	path := s.Path()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	downgradeTo1(t, path)
+// TestUpgrade opens files of schema versions 1 and 2, which kept a
+// records row per log entry, and checks that they are upgraded whole.
+func TestUpgrade(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		t.Run(fmt.Sprintf("version%d", version), func(t *testing.T) {
+			ctx := context.Background()
+			s := openTemp(t, withKeyMerge(15))
+			c := buildChain(t, s, 4, 10)
+			path := s.Path()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			downgrade(t, path, version)
 
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open(version 1) = %v", err)
-	}
-	defer s.Close()
-	var ver int
-	if err := s.r.QueryRow("PRAGMA user_version").Scan(&ver); err != nil || ver != schemaVersion {
-		t.Fatalf("user_version = %d, %v; want %d", ver, err, schemaVersion)
-	}
-	var unique int
-	if err := s.r.QueryRow("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'records'").Scan(&unique); err != nil || unique != 0 {
-		t.Fatalf("records keeps %d indexes (%v); want none", unique, err)
-	}
-	if indexed, keys, tail := keyIndexState(t, s); indexed != 40 || keys != 40 || tail != 0 {
-		t.Fatalf("upgraded: %d indexed, %d keys, tail %d; want 40, 40, 0", indexed, keys, tail)
-	}
-	checkKeys(t, s, c)
-	if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
-		t.Fatalf("Audit = %v", err)
-	}
-	dup, stored := c.Unsealed([]ledger.Record{c.Blocks()[1].Records[0]})
-	dup.Certificate = c.Certify(dup, nil)
-	if err := s.Append(ctx, dup, stored); !errors.Is(err, ledger.ErrConflict) {
-		t.Fatalf("Append(committed key) after the upgrade = %v; want ErrConflict", err)
+			s, err := Open(ctx, path)
+			if err != nil {
+				t.Fatalf("Open(version %d) = %v", version, err)
+			}
+			defer s.Close()
+			var ver, records int
+			if err := s.r.QueryRow("SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_schema WHERE tbl_name = 'records')").Scan(&ver, &records); err != nil || ver != schemaVersion || records != 0 {
+				t.Fatalf("user_version = %d, records table entries %d, %v; want %d and none", ver, records, err, schemaVersion)
+			}
+			if indexed, keys, tail := keyIndexState(t, s); indexed != 40 || keys != 40 || tail != 0 {
+				t.Fatalf("upgraded: %d indexed, %d keys, tail %d; want 40, 40, 0", indexed, keys, tail)
+			}
+			checkKeys(t, s, c)
+			if _, err := ledger.Audit(ctx, s, c.Genesis, nil, nil); err != nil {
+				t.Fatalf("Audit = %v", err)
+			}
+			dup, stored := c.Unsealed([]ledger.Record{c.Blocks()[1].Records[0]})
+			dup.Certificate = c.Certify(dup, nil)
+			if err := s.Append(ctx, dup, stored); !errors.Is(err, ledger.ErrConflict) {
+				t.Fatalf("Append(committed key) after the upgrade = %v; want ErrConflict", err)
+			}
+		})
 	}
 }
 
 // TestKeyIndexCorrupt checks that Open refuses a key index that does not
 // agree with the records.
 func TestKeyIndexCorrupt(t *testing.T) {
+	sameAs45 := func(p string) {
+		var rec []byte
+		editEntry(t, p, 45, func(data, hs []byte) ([]byte, []byte) { rec = data; return data, hs })
+		editEntry(t, p, 46, func(_, hs []byte) ([]byte, []byte) { return rec, hs })
+	}
 	for _, tc := range []struct {
-		name, edit, want string
+		name string
+		edit func(path string)
+		want string
 	}{
-		{"deleted key", "DELETE FROM keys WHERE idx = 7", "keys for"},
-		{"indexed past the log", "UPDATE keys_indexed SET n = 1000", "indexed of"},
-		{"indexed count missing", "DELETE FROM keys_indexed", "key index"},
-		{"key twice in the tail", "UPDATE records SET key = (SELECT key FROM records WHERE idx = 45) WHERE idx = 46", "twice"},
+		{"deleted key", sqlEdit(t, "DELETE FROM keys WHERE idx = 7"), "authority changes for"},
+		{"indexed past the log", sqlEdit(t, "UPDATE keys_indexed SET n = 1000"), "indexed of"},
+		{"indexed count missing", sqlEdit(t, "DELETE FROM keys_indexed"), "key index"},
+		{"key twice in the tail", sameAs45, "twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTemp(t, withKeyMerge(15))
@@ -189,7 +255,7 @@ func TestKeyIndexCorrupt(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			editSQL(t, s.Path(), tc.edit)
+			tc.edit(s.Path())
 			_, err := Open(context.Background(), s.Path())
 			if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Open = %v; want corruption saying %q", err, tc.want)
@@ -203,19 +269,19 @@ func TestKeyIndexCorrupt(t *testing.T) {
 func TestKeyFilter(t *testing.T) {
 	f := newKeyFilter(100_000)
 	for i := range 200_000 {
-		f.add(fmt.Sprintf("example.com/r%d@v1", i))
+		f.add(keyHash(fmt.Sprintf("example.com/r%d@v1", i)))
 	}
 	if f.full(0) || !f.full(1) {
 		t.Fatalf("filter for 2x100,000 keys: full(0) = %v, full(1) = %v after 200,000", f.full(0), f.full(1))
 	}
 	for i := range 200_000 {
-		if !f.mayHave(fmt.Sprintf("example.com/r%d@v1", i)) {
+		if !f.mayHave(keyHash(fmt.Sprintf("example.com/r%d@v1", i))) {
 			t.Fatalf("key %d added but not held", i)
 		}
 	}
 	pass := 0
 	for i := range 100_000 {
-		if f.mayHave(fmt.Sprintf("example.com/r%d@v2", i)) {
+		if f.mayHave(keyHash(fmt.Sprintf("example.com/r%d@v2", i))) {
 			pass++
 		}
 	}

@@ -2,13 +2,11 @@ package sqlitestore
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -176,47 +174,27 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	atts, first := row.atts, row.first
 	h := &b.Header
 	b.Records = make([]ledger.Record, 0, h.Records)
-	n := 0 // entries read
-	if h.Records > 0 {
-		rows, err := q.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", first, first+int64(h.Records))
-		if err != nil {
-			return nil, readErr(err, "block %d: records", height)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var idx, rh int64
-			var data sql.RawBytes // parsed into strings before the next row
-			if err := rows.Scan(&idx, &rh, &data); err != nil {
-				return nil, readErr(err, "block %d: records", height)
-			}
-			want := first + int64(n)
-			if idx != want || rh != int64(height) {
-				return nil, corruptRow(fmt.Errorf("record %d of height %d where record %d belongs", idx, rh, want), "block %d", height)
-			}
-			n++
-			if isAuthority(data) {
-				c, err := ledger.ParseAuthorityChange(data)
-				if err != nil {
-					return nil, corruptRow(err, "block %d: record %d", height, idx)
-				}
-				b.Authority = append(b.Authority, *c)
-				continue
-			}
-			if len(b.Authority) > 0 {
-				return nil, corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", height, idx)
-			}
-			r, err := ledger.ParseRecord(data)
+	err = scanBlockEntries(ctx, q, height, first, int64(h.Records), func(idx int64, data, _ []byte) error {
+		if isAuthority(data) {
+			c, err := ledger.ParseAuthorityChange(data)
 			if err != nil {
-				return nil, corruptRow(err, "block %d: record %d", height, idx)
+				return corruptRow(err, "block %d: record %d", height, idx)
 			}
-			b.Records = append(b.Records, *r)
+			b.Authority = append(b.Authority, *c)
+			return nil
 		}
-		if err := rows.Err(); err != nil {
-			return nil, readErr(err, "block %d: records", height)
+		if len(b.Authority) > 0 {
+			return corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", height, idx)
 		}
-		if uint64(n) != h.Records {
-			return nil, corruptRow(fmt.Errorf("header says %d records, %d stored", h.Records, n), "block %d", height)
+		r, err := ledger.ParseRecord(data)
+		if err != nil {
+			return corruptRow(err, "block %d: record %d", height, idx)
 		}
+		b.Records = append(b.Records, *r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if b.Attestations, err = decodeAttestations(atts, &b.Header, b.Records); err != nil {
 		return nil, corruptRow(err, "block %d: attestations", height)
@@ -224,9 +202,9 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	return b, nil
 }
 
-// isAuthority reports whether a records row holds an authority change.
+// isAuthority reports whether an entry's bytes are an authority change's.
 func isAuthority(data []byte) bool {
-	return bytes.HasPrefix(data, []byte(authorityPrefix[:len(authorityPrefix)-1]+"\n"))
+	return bytes.HasPrefix(data, []byte(authorityMagic))
 }
 
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
@@ -246,10 +224,12 @@ func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 
 // Record returns the record at log index.
 func (s *Store) Record(ctx context.Context, index int64) (*ledger.Entry, error) {
-	var data []byte
-	var height int64
-	if err := s.r.QueryRowContext(point(ctx), "SELECT height, data FROM records WHERE idx = ?", index).Scan(&height, &data); err != nil {
-		return nil, readErr(err, "record %d", index)
+	if index < 0 {
+		return nil, fmt.Errorf("sqlitestore: record %d: %w", index, ledger.ErrNotFound)
+	}
+	data, height, err := readEntry(ctx, s.r, index)
+	if err != nil {
+		return nil, err
 	}
 	return scanEntry(data, index, height)
 }
@@ -259,26 +239,33 @@ func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.En
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.r.QueryContext(ctx, "SELECT idx, height, data FROM records WHERE idx >= ? ORDER BY idx LIMIT ?", max(from, 0), limit)
+	from = max(from, 0)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, readErr(err, "records from %d", from)
 	}
-	defer rows.Close()
+	defer tx.Rollback()
 	var out []ledger.Entry
-	for rows.Next() {
-		var idx, height int64
-		var data []byte
-		if err := rows.Scan(&idx, &height, &data); err != nil {
-			return nil, readErr(err, "records from %d", from)
+	err = scanChunks(ctx, tx, from, from+int64(limit), func(c *chunkRow) error {
+		for i, data := range c.entries {
+			idx := c.first + int64(i)
+			if idx < from || len(out) == limit {
+				continue
+			}
+			e, err := scanEntry(data, idx, c.height)
+			if err != nil {
+				return err
+			}
+			out = append(out, *e)
 		}
-		e, err := scanEntry(data, idx, height)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *e)
+		return nil
+	})
+	if errors.Is(err, ledger.ErrNotFound) {
+		// Records past the end of the log are not an error.
+		err = nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, readErr(err, "records from %d", from)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -287,107 +274,127 @@ func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.En
 // in memory, or through the keys table (keyindex.go).
 func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, error) {
 	ks := key.String()
-	var data []byte
-	var idx, height int64
-	var err error
-	i, inTail, inTable := s.keys.get(ks)
+	idx, inTail, h, inTable := s.keys.get(ks)
 	switch {
 	case inTail:
-		idx = i
-		err = s.r.QueryRowContext(point(ctx), "SELECT height, data FROM records WHERE idx = ?", idx).Scan(&height, &data)
-	case !inTable:
-		err = sql.ErrNoRows
-	default:
-		err = s.r.QueryRowContext(point(ctx), "SELECT r.idx, r.height, r.data FROM keys AS k JOIN records AS r ON r.idx = k.idx WHERE k.key = ?", ks).Scan(&idx, &height, &data)
-	}
-	if err != nil {
-		return nil, readErr(err, "key %s", key)
-	}
-	e, err := scanEntry(data, idx, height)
-	if err != nil {
-		return nil, err
-	}
-	if e.Authority != nil || e.Record.Key != key {
-		if inTail && s.keys.stale(ks, idx) {
+		data, height, err := readEntry(ctx, s.r, idx)
+		if err != nil {
+			return nil, err
+		}
+		e, err := scanEntry(data, idx, height)
+		if err != nil {
+			return nil, err
+		}
+		if e.Authority == nil && e.Record.Key == key {
+			return e, nil
+		}
+		if s.keys.stale(ks, idx) {
 			// A reorg replaced the record between the two reads.
 			return nil, fmt.Errorf("sqlitestore: key %s: %w", key, ledger.ErrNotFound)
 		}
-		return nil, corruptRow(fmt.Errorf("row holds another key"), "key %s at %d", key, idx)
+		return nil, corruptRow(fmt.Errorf("holds another key"), "key %s: record %d", key, idx)
+	case inTable:
+		tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, readErr(err, "key %s", key)
+		}
+		defer tx.Rollback()
+		p, idx, err := firstInTable(point(ctx), tx, []keyProbe{{key: ks, h: h}})
+		if err != nil {
+			return nil, readErr(err, "key %s", key)
+		}
+		if p != nil {
+			data, height, err := readEntry(ctx, tx, idx)
+			if err != nil {
+				return nil, err
+			}
+			return scanEntry(data, idx, height)
+		}
 	}
-	return e, nil
+	return nil, fmt.Errorf("sqlitestore: key %s: %w", key, ledger.ErrNotFound)
 }
 
 var _ ledger.KeyChecker = (*Store)(nil)
 
 // FirstCommitted returns the position in keys of the first key committed,
 // or -1 (see ledger.KeyChecker): the key index's tail in memory, then one
-// query that probes the keys table for each key without reading a record.
-// A block may hold 100,000 keys, so the query keeps ctx's cancellation
-// (see point).
+// query that probes the keys table for the others the filters let
+// through, reading only the records it finds rows for. A block may hold
+// 100,000 keys, so the query keeps ctx's cancellation (see point).
 func (s *Store) FirstCommitted(ctx context.Context, keys []ledger.Key) (int, error) {
 	list := make([]string, len(keys))
 	for i, k := range keys {
 		list[i] = k.String()
 	}
-	first, maybe, at := s.keys.firstInTail(list)
-	i, err := firstInTable(ctx, s.r, maybe)
+	first, maybe := s.keys.firstInTail(list)
+	if len(maybe) == 0 {
+		return first, nil
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, readErr(err, "%d keys", len(keys))
+	}
+	defer tx.Rollback()
+	p, _, err := firstInTable(ctx, tx, maybe)
 	switch {
 	case err != nil:
 		return 0, readErr(err, "%d keys", len(keys))
-	case i >= 0:
-		return at[i], nil
+	case p != nil:
+		return p.at, nil
 	}
 	return first, nil
 }
 
-// Authorities returns every authority change committed, in log order:
-// those of the key index's tail, and the rest through the keys table
-// (their keys share a prefix no key record has).
+// Authorities returns every authority change committed, in log order,
+// through the authorities table.
 func (s *Store) Authorities(ctx context.Context) ([]ledger.AuthorityEntry, error) {
-	// The tail first: a merge that commits between the two reads leaves
-	// its changes in both, never in neither.
-	tail := s.keys.tailAuthorities()
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, readErr(err, "authority changes")
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT idx FROM authorities ORDER BY idx")
+	if err != nil {
+		return nil, readErr(err, "authority changes")
+	}
+	var idxs []int64
+	for rows.Next() {
+		var idx int64
+		if err := rows.Scan(&idx); err != nil {
+			rows.Close()
+			return nil, readErr(err, "authority changes")
+		}
+		idxs = append(idxs, idx)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, readErr(err, "authority changes")
+	}
 	var out []ledger.AuthorityEntry
-	scan := func(q string, args ...any) error {
-		rows, err := s.r.QueryContext(ctx, q, args...)
+	for _, idx := range idxs {
+		data, height, err := readEntry(ctx, tx, idx)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return nil, corruptRow(errors.New("listed as an authority change"), "record %d", idx)
+		}
 		if err != nil {
-			return readErr(err, "authority changes")
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var idx, height int64
-			var data []byte
-			if err := rows.Scan(&idx, &height, &data); err != nil {
-				return readErr(err, "authority changes")
-			}
-			c, err := ledger.ParseAuthorityChange(data)
-			if err != nil {
-				return corruptRow(err, "record %d", idx)
-			}
-			out = append(out, ledger.AuthorityEntry{Change: *c, Index: idx, Height: uint64(height)})
-		}
-		if err := rows.Err(); err != nil {
-			return readErr(err, "authority changes")
-		}
-		return nil
-	}
-	if err := scan("SELECT r.idx, r.height, r.data FROM keys AS k JOIN records AS r ON r.idx = k.idx WHERE k.key >= ? AND k.key < ?",
-		authorityPrefix, authorityPrefix[:len(authorityPrefix)-1]+"!"); err != nil {
-		return nil, err
-	}
-	for _, idx := range tail {
-		if err := scan("SELECT idx, height, data FROM records WHERE idx = ? AND key = ?", idx, authorityKey(idx)); err != nil {
 			return nil, err
 		}
+		if !isAuthority(data) {
+			return nil, corruptRow(errors.New("listed as an authority change, holds a key record"), "record %d", idx)
+		}
+		c, err := ledger.ParseAuthorityChange(data)
+		if err != nil {
+			return nil, corruptRow(err, "record %d", idx)
+		}
+		out = append(out, ledger.AuthorityEntry{Change: *c, Index: idx, Height: uint64(height)})
 	}
-	slices.SortFunc(out, func(a, b ledger.AuthorityEntry) int { return cmp.Compare(a.Index, b.Index) })
-	return slices.CompactFunc(out, func(a, b ledger.AuthorityEntry) bool { return a.Index == b.Index }), nil
+	return out, nil
 }
 
 // ReadHashes returns the stored log hashes at the given tlog stored-hash
 // indexes, in order: those at the levels the hash cache holds from memory,
-// the others from the record rows that hold them (see readHashes), in one
-// query unless more than 500 rows are needed, then in one transaction.
+// the others from the chunks rows that hold them (see readHashes), in one
+// query.
 func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash, error) {
 	if len(indexes) == 0 {
 		return []ledger.Hash{}, nil
@@ -409,16 +416,7 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 			return out, nil
 		}
 	}
-	var q queryer = s.r
-	if len(idx) > inChunk {
-		tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-		if err != nil {
-			return nil, readErr(err, "read hashes")
-		}
-		defer tx.Rollback()
-		q = tx
-	}
-	hs, err := readHashes(ctx, q, idx)
+	hs, err := readHashes(ctx, s.r, idx)
 	if err != nil {
 		return nil, err
 	}
@@ -431,41 +429,58 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 // fewHashes is the most hashes readFew reads.
 const fewHashes = 8
 
-// fewQueries[k] is readFew's query for k hashes: one row, the k hashes
-// concatenated, each read by a rowid lookup of its row that checks the
-// row's length; NULL when a row is missing or of the wrong length.
+// fewQueries[k] is readFew's query for k hashes: for each, the row of the
+// chunks row holding its record (one lookup), with the hash cut from the
+// row's stored hashes.
 var fewQueries = func() []string {
 	qs := make([]string, fewHashes+1)
 	for k := 1; k <= fewHashes; k++ {
 		parts := make([]string, k)
 		for i := range parts {
-			parts[i] = "(SELECT CASE WHEN length(hashes) = ? THEN substr(hashes, ?, 32) END FROM records WHERE idx = ?)"
+			parts[i] = fmt.Sprintf("SELECT * FROM (SELECT %d, first, first_hash, length(hashes), substr(hashes, 1 + 32 * (? - first_hash), 32) FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1)", i)
 		}
-		qs[k] = "SELECT " + strings.Join(parts, " || ")
+		qs[k] = strings.Join(parts, " UNION ALL ")
 	}
 	return qs
 }()
 
 // readFew reads a few stored hashes (a proof's, below the cached levels) in
-// one query of one row. It reports false when it cannot (an index no log
-// has, a missing or malformed row), for readHashes to read them again and
-// say what is wrong.
+// one query. It reports false when it cannot (an index no log has, a
+// missing or malformed row), for readHashes to read them again and say
+// what is wrong.
 func readFew(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, bool) {
-	args := make([]any, 0, 3*len(indexes))
+	args := make([]any, 0, 2*len(indexes))
 	for _, x := range indexes {
-		rec, level := hashSlot(x)
+		rec, _ := hashSlot(x)
 		if rec < 0 {
 			return nil, false
 		}
-		args = append(args, 32*(ledger.StoredHashCount(rec+1)-ledger.StoredHashCount(rec)), 1+32*level, rec)
+		args = append(args, x, rec)
 	}
-	var buf []byte
-	if err := q.QueryRowContext(point(ctx), fewQueries[len(indexes)], args...).Scan(&buf); err != nil || len(buf) != 32*len(indexes) {
+	rows, err := q.QueryContext(point(ctx), fewQueries[len(indexes)], args...)
+	if err != nil {
 		return nil, false
 	}
+	defer rows.Close()
 	out := make([]ledger.Hash, len(indexes))
-	for i := range out {
-		out[i] = ledger.Hash(buf[32*i : 32*i+32])
+	got := 0
+	for rows.Next() {
+		var i int
+		var first, base, n int64
+		var h sql.RawBytes
+		if err := rows.Scan(&i, &first, &base, &n, &h); err != nil || i < 0 || i >= len(indexes) {
+			return nil, false
+		}
+		x := indexes[i]
+		rec, _ := hashSlot(x)
+		if base != ledger.StoredHashCount(first) || first > rec || x < base || 32*(x-base+1) > n || len(h) != 32 {
+			return nil, false
+		}
+		out[i] = ledger.Hash(h)
+		got++
+	}
+	if rows.Err() != nil || got != len(indexes) {
+		return nil, false
 	}
 	return out, true
 }
@@ -485,17 +500,11 @@ func hashSlot(x int64) (rec int64, level int) {
 	return (n+1)<<uint(level) - 1, level
 }
 
-// inChunk is how many rows readHashes asks for in one IN query, well under
-// SQLite's limit on bound parameters.
-const inChunk = 500
-
-// readHashes reads the stored hashes at indexes from the record rows that
+// readHashes reads the stored hashes at indexes from the chunks rows that
 // hold them: one range query when those rows are close together (a
-// block's new hashes), else IN queries of up to inChunk rows (a proof's,
-// spread over the log; faster than a query per row, measured). q must see
-// one snapshot when more than one query is needed.
+// block's new hashes), else one query that looks up each row (a proof's,
+// spread over the log). q must see one snapshot.
 func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash, error) {
-	out := make([]ledger.Hash, len(indexes))
 	lo, hi := int64(math.MaxInt64), int64(-1)
 	for _, x := range indexes {
 		rec, _ := hashSlot(x)
@@ -504,67 +513,31 @@ func readHashes(ctx context.Context, q queryer, indexes []int64) ([]ledger.Hash,
 		}
 		lo, hi = min(lo, rec), max(hi, rec)
 	}
-	// rows[rec] is record rec's stored hashes, once read.
-	rows := make(map[int64][]byte, len(indexes))
-	scan := func(r *sql.Rows) error {
-		defer r.Close()
-		for r.Next() {
-			var idx int64
-			var hs []byte
-			if err := r.Scan(&idx, &hs); err != nil {
-				return readErr(err, "read hashes")
-			}
-			if want := 32 * (ledger.StoredHashCount(idx+1) - ledger.StoredHashCount(idx)); int64(len(hs)) != want {
-				return corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(hs), want), "record %d", idx)
-			}
-			rows[idx] = hs
-		}
-		if err := r.Err(); err != nil {
-			return readErr(err, "read hashes")
-		}
-		return nil
-	}
-	if hi-lo < int64(2*len(indexes)) {
-		r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx BETWEEN ? AND ?", lo, hi)
-		if err != nil {
-			return nil, readErr(err, "read hashes")
-		}
-		if err := scan(r); err != nil {
-			return nil, err
-		}
+	var sp hashSpans
+	var err error
+	if hi-lo < int64(chunkEntries*len(indexes)) {
+		sp, err = readSpans(ctx, q, spansQuery, lo, hi)
 	} else {
-		// A proof's hashes lie in rows far apart: one query for them all.
-		recs := make([]any, 0, len(indexes))
-		seen := make(map[int64]bool, len(indexes))
-		for _, x := range indexes {
-			if rec, _ := hashSlot(x); !seen[rec] {
-				seen[rec] = true
-				recs = append(recs, rec)
-			}
+		recs := make([]int64, len(indexes))
+		for i, x := range indexes {
+			recs[i], _ = hashSlot(x)
 		}
-		for len(recs) > 0 {
-			part := recs[:min(inChunk, len(recs))]
-			recs = recs[len(part):]
-			r, err := q.QueryContext(ctx, "SELECT idx, hashes FROM records WHERE idx IN (?"+strings.Repeat(",?", len(part)-1)+")", part...)
-			if err != nil {
-				return nil, readErr(err, "read hashes")
-			}
-			if err := scan(r); err != nil {
-				return nil, err
-			}
-		}
+		sp, err = readSpansAt(ctx, q, recs)
 	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ledger.Hash, len(indexes))
 	var missing []string
 	for i, x := range indexes {
-		rec, level := hashSlot(x)
-		hs, ok := rows[rec]
+		h, ok := sp.hash(x)
 		if !ok {
 			if len(missing) < 5 {
 				missing = append(missing, fmt.Sprint(x))
 			}
 			continue
 		}
-		copy(out[i][:], hs[32*level:])
+		out[i] = h
 	}
 	if missing != nil {
 		return nil, fmt.Errorf("sqlitestore: stored hashes %s: %w", strings.Join(missing, ", "), ledger.ErrNotFound)

@@ -102,7 +102,7 @@ func (s *Store) ReorgWithPending(ctx context.Context, fork uint64, blocks []*led
 			return fail("%w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM records WHERE idx >= ?", forkSize); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM chunks WHERE first >= ?; DELETE FROM authorities WHERE idx >= ?", forkSize, forkSize); err != nil {
 		return fail("%w", err)
 	}
 	kw := s.keys.write(forkSize)

@@ -230,49 +230,34 @@ type recordRow struct {
 	hashes []byte
 }
 
-// readRecordRows reads the rows of records lo to hi-1. It returns the
-// records' bytes and rows of the first n records, and, when n < hi-lo,
-// the error about record lo+n (missing, out of place, or with a wrong
-// number of stored hashes).
+// readRecordRows reads log entries lo to hi-1 from their chunks rows. It
+// returns the entries' bytes and rows of the first n entries, and, when
+// n < hi-lo, the error about the rest (a row missing, out of place, or
+// that does not split).
 func readRecordRows(ctx context.Context, tx *sql.Tx, lo, hi int64) (data [][]byte, rows []recordRow, n int64, err error) {
 	data = make([][]byte, 0, hi-lo)
 	rows = make([]recordRow, 0, hi-lo)
-	q, err := tx.QueryContext(ctx, "SELECT idx, height, data, hashes FROM records WHERE idx >= ? AND idx < ? ORDER BY idx", lo, hi)
-	if err != nil {
-		return data, rows, 0, readErr(err, "record %d", lo)
-	}
-	defer q.Close()
-	// One buffer for every row's bytes: RawBytes are not copied by Scan.
+	// One buffer for every entry's bytes and hashes: the row's bytes are
+	// not copied by Scan.
 	arena := make([]byte, 0, (hi-lo)*320)
-	for q.Next() {
-		want := lo + int64(len(data))
-		var idx, height int64
-		var rd, rhs sql.RawBytes
-		if err := q.Scan(&idx, &height, &rd, &rhs); err != nil {
-			return data, rows, int64(len(data)), readErr(err, "record %d", want)
+	err = scanChunks(ctx, tx, lo, hi, func(c *chunkRow) error {
+		for i, d := range c.entries {
+			idx := c.first + int64(i)
+			if idx < lo || idx >= hi {
+				continue
+			}
+			hs := c.hashesOf(idx)
+			if len(arena)+len(d)+len(hs) > cap(arena) {
+				arena = make([]byte, 0, max(cap(arena), len(d)+len(hs)))
+			}
+			at := len(arena)
+			arena = append(append(arena, d...), hs...)
+			data = append(data, arena[at:at+len(d):at+len(d)])
+			rows = append(rows, recordRow{c.height, arena[at+len(d) : len(arena) : len(arena)]})
 		}
-		if idx != want {
-			return data, rows, int64(len(data)), corruptRow(fmt.Errorf("record %d where record %d belongs", idx, want), "record %d", want)
-		}
-		if w := 32 * (ledger.StoredHashCount(idx+1) - ledger.StoredHashCount(idx)); int64(len(rhs)) != w {
-			return data, rows, int64(len(data)), corruptRow(fmt.Errorf("%d bytes of stored hashes, want %d", len(rhs), w), "record %d", idx)
-		}
-		if len(arena)+len(rd)+len(rhs) > cap(arena) {
-			arena = make([]byte, 0, max(cap(arena), len(rd)+len(rhs)))
-		}
-		at := len(arena)
-		arena = append(append(arena, rd...), rhs...)
-		d, hs := arena[at:at+len(rd):at+len(rd)], arena[at+len(rd):len(arena):len(arena)]
-		data = append(data, d)
-		rows = append(rows, recordRow{height, hs})
-	}
-	if err := q.Err(); err != nil {
-		return data, rows, int64(len(data)), readErr(err, "record %d", lo+int64(len(data)))
-	}
-	if int64(len(data)) < hi-lo {
-		return data, rows, int64(len(data)), fmt.Errorf("sqlitestore: record %d: %w", lo+int64(len(data)), ledger.ErrNotFound)
-	}
-	return data, rows, int64(len(data)), nil
+		return nil
+	})
+	return data, rows, int64(len(data)), err
 }
 
 // parseAll parses data[i], the bytes of log entry lo+i, into recs[i], or

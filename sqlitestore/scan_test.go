@@ -15,11 +15,12 @@ type plainStore struct{ ledger.Store }
 
 // scanFixture is a store of 12,000 records in blocks of 50 (blocks 1 to
 // 240; record i is in block 1+i/50): more than one ScanBlocks chunk, the
-// first ending at block 164, and Open checks blocks 225 to 240.
+// first ending at block 164, and Open checks blocks 225 to 240 and reads
+// the key index's tail, records 11,000 on.
 func scanFixture(t *testing.T) (string, *testChain) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), path, withKeyMerge(1000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,25 +66,29 @@ func TestScanBlocksAudit(t *testing.T) {
 	// Damage past the first chunk is found at the same height both ways.
 	for _, tc := range []struct {
 		name   string
-		stmt   string
+		edit   func(path string)
 		height uint64
 	}{
-		{"changed record", "UPDATE records SET data = replace(data, 'commit ', 'commit f') WHERE idx = 8550", 172},
-		{"record of another key", "UPDATE records SET data = (SELECT data FROM records WHERE idx = 10) WHERE idx = 8650", 174},
-		{"moved record", "UPDATE records SET idx = -1 WHERE idx = 8750", 176},
-		{"record in the wrong block", "UPDATE records SET height = 3 WHERE idx = 8850", 178},
-		{"cut stored hashes", "UPDATE records SET hashes = substr(hashes, 1, 32) WHERE idx = 8951", 180},
-		{"zeroed stored hashes", "UPDATE records SET hashes = zeroblob(length(hashes)) WHERE idx = 9051", 182},
-		{"flipped header", "UPDATE blocks SET header = replace(header, 'time ', 'time 1') WHERE height = 184", 184},
-		{"damaged attestations", "UPDATE blocks SET attestations = substr(attestations, 1, 50) WHERE height = 186", 186},
-		{"zeroed stored hashes in the first chunk", "UPDATE records SET hashes = zeroblob(length(hashes)) WHERE idx = 5051", 102},
+		{"changed record", func(p string) { changeCommit(t, p, 8550) }, 172},
+		{"record of another key", func(p string) {
+			var rec []byte
+			editEntry(t, p, 10, func(data, hs []byte) ([]byte, []byte) { rec = data; return data, hs })
+			editEntry(t, p, 8650, func(_, hs []byte) ([]byte, []byte) { return rec, hs })
+		}, 174},
+		{"moved entries", sqlEdit(t, "UPDATE chunks SET first = -1 WHERE "+chunkOf(8750)), 176},
+		{"entries in the wrong block", sqlEdit(t, "UPDATE chunks SET height = 3 WHERE "+chunkOf(8850)), 178},
+		{"cut stored hashes", func(p string) { editHashes(t, p, 8951, func([]byte) {}, 32) }, 180},
+		{"zeroed stored hashes", func(p string) { editHashes(t, p, 9051, func(hs []byte) { clear(hs) }, 0) }, 182},
+		{"flipped header", sqlEdit(t, "UPDATE blocks SET header = replace(header, 'time ', 'time 1') WHERE height = 184"), 184},
+		{"damaged attestations", sqlEdit(t, "UPDATE blocks SET attestations = substr(attestations, 1, 50) WHERE height = 186"), 186},
+		{"zeroed stored hashes in the first chunk", func(p string) { editHashes(t, p, 5051, func(hs []byte) { clear(hs) }, 0) }, 102},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "ledger.db")
 			if err := os.WriteFile(p, good, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			editSQL(t, p, tc.stmt)
+			tc.edit(p)
 			_, _, scanErr, plainErr := audit(t, p)
 			for _, err := range []error{scanErr, plainErr} {
 				var ae *ledger.AuditError

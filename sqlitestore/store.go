@@ -142,7 +142,7 @@ import (
 
 const (
 	applicationID = 0x76636c67 // "vclg"
-	schemaVersion = 2
+	schemaVersion = 3
 )
 
 const schema = `
@@ -154,18 +154,7 @@ CREATE TABLE blocks (
 	cert BLOB,
 	attestations BLOB NOT NULL
 );
-CREATE TABLE records (
-	idx INTEGER PRIMARY KEY,
-	key TEXT NOT NULL,
-	height INTEGER NOT NULL,
-	data BLOB NOT NULL,
-	hashes BLOB NOT NULL
-);
-CREATE TABLE keys (
-	key TEXT PRIMARY KEY,
-	idx INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE keys_indexed (n INTEGER NOT NULL);
+` + entriesSchema + `
 INSERT INTO keys_indexed VALUES (0);
 CREATE TABLE pending (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -183,6 +172,25 @@ CREATE TABLE evidence (
 	data BLOB NOT NULL,
 	added INTEGER NOT NULL
 );
+`
+
+// entriesSchema creates the tables of the log's entries and their key
+// index (chunk.go, keyindex.go).
+const entriesSchema = `
+CREATE TABLE chunks (
+	first INTEGER PRIMARY KEY,
+	height INTEGER NOT NULL,
+	first_hash INTEGER NOT NULL,
+	hashes BLOB NOT NULL,
+	data BLOB NOT NULL
+);
+CREATE TABLE authorities (idx INTEGER PRIMARY KEY);
+CREATE TABLE keys (
+	h INTEGER NOT NULL,
+	idx INTEGER NOT NULL,
+	PRIMARY KEY (h, idx)
+) WITHOUT ROWID;
+CREATE TABLE keys_indexed (n INTEGER NOT NULL);
 `
 
 // A Store is a ledger.Store in one SQLite file, with the node's pending
@@ -372,7 +380,7 @@ func (s *Store) loadKeys(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	if err := s.keys.load(ctx, tx, size); err != nil {
-		if errors.Is(err, errCorruptIndex) {
+		if errors.Is(err, errCorruptIndex) || errors.Is(err, ledger.ErrCorrupt) {
 			return s.corrupt("%v", err)
 		}
 		return s.fileErr("key index", err)
@@ -459,11 +467,11 @@ func (s *Store) init(ctx context.Context, cfg config) error {
 		return s.corrupt("not a vcsledger store: application_id %#x", appID)
 	case ver > schemaVersion:
 		return fmt.Errorf("sqlitestore: %s: schema version %d is newer than this build's %d", s.path, ver, schemaVersion)
-	case ver == 1:
+	case ver == 1 || ver == 2:
 		if err := s.integrity(ctx, cfg.check); err != nil {
 			return err
 		}
-		return s.upgrade1(ctx)
+		return s.upgradeRecords(ctx, ver)
 	case ver != schemaVersion:
 		return s.corrupt("schema version %d", ver)
 	}
@@ -482,45 +490,6 @@ func (s *Store) create(ctx context.Context) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return s.fileErr("create schema", err)
-	}
-	return nil
-}
-
-// upgradeFrom1 turns a version 1 file, whose records table indexed its key
-// column itself (UNIQUE), into version 2 (keyindex.go): records without
-// that index, and every key in the keys table.
-const upgradeFrom1 = `CREATE TABLE records_v2 (
-	idx INTEGER PRIMARY KEY,
-	key TEXT NOT NULL,
-	height INTEGER NOT NULL,
-	data BLOB NOT NULL,
-	hashes BLOB NOT NULL
-);
-INSERT INTO records_v2 (idx, key, height, data, hashes) SELECT idx, key, height, data, hashes FROM records ORDER BY idx;
-DROP TABLE records;
-ALTER TABLE records_v2 RENAME TO records;
-CREATE TABLE keys (
-	key TEXT PRIMARY KEY,
-	idx INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE keys_indexed (n INTEGER NOT NULL);
-INSERT INTO keys (key, idx) SELECT key, idx FROM records ORDER BY key;
-INSERT INTO keys_indexed SELECT count(*) FROM records;
-PRAGMA user_version = 2;`
-
-// upgrade1 upgrades a version 1 file in one transaction: a crash leaves
-// it as it was.
-func (s *Store) upgrade1(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return s.fileErr("upgrade schema 1 to 2", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, upgradeFrom1); err != nil {
-		return s.fileErr("upgrade schema 1 to 2", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return s.fileErr("upgrade schema 1 to 2", err)
 	}
 	return nil
 }
@@ -557,6 +526,12 @@ func (s *Store) integrity(ctx context.Context, c IntegrityCheck) error {
 	}
 	return nil
 }
+
+// chunkCountQuery counts the chunks rows and the rows the blocks' entries
+// need (?2 to a row), from the blocks' first indexes and the log's size
+// ?1.
+const chunkCountQuery = `SELECT (SELECT count(*) FROM chunks),
+	(SELECT coalesce(sum((n + ?2 - 1) / ?2), 0) FROM (SELECT lead(first_index, 1, ?1) OVER (ORDER BY height) - first_index AS n FROM blocks))`
 
 // tailBlocks is how many of the newest blocks Open re-links.
 const tailBlocks = 16
@@ -607,14 +582,24 @@ func (s *Store) verifyTail(ctx context.Context) error {
 		return s.fileErr("verify", err)
 	}
 
-	var nrec int64
-	var maxIdx sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT count(*), max(idx) FROM records").Scan(&nrec, &maxIdx); err != nil {
+	// The log's end: the end of the last chunks row.
+	var end int64
+	var c chunkRow
+	var first, height, firstHash int64
+	var hashes, data []byte
+	switch err := tx.QueryRowContext(ctx, "SELECT "+chunkColumns+" FROM chunks ORDER BY first DESC LIMIT 1").Scan(&first, &height, &firstHash, &hashes, &data); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return s.fileErr("verify", err)
+	default:
+		if err := c.split(first, height, firstHash, hashes, data); err != nil {
+			return s.tailErr(err, "last entries")
+		}
+		end = c.end()
 	}
 	if len(tail) == 0 {
-		if nrec != 0 {
-			return s.corrupt("%d records without blocks", nrec)
+		if end != 0 {
+			return s.corrupt("%d entries without blocks", end)
 		}
 		return nil
 	}
@@ -623,8 +608,17 @@ func (s *Store) verifyTail(ctx context.Context) error {
 		return s.corrupt("block 0 is not a genesis block")
 	}
 	size := int64(head.LogSize)
-	if nrec != size || (size > 0 && maxIdx.Int64 != size-1) {
-		return s.corrupt("head %d ends the log at %d records; %d stored, the last at index %d", head.Height, size, nrec, maxIdx.Int64)
+	if end != size {
+		return s.corrupt("head %d ends the log at %d records; the entries stored end at %d", head.Height, size, end)
+	}
+	// Every block's entries fill whole chunks rows but its last: as many
+	// rows as that are stored.
+	var nrows, needed int64
+	if err := tx.QueryRowContext(ctx, chunkCountQuery, size, chunkEntries).Scan(&nrows, &needed); err != nil {
+		return s.fileErr("verify", err)
+	}
+	if nrows != needed {
+		return s.corrupt("%d chunks rows hold the entries of the blocks, which need %d", nrows, needed)
 	}
 	// The head block parses, and its records with the older stored hashes
 	// give exactly the stored hashes it added and the head's log root.

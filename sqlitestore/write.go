@@ -114,7 +114,6 @@ func insertBlock(ctx context.Context, tx *sql.Tx, kw *keyWrite, b *ledger.Block,
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("sqlitestore: append height %d: %w", h.Height, fmt.Errorf(format, args...))
 	}
-	base := ledger.StoredHashCount(int64(size))
 	hash := h.Hash()
 	var cert []byte
 	if b.Certificate != nil {
@@ -126,50 +125,46 @@ func insertBlock(ctx context.Context, tx *sql.Tx, kw *keyWrite, b *ledger.Block,
 		int64(h.Height), hash[:], h.Format(), int64(size), cert, atts); err != nil {
 		return fail("%w", err)
 	}
-	if b.Leaves() > 0 {
-		keys := make([]string, len(b.Records))
-		for i := range b.Records {
-			keys[i] = b.Records[i].Key.String()
+	if b.Leaves() == 0 {
+		return nil
+	}
+	keys := make([]string, len(b.Records))
+	for i := range b.Records {
+		keys[i] = b.Records[i].Key.String()
+	}
+	key, hs, err := kw.conflict(ctx, tx, keys)
+	switch {
+	case err != nil:
+		return fail("key index: %w", err)
+	case key != "":
+		return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, key, ledger.ErrConflict)
+	}
+	// The entries' canonical bytes, in one buffer.
+	entries := make([][]byte, 0, b.Leaves())
+	buf := make([]byte, 0, 256*b.Leaves())
+	for i := range b.Records {
+		at := len(buf)
+		buf = b.Records[i].AppendFormat(buf)
+		entries = append(entries, buf[at:len(buf):len(buf)])
+		kw.add(keys[i], hs[i], int64(size)+int64(i))
+	}
+	for i := range b.Authority {
+		entries = append(entries, b.Authority[i].Format())
+		idx := int64(size) + int64(len(b.Records)+i)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO authorities (idx) VALUES (?)", idx); err != nil {
+			return fail("authority change %d: %w", idx, err)
 		}
-		switch key, err := kw.conflict(ctx, tx, keys); {
-		case err != nil:
-			return fail("key index: %w", err)
-		case key != "":
-			return fmt.Errorf("sqlitestore: append height %d: key %s: %w", h.Height, key, ledger.ErrConflict)
-		}
-		ins, err := tx.PrepareContext(ctx, "INSERT INTO records (idx, key, height, data, hashes) VALUES (?, ?, ?, ?, ?)")
-		if err != nil {
-			return fail("%w", err)
-		}
-		defer ins.Close()
-		buf := make([]byte, 0, 32*len(hashes))
-		for _, x := range hashes {
-			buf = append(buf, x[:]...)
-		}
-		for i := range b.Records {
-			r := &b.Records[i]
-			idx := int64(size) + int64(i)
-			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
-			if _, err := ins.ExecContext(ctx, idx, keys[i], int64(h.Height), r.Format(), buf[32*lo:32*hi]); err != nil {
-				return fail("record %d: %w", idx, err)
-			}
-			kw.add(keys[i], idx)
-		}
-		for i := range b.Authority {
-			idx := int64(size) + int64(len(b.Records)+i)
-			lo, hi := ledger.StoredHashCount(idx)-base, ledger.StoredHashCount(idx+1)-base
-			key := authorityKey(idx)
-			if _, err := ins.ExecContext(ctx, idx, key, int64(h.Height), b.Authority[i].Format(), buf[32*lo:32*hi]); err != nil {
-				return fail("authority change %d: %w", idx, err)
-			}
-			kw.add(key, idx)
-		}
+	}
+	stored := make([]byte, 0, 32*len(hashes))
+	for _, x := range hashes {
+		stored = append(stored, x[:]...)
+	}
+	if err := insertChunks(ctx, tx, int64(h.Height), int64(size), entries, stored); err != nil {
+		return fail("%w", err)
 	}
 	return nil
 }
 
-// authorityPrefix starts the key column of an authority change's row.
-const authorityPrefix = "vcsledger-authority/1 "
-
-// authorityKey is the key column of the authority change at log index idx.
-func authorityKey(idx int64) string { return fmt.Sprintf("%s%020d", authorityPrefix, idx) }
+// authorityMagic begins an authority change's canonical bytes
+// (docs/FORMAT.md, "Authority change").
+const authorityMagic = "vcsledger-authority/1\n"

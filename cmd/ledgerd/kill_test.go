@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -22,6 +21,8 @@ import (
 
 	"github.com/vcsledger/vcsledger/api"
 	"github.com/vcsledger/vcsledger/ledger"
+	"github.com/vcsledger/vcsledger/sqlitestore"
+	"github.com/vcsledger/vcsledger/sqlitestore/sqlitestoretest"
 )
 
 // A ledgerdProc is a ledgerd process: this test binary run as ledgerd (see
@@ -326,32 +327,33 @@ func TestKill9KeepsAcknowledged(t *testing.T) {
 	auditTampered(t, db, gpath)
 }
 
-// auditTampered flips bytes of a record row of the store at db and checks
+// auditTampered flips bytes of a record of the store at db and checks
 // that 'ledgerd audit' exits 1 naming the record's block, and passes again
-// once the row is restored.
+// once the record is restored.
 func auditTampered(t *testing.T, db, gpath string) {
 	t.Helper()
-	sdb, err := sql.Open("sqlite3", db)
+	s, err := sqlitestore.Open(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sdb.Close()
-	var n int64
-	if err := sdb.QueryRow("SELECT count(*) FROM records").Scan(&n); err != nil || n == 0 {
-		t.Fatalf("records in the store: %d, %v", n, err)
+	head, err := s.Head(context.Background())
+	if err != nil || head.LogSize == 0 {
+		s.Close()
+		t.Fatalf("records in the store: %v, %v", head, err)
 	}
-	idx := n / 2
-	var orig []byte
-	var height uint64
-	if err := sdb.QueryRow("SELECT data, height FROM records WHERE idx = ?", idx).Scan(&orig, &height); err != nil {
-		t.Fatal(err)
+	idx := int64(head.LogSize / 2)
+	e, err := s.Record(context.Background(), idx)
+	s.Close()
+	if err != nil || e.Authority != nil {
+		t.Fatalf("record %d: %+v, %v", idx, e, err)
 	}
-	set := func(data []byte) {
-		if _, err := sdb.Exec("UPDATE records SET data = ? WHERE idx = ?", data, idx); err != nil {
+	orig, height := e.Record.Format(), e.Height
+	replace := func(from, to []byte) {
+		if err := sqlitestoretest.ReplaceEntryBytes(db, from, to); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// One hex digit of the commit (the row still parses), then a byte
+	// One hex digit of the commit (the record still parses), then a byte
 	// anywhere.
 	i := bytes.Index(orig, []byte("\ncommit ")) + len("\ncommit ") + 7
 	digit := bytes.Clone(orig)
@@ -359,12 +361,12 @@ func auditTampered(t *testing.T, db, gpath string) {
 	anywhere := bytes.Clone(orig)
 	anywhere[rand.IntN(len(anywhere))] ^= 0x20
 	for name, data := range map[string][]byte{"a commit digit": digit, "any byte": anywhere} {
-		set(data)
+		replace(orig, data)
 		code, _, stderr := ledgerd("audit", "--db", db, "--genesis", gpath)
 		if code != 1 || !strings.Contains(stderr, fmt.Sprintf("height %d", height)) {
 			t.Errorf("audit of a store with %s of record %d flipped: exit %d, want 1 naming height %d\n%s", name, idx, code, height, stderr)
 		}
-		set(orig)
+		replace(data, orig)
 	}
 	if code, out, stderr := ledgerd("audit", "--db", db, "--genesis", gpath); code != 0 {
 		t.Errorf("audit of the restored store: exit %d\n%s%s", code, out, stderr)
