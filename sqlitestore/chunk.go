@@ -134,13 +134,23 @@ func scanChunks(ctx context.Context, q queryer, lo, hi int64, fn func(c *chunkRo
 	return nil
 }
 
-// readEntry returns the bytes of log entry idx and the height of its block.
+// readEntry returns the bytes of log entry idx and the height of its block,
+// from the chunks row holding it (one lookup).
 func readEntry(ctx context.Context, q queryer, idx int64) (data []byte, height int64, err error) {
-	err = scanChunks(point(ctx), q, idx, idx+1, func(c *chunkRow) error {
-		data, height = append([]byte(nil), c.entries[idx-c.first]...), c.height
-		return nil
-	})
-	return data, height, err
+	var first, firstHash int64
+	var hashes, row []byte
+	err = q.QueryRowContext(point(ctx), "SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &row)
+	if err != nil {
+		return nil, 0, readErr(err, "entry %d", idx)
+	}
+	var c chunkRow
+	if err := c.split(first, height, firstHash, hashes, row); err != nil {
+		return nil, 0, err
+	}
+	if idx >= c.end() {
+		return nil, 0, fmt.Errorf("sqlitestore: entry %d: %w", idx, ledger.ErrNotFound)
+	}
+	return c.entries[idx-first], height, nil
 }
 
 // insertChunks writes the entries of a block at height, log indexes first

@@ -294,21 +294,31 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 		}
 		return nil, corruptRow(fmt.Errorf("holds another key"), "key %s: record %d", key, idx)
 	case inTable:
-		tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		// The rows for h, each with its record's chunks row: one query.
+		rows, err := s.r.QueryContext(point(ctx), "SELECT k.idx, "+chunkColumns+" FROM keys AS k JOIN chunks AS c ON c.first = (SELECT d.first FROM chunks AS d WHERE d.first <= k.idx ORDER BY d.first DESC LIMIT 1) WHERE k.h = ?", h)
 		if err != nil {
 			return nil, readErr(err, "key %s", key)
 		}
-		defer tx.Rollback()
-		p, idx, err := firstInTable(point(ctx), tx, []keyProbe{{key: ks, h: h}})
-		if err != nil {
-			return nil, readErr(err, "key %s", key)
-		}
-		if p != nil {
-			data, height, err := readEntry(ctx, tx, idx)
-			if err != nil {
+		defer rows.Close()
+		var c chunkRow
+		for rows.Next() {
+			var idx, first, height, firstHash int64
+			var hashes, data sql.RawBytes
+			if err := rows.Scan(&idx, &first, &height, &firstHash, &hashes, &data); err != nil {
+				return nil, readErr(err, "key %s", key)
+			}
+			if err := c.split(first, height, firstHash, hashes, data); err != nil {
 				return nil, err
 			}
-			return scanEntry(data, idx, height)
+			if idx >= c.end() {
+				return nil, corruptRow(errors.New("the key index points to it"), "record %d", idx)
+			}
+			if k, ok := entryKey(c.entries[idx-first]); ok && k == ks {
+				return scanEntry(c.entries[idx-first], idx, height)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, readErr(err, "key %s", key)
 		}
 	}
 	return nil, fmt.Errorf("sqlitestore: key %s: %w", key, ledger.ErrNotFound)
