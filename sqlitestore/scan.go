@@ -12,19 +12,19 @@ import (
 
 var _ ledger.BlockScanner = (*Store)(nil)
 
-// scanRecords is about how many records ScanBlocks reads per chunk (one
+// scanRecords is about how many records ScanBlocks reads per batch (one
 // query for the blocks' rows, one for their records' rows): large enough
-// that a query's cost is spread thin, small enough to keep a chunk's
+// that a query's cost is spread thin, small enough to keep a batch's
 // memory to a few MB.
 const scanRecords = 8192
 
-// scanMaxBlocks bounds the blocks of a chunk whose blocks hold few records.
+// scanMaxBlocks bounds the blocks of a batch whose blocks hold few records.
 const scanMaxBlocks = 1024
 
-// A scanChunk is consecutive blocks read in one transaction, each with the
-// stored log hashes it added, and the error that ended the chunk early:
+// A scanBatch is consecutive blocks read in one transaction, each with the
+// stored log hashes it added, and the error that ended the batch early:
 // it is about the block after the last one in blocks.
-type scanChunk struct {
+type scanBatch struct {
 	blocks []*ledger.Block
 	hashes [][]ledger.Hash
 	err    error
@@ -32,8 +32,8 @@ type scanChunk struct {
 
 // ScanBlocks calls fn with the blocks from height from to height to, in
 // order, each with the stored log hashes its records added (see
-// ledger.BlockScanner). It reads the blocks in chunks of about 8,192
-// records, one read transaction per chunk, with the next chunk read and
+// ledger.BlockScanner). It reads the blocks in batches of about 8,192
+// records, one read transaction per batch, with the next batch read and
 // its records parsed (on every CPU) while fn works through the current
 // one. Blocks are checked as Block checks them; an error is about the
 // block after the last one fn was given. ScanBlocks returns fn's error as
@@ -46,16 +46,16 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 		to = 1<<63 - 1
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	chunks := make(chan scanChunk, 1)
+	batches := make(chan scanBatch, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(chunks)
+		defer close(batches)
 		for h := from; h <= to; {
-			c := s.readChunk(pctx, h, to)
+			c := s.readBatch(pctx, h, to)
 			select {
-			case chunks <- c:
+			case batches <- c:
 			case <-pctx.Done():
 				return
 			}
@@ -67,11 +67,11 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 	}()
 	defer func() {
 		cancel()
-		for range chunks {
+		for range batches {
 		}
 		wg.Wait()
 	}()
-	for c := range chunks {
+	for c := range batches {
 		for i, b := range c.blocks {
 			if err := fn(b, c.hashes[i]); err != nil {
 				return err
@@ -84,12 +84,12 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 	return ctx.Err()
 }
 
-// readChunk reads the blocks from height from on (to at most), in one
+// readBatch reads the blocks from height from on (to at most), in one
 // transaction: whole blocks of about scanRecords records.
-func (s *Store) readChunk(ctx context.Context, from, to uint64) scanChunk {
+func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return scanChunk{err: readErr(err, "block %d", from)}
+		return scanBatch{err: readErr(err, "block %d", from)}
 	}
 	defer tx.Rollback()
 
@@ -100,11 +100,11 @@ func (s *Store) readChunk(ctx context.Context, from, to uint64) scanChunk {
 		atts  []byte
 	}
 	var rows []row
-	var c scanChunk
+	var c scanBatch
 	q, err := tx.QueryContext(ctx, "SELECT height, header, hash, cert, attestations, first_index FROM blocks WHERE height >= ? AND height <= ? ORDER BY height LIMIT ?",
 		int64(from), int64(to), scanMaxBlocks)
 	if err != nil {
-		return scanChunk{err: readErr(err, "block %d", from)}
+		return scanBatch{err: readErr(err, "block %d", from)}
 	}
 	var nrec int64
 	for q.Next() {
@@ -224,7 +224,8 @@ func (s *Store) readChunk(ctx context.Context, from, to uint64) scanChunk {
 	return c
 }
 
-// recordRow is what a records row holds besides the record.
+// recordRow is what the chunks row of an entry holds of it besides its
+// bytes.
 type recordRow struct {
 	height int64
 	hashes []byte

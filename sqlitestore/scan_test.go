@@ -14,7 +14,7 @@ import (
 type plainStore struct{ ledger.Store }
 
 // scanFixture is a store of 12,000 records in blocks of 50 (blocks 1 to
-// 240; record i is in block 1+i/50): more than one ScanBlocks chunk, the
+// 240; record i is in block 1+i/50): more than one ScanBlocks batch, the
 // first ending at block 164, and Open checks blocks 225 to 240 and reads
 // the key index's tail, records 11,000 on.
 func scanFixture(t *testing.T) (string, *testChain) {
@@ -63,7 +63,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		}
 	})
 
-	// Damage past the first chunk is found at the same height both ways.
+	// Damage past the first batch is found at the same height both ways.
 	for _, tc := range []struct {
 		name   string
 		edit   func(path string)
@@ -81,7 +81,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		{"zeroed stored hashes", func(p string) { editHashes(t, p, 9051, func(hs []byte) { clear(hs) }, 0) }, 182},
 		{"flipped header", sqlEdit(t, "UPDATE blocks SET header = replace(header, 'time ', 'time 1') WHERE height = 184"), 184},
 		{"damaged attestations", sqlEdit(t, "UPDATE blocks SET attestations = substr(attestations, 1, 50) WHERE height = 186"), 186},
-		{"zeroed stored hashes in the first chunk", func(p string) { editHashes(t, p, 5051, func(hs []byte) { clear(hs) }, 0) }, 102},
+		{"zeroed stored hashes in the first batch", func(p string) { editHashes(t, p, 5051, func(hs []byte) { clear(hs) }, 0) }, 102},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "ledger.db")

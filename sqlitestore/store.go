@@ -6,7 +6,7 @@
 // # Schema
 //
 // The file is marked with PRAGMA application_id 0x76636c67 ("vclg") and
-// PRAGMA user_version 2:
+// PRAGMA user_version 3:
 //
 //	blocks(height INTEGER PRIMARY KEY,      -- 0 is the genesis block
 //	       hash BLOB NOT NULL,              -- SHA-256 of header, checked at Open
@@ -14,12 +14,13 @@
 //	       first_index INTEGER NOT NULL,    -- log index of the block's first record
 //	       cert BLOB,                       -- canonical certificate bytes; NULL if none
 //	       attestations BLOB NOT NULL)      -- the block's attestations, see below
-//	records(idx INTEGER PRIMARY KEY,        -- log index, from 0
-//	        key TEXT NOT NULL,              -- <repo>@<tag>, unique (see keys)
-//	        height INTEGER NOT NULL,        -- block that committed it
-//	        data BLOB NOT NULL,             -- canonical record bytes
-//	        hashes BLOB NOT NULL)           -- the tlog stored hashes this record adds
-//	keys(key TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID
+//	chunks(first INTEGER PRIMARY KEY,       -- log index of the row's first entry
+//	       height INTEGER NOT NULL,         -- block that committed its entries
+//	       first_hash INTEGER NOT NULL,     -- StoredHashCount(first)
+//	       hashes BLOB NOT NULL,            -- the tlog stored hashes its entries add
+//	       data BLOB NOT NULL)              -- up to 16 entries' canonical bytes
+//	authorities(idx INTEGER PRIMARY KEY)    -- the log indexes of authority changes
+//	keys(h INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (h, idx)) WITHOUT ROWID
 //	                                        -- the key index of records 0 to n-1
 //	keys_indexed(n INTEGER NOT NULL)        -- one row
 //	pending(seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, data BLOB NOT NULL)
@@ -29,21 +30,25 @@
 //	side(hash BLOB NOT NULL UNIQUE, height INTEGER NOT NULL, data BLOB NOT NULL)
 //	                                        -- blocks off the main chain (pow), see reorg.go
 //
-// An authority change (a log entry that is not a key record) has a row in
-// records too, with its canonical bytes as data and the key
-// "vcsledger-authority/1 <index, 20 digits>", which no key can be (keys
-// hold no space): Authorities reads them by that prefix of the key index.
+// The log's entries, key records and authority changes alike, are stored
+// up to 16 consecutive entries of one block to a chunks row (chunk.go): a
+// row per entry cost about a microsecond of SQLite's per-row work each, on
+// append and on every read of many entries. A read of one entry reads its
+// row (found by the last first at or below its index) and splits it.
+// Authorities reads the authority changes listed in authorities.
 //
-// The key index is the keys table and, for the records from
+// The key index is the keys table, whose rows hold 8 bytes of each key's
+// SHA-256 (h) and its record's index, and, for the records from
 // keys_indexed.n on (the tail), a map in memory that Open reads back from
-// records; Append adds the tail to the table, sorted, in one transaction,
-// once it holds a sixteenth of the records indexed (at least 65,536, at
-// most 262,144). Keys arrive in random order, and indexed one by one they
-// dirtied about one index page per record (keyindex.go). Lookup, Append's
-// check that no key repeats and FirstCommitted look in the tail first and
-// in the table second. A file of version 1, whose records table indexed
-// key itself (UNIQUE), is upgraded to version 2 at Open, in one
-// transaction.
+// the chunks rows; Append adds the tail to the table, sorted, in one
+// transaction, once it holds a quarter of the records indexed (at least
+// 65,536, at most 262,144). Keys arrive in random order, and indexed one
+// by one they dirtied about one index page per record (keyindex.go).
+// Lookup, Append's check that no key repeats and FirstCommitted look in
+// the tail first and in the table second, confirming each row found for h
+// by reading its record's key. Files of versions 1 and 2, which kept a
+// records row per entry, are upgraded to version 3 at Open, in one
+// transaction (upgrade.go).
 //
 // Pending ids and data are opaque to the store. The node keeps mempool
 // entries under their keys and the validator-set changes collecting votes
@@ -55,10 +60,10 @@
 // appended. Appending record i adds the tlog stored hashes
 // StoredHashCount(i) to StoredHashCount(i+1)-1: the hash of the record at
 // level 0 and then one for each complete subtree the record closes. They are
-// kept in record i's row, 32 bytes each in index order, so that a block's
-// append writes one row per record, and ReadHashes finds stored hash x (level
-// l, n) in the row of record (n+1)<<l - 1, at offset 32*l. Proofs read only
-// the rows holding the hashes they need.
+// kept in the chunks row of record i, 32 bytes each in index order, so that
+// ReadHashes finds stored hash x (level l, n) in the row of record
+// (n+1)<<l - 1, at offset 32*(x - first_hash). Proofs read only the rows
+// holding the hashes they need, and only their hashes column.
 //
 // A block's attestations are one blob, a sequence of entries, each one of
 //
@@ -89,9 +94,11 @@
 // integrity_check on files under 64 MiB, quick_check above), one of another
 // application, and one whose tail does not verify: the newest blocks'
 // headers parse, agree with their stored hashes and link to each other, the
-// record count agrees with the head, the head block parses, and its records
-// with the older stored hashes give exactly the stored hashes it added and
-// the head's log root. Damage further back is found when it is read (a read
+// last chunks row ends the log where the head says, there are as many
+// chunks rows as the blocks' entries fill, the head block parses, and its
+// records with the older stored hashes give exactly the stored hashes it
+// added and the head's log root. Reading the key index's tail splits every
+// chunks row from keys_indexed.n on. Damage further back is found when it is read (a read
 // of a row that fails to parse, or of a header that fails its stored hash,
 // returns an error wrapping ErrCorrupt), and by ledger.Audit, which checks
 // everything. Open also reads the rows holding the cached stored hashes
@@ -108,8 +115,8 @@
 // that per record) up to 2M. A proof reads from memory every hash at the
 // levels held, and from the file only those below them, which lie in rows
 // next to each other, in one query. The cache is filled at Open (reading
-// the rows that hold level low and up: every row for low <= 3, else one
-// rowid lookup per 2^low records), extended by Append, cut back and
+// the hashes of the chunks rows that hold level low and up: every row's
+// for 2^low <= 16, else one lookup per 2^low records), extended by Append, cut back and
 // extended by Reorg, and read again from the file by the first Append
 // after anything else changed the head (until then, proofs read the file).
 //
@@ -119,9 +126,9 @@
 // journal_size_limit = 64 MiB, and mmap_size = 1 GiB (pages are read
 // through a read-only memory map).
 //
-// Store implements ledger.BlockScanner: Audit reads blocks in chunks of
-// about 8,192 records (two queries per chunk) and the records are parsed on
-// every CPU while Audit checks the chunk before.
+// Store implements ledger.BlockScanner: Audit reads blocks in batches of
+// about 8,192 records (two queries per batch) and the records are parsed on
+// every CPU while Audit checks the batch before.
 package sqlitestore
 
 import (
