@@ -18,7 +18,7 @@
 //	       height INTEGER NOT NULL,         -- block that committed its entries
 //	       first_hash INTEGER NOT NULL,     -- StoredHashCount(first)
 //	       hashes BLOB NOT NULL,            -- the tlog stored hashes its entries add
-//	       data BLOB NOT NULL)              -- up to 16 entries' canonical bytes
+//	       data BLOB NOT NULL)              -- up to 32 entries' canonical bytes
 //	authorities(idx INTEGER PRIMARY KEY)    -- the log indexes of authority changes
 //	keys(h INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (h, idx)) WITHOUT ROWID
 //	                                        -- the key index of records 0 to n-1
@@ -31,7 +31,7 @@
 //	                                        -- blocks off the main chain (pow), see reorg.go
 //
 // The log's entries, key records and authority changes alike, are stored
-// up to 16 consecutive entries of one block to a chunks row (chunk.go): a
+// up to 32 consecutive entries of one block to a chunks row (chunk.go): a
 // row per entry cost about a microsecond of SQLite's per-row work each, on
 // append and on every read of many entries. A read of one entry reads its
 // row (found by the last first at or below its index) and splits it.
@@ -116,7 +116,7 @@
 // levels held, and from the file only those below them, which lie in rows
 // next to each other, in one query. The cache is filled at Open (reading
 // the hashes of the chunks rows that hold level low and up: every row's
-// for 2^low <= 16, else one lookup per 2^low records), extended by Append, cut back and
+// for 2^low <= 32, else one lookup per 2^low records), extended by Append, cut back and
 // extended by Reorg, and read again from the file by the first Append
 // after anything else changed the head (until then, proofs read the file).
 //
