@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"regexp"
 	"strings"
@@ -516,6 +517,23 @@ func TestRecordLeafHash(t *testing.T) {
 	wantText := "vcsledger-record/1\nkey github.com/golang/go@go1.21.0\ncommit c19c3a3ec4b4e7b2a0b0c0bd7a3b3ba7f0d2c7e1\ntree " + t1("go1.21.0") + "\nh1 " + h1("go1.21.0") + "\n"
 	if got := string(r.Format()); got != wantText {
 		t.Errorf("Format() = %q, want %q", got, wantText)
+	}
+}
+
+// TestEncodedKey checks that EncodedKey reads the key of every record's
+// canonical bytes, and no key from other bytes.
+func TestEncodedKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range 200 {
+		r := ledgertest.RandomRecord(rng, i)
+		if k, ok := ledger.EncodedKey(r.Format()); !ok || k != r.Key.String() {
+			t.Fatalf("EncodedKey(record of %s) = %q, %v", r.Key, k, ok)
+		}
+	}
+	for _, b := range []string{"", "vcsledger-record/1\n", "vcsledger-record/1\nkey ", "vcsledger-record/1\nkey \n", "vcsledger-record/1\nkey a@b", "vcsledger-authority/1\nchain x\n", "x\nkey a@b\n"} {
+		if k, ok := ledger.EncodedKey([]byte(b)); ok {
+			t.Errorf("EncodedKey(%q) = %q, true; want false", b, k)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -45,6 +46,19 @@ func (r *Record) AppendFormat(b []byte) []byte {
 		b = append(b, '\n')
 	}
 	return b
+}
+
+// EncodedKey returns the key line's text (<repo>@<tag>) of b, which
+// begins as a record's canonical bytes do, without parsing or checking
+// the rest; false when b does not begin with a record's magic and key
+// lines. Only bytes that ParseRecord accepts hold a valid key.
+func EncodedKey(b []byte) (string, bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(recordMagic+"\nkey "))
+	if !ok {
+		return "", false
+	}
+	key, _, ok := bytes.Cut(rest, []byte("\n"))
+	return string(key), ok && len(key) > 0
 }
 
 // LeafHash returns the record's RFC 6962 leaf hash, SHA-256(0x00 || bytes).

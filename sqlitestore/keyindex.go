@@ -1,7 +1,6 @@
 package sqlitestore
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -64,22 +63,6 @@ func keyHash(key string) int64 {
 	return int64(binary.BigEndian.Uint64(d[:8]))
 }
 
-// recordKeyLine begins a key record's canonical bytes, up to its key
-// (docs/FORMAT.md, "Record").
-const recordKeyLine = "vcsledger-record/1\nkey "
-
-// entryKey returns the key of the key record whose canonical bytes are
-// data, without parsing the rest; false for an authority change or bytes
-// of no record.
-func entryKey(data []byte) (string, bool) {
-	rest, ok := bytes.CutPrefix(data, []byte(recordKeyLine))
-	if !ok {
-		return "", false
-	}
-	key, _, ok := bytes.Cut(rest, []byte("\n"))
-	return string(key), ok && len(key) > 0
-}
-
 // A tailKey is a key of the tail: its record's log index and keyHash.
 type tailKey struct{ idx, h int64 }
 
@@ -124,7 +107,7 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 			if idx < indexed {
 				continue
 			}
-			key, ok := entryKey(e)
+			key, ok := ledger.EncodedKey(e)
 			if !ok {
 				if isAuthority(e) {
 					continue
@@ -247,7 +230,7 @@ func holdsKey(ctx context.Context, q queryer, idx int64, key string) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	k, ok := entryKey(data)
+	k, ok := ledger.EncodedKey(data)
 	return ok && k == key, nil
 }
 

@@ -163,7 +163,7 @@ func downgrade(tb testing.TB, path string, version int) {
 		}
 		for i, e := range c.entries {
 			idx := first + int64(i)
-			key, ok := entryKey(e)
+			key, ok := ledger.EncodedKey(e)
 			if !ok {
 				key = fmt.Sprintf("vcsledger-authority/1 %020d", idx)
 			}

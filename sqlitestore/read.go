@@ -313,7 +313,7 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 			if idx >= c.end() {
 				return nil, corruptRow(errors.New("the key index points to it"), "record %d", idx)
 			}
-			if k, ok := entryKey(c.entries[idx-first]); ok && k == ks {
+			if k, ok := ledger.EncodedKey(c.entries[idx-first]); ok && k == ks {
 				return scanEntry(c.entries[idx-first], idx, height)
 			}
 		}

@@ -93,7 +93,7 @@ func convertRecords(ctx context.Context, tx *sql.Tx) (int64, []tailKey, error) {
 		}
 		entries = append(entries, data)
 		hashes = append(hashes, hs...)
-		if key, ok := entryKey(data); ok {
+		if key, ok := ledger.EncodedKey(data); ok {
 			keys = append(keys, tailKey{idx, keyHash(key)})
 		} else if isAuthority(data) {
 			if _, err := tx.ExecContext(ctx, "INSERT INTO authorities (idx) VALUES (?)", idx); err != nil {
