@@ -112,10 +112,10 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 				if isAuthority(e) {
 					continue
 				}
-				return corruptRow(errors.New("not a record"), "record %d", idx)
+				return corruptRow(errors.New("not a record"), "record %d at height %d", idx, c.height)
 			}
 			if _, dup := tail[key]; dup {
-				return fmt.Errorf("key %s twice: %w", key, errCorruptIndex)
+				return fmt.Errorf("key %s twice (record %d at height %d): %w", key, idx, c.height, errCorruptIndex)
 			}
 			tail[key] = tailKey{idx, keyHash(key)}
 		}

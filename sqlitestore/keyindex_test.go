@@ -247,7 +247,10 @@ func TestKeyIndexCorrupt(t *testing.T) {
 		{"deleted key", sqlEdit(t, "DELETE FROM keys WHERE idx = 7"), "authority changes for"},
 		{"indexed past the log", sqlEdit(t, "UPDATE keys_indexed SET n = 1000"), "indexed of"},
 		{"indexed count missing", sqlEdit(t, "DELETE FROM keys_indexed"), "key index"},
-		{"key twice in the tail", sameAs45, "twice"},
+		{"key twice in the tail", sameAs45, "twice (record 46 at height 5)"},
+		{"not a record in the tail", func(p string) {
+			editEntry(t, p, 46, func(data, hs []byte) ([]byte, []byte) { data[0] ^= 0x20; return data, hs })
+		}, "record 46 at height 5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTemp(t, withKeyMerge(15))
