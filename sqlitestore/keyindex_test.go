@@ -234,10 +234,12 @@ func TestUpgrade(t *testing.T) {
 // TestKeyIndexCorrupt checks that Open refuses a key index that does not
 // agree with the records.
 func TestKeyIndexCorrupt(t *testing.T) {
-	sameAs45 := func(p string) {
+	// Blocks 4 and 5 (records 30 to 49) are the tail; Open checks block 5
+	// as the head.
+	sameAs35 := func(p string) {
 		var rec []byte
-		editEntry(t, p, 45, func(data, hs []byte) ([]byte, []byte) { rec = data; return data, hs })
-		editEntry(t, p, 46, func(_, hs []byte) ([]byte, []byte) { return rec, hs })
+		editEntry(t, p, 35, func(data, hs []byte) ([]byte, []byte) { rec = data; return data, hs })
+		editEntry(t, p, 36, func(_, hs []byte) ([]byte, []byte) { return rec, hs })
 	}
 	for _, tc := range []struct {
 		name string
@@ -247,14 +249,14 @@ func TestKeyIndexCorrupt(t *testing.T) {
 		{"deleted key", sqlEdit(t, "DELETE FROM keys WHERE idx = 7"), "authority changes for"},
 		{"indexed past the log", sqlEdit(t, "UPDATE keys_indexed SET n = 1000"), "indexed of"},
 		{"indexed count missing", sqlEdit(t, "DELETE FROM keys_indexed"), "key index"},
-		{"key twice in the tail", sameAs45, "twice (record 46 at height 5)"},
+		{"key twice in the tail", sameAs35, "twice (record 36 at height 4)"},
 		{"not a record in the tail", func(p string) {
-			editEntry(t, p, 46, func(data, hs []byte) ([]byte, []byte) { data[0] ^= 0x20; return data, hs })
-		}, "record 46 at height 5"},
+			editEntry(t, p, 36, func(data, hs []byte) ([]byte, []byte) { data[0] ^= 0x20; return data, hs })
+		}, "record 36 at height 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openTemp(t, withKeyMerge(15))
-			buildChain(t, s, 5, 10) // 40 records indexed, 10 in the tail
+			s := openTemp(t, withKeyMerge(25))
+			buildChain(t, s, 5, 10) // 30 records indexed, 20 in the tail
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
