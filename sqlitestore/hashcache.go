@@ -204,10 +204,10 @@ func (c *hashCache) extend(new *ledger.Header, base int64, hashes []ledger.Hash)
 
 // load fills the cache from the file for head, reading in q (one
 // snapshot) the stored hashes of the chunks rows that hold stored hashes
-// at level low and above: those of entries 2^low-1, 2*2^low-1, ... A row that is missing or malformed
-// leaves the cache empty for head, so that every read goes to the file and
-// reports the damage there (see the package comment, "Checks at Open");
-// load then returns nil.
+// at level low and above: those of entries 2^low-1, 2*2^low-1, ... A row
+// that is missing or malformed leaves the cache empty for head, so that
+// every read goes to the file and reports the damage there (see the
+// package comment, "Checks at Open"); load then returns nil.
 func (c *hashCache) load(ctx context.Context, q queryer, head *ledger.Header) error {
 	err := c.fill(ctx, q, head)
 	if errors.Is(err, ledger.ErrCorrupt) {
@@ -227,6 +227,10 @@ func (c *hashCache) load(ctx context.Context, q queryer, head *ledger.Header) er
 // row up: below it, nearly every row holds one.
 const scanStep = chunkEntries
 
+// fillBatch is how many of the entries it needs load reads in one query
+// (a variable for tests).
+var fillBatch int64 = 4096
+
 func (c *hashCache) fill(ctx context.Context, q queryer, head *ledger.Header) error {
 	size := int64(0)
 	if head != nil {
@@ -239,31 +243,35 @@ func (c *hashCache) fill(ctx context.Context, q queryer, head *ledger.Header) er
 	}
 	if step := int64(1) << low; size >= step {
 		// The entries step-1, 2*step-1, ... hold the stored hashes at
-		// level low and up.
-		var sp hashSpans
-		var err error
-		if step <= scanStep {
-			sp, err = readSpans(ctx, q, spansQuery, step-1, size-1)
-		} else {
-			recs := make([]int64, 0, size/step)
-			for rec := step - 1; rec < size; rec += step {
-				recs = append(recs, rec)
-			}
-			sp, err = readSpansAt(ctx, q, recs)
-		}
-		if err != nil {
-			return err
-		}
-		for rec := step - 1; rec < size; rec += step {
-			base := ledger.StoredHashCount(rec)
-			count := ledger.StoredHashCount(rec+1) - base
-			// Entry rec adds, at level l, the hash of subtree (rec+1)>>l - 1.
-			for l := low; l < int(count); l++ {
-				h, ok := sp.hash(base + int64(l))
-				if !ok {
-					return corruptRow(fmt.Errorf("stored hashes missing"), "record %d", rec)
+		// level low and up; they are read fillBatch at a time, so that
+		// no more than that many rows' hashes are held at once.
+		for from := step - 1; from < size; from += fillBatch * step {
+			to := min(from+fillBatch*step, size) // entries from to to-1
+			var sp hashSpans
+			var err error
+			if step <= scanStep {
+				sp, err = readSpans(ctx, q, spansQuery, from, to-1)
+			} else {
+				recs := make([]int64, 0, fillBatch)
+				for rec := from; rec < to; rec += step {
+					recs = append(recs, rec)
 				}
-				levels[l].add(h)
+				sp, err = readSpansAt(ctx, q, recs)
+			}
+			if err != nil {
+				return err
+			}
+			for rec := from; rec < to; rec += step {
+				base := ledger.StoredHashCount(rec)
+				count := ledger.StoredHashCount(rec+1) - base
+				// Entry rec adds, at level l, the hash of subtree (rec+1)>>l - 1.
+				for l := low; l < int(count); l++ {
+					h, ok := sp.hash(base + int64(l))
+					if !ok {
+						return corruptRow(fmt.Errorf("stored hashes missing"), "record %d", rec)
+					}
+					levels[l].add(h)
+				}
 			}
 		}
 	}

@@ -117,6 +117,18 @@ func TestHashCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCache(t, s, true, "after reopening")
+	// Loaded a few entries at a time: by row ranges (level 5 and up, every
+	// 32nd entry) and row by row (16 hashes: level 7 and up).
+	defer func(n int64) { fillBatch = n }(fillBatch)
+	fillBatch = 3
+	for _, n := range []int64{64, 16} {
+		s2, err := Open(ctx, path, withCacheHashes(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCache(t, s2, true, fmt.Sprintf("after reopening with %d hashes, loaded 3 entries at a time", n))
+		s2.Close()
+	}
 	if _, err := c.appendBlocks(ctx, s, 2100, 50); err != nil {
 		t.Fatal(err)
 	}
