@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"fmt"
-	"math"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
@@ -31,15 +29,7 @@ import (
 // ledger.ErrCorrupt; a height the store does not hold is
 // ledger.ErrNotFound.
 func (s *Store) BlockBytes(ctx context.Context, height uint64) ([]byte, error) {
-	if height > math.MaxInt64 {
-		return nil, fmt.Errorf("sqlitestore: block %d: %w", height, ledger.ErrNotFound)
-	}
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, readErr(err, "block %d", height)
-	}
-	defer tx.Rollback()
-	return readBlockBytes(ctx, tx, height)
+	return inBlockTx(ctx, s, height, readBlockBytes)
 }
 
 // leafPrefix is the byte before a record's bytes in its leaf hash.

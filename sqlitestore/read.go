@@ -111,15 +111,22 @@ func (s *Store) Headers(ctx context.Context, from uint64, limit int) ([]ledger.H
 
 // Block returns the whole block at height.
 func (s *Store) Block(ctx context.Context, height uint64) (*ledger.Block, error) {
+	return inBlockTx(ctx, s, height, readBlock)
+}
+
+// inBlockTx runs read for the block at height in a read transaction, so
+// that it sees the block whole.
+func inBlockTx[T any](ctx context.Context, s *Store, height uint64, read func(context.Context, queryer, uint64) (T, error)) (T, error) {
+	var zero T
 	if height > math.MaxInt64 {
-		return nil, fmt.Errorf("sqlitestore: block %d: %w", height, ledger.ErrNotFound)
+		return zero, fmt.Errorf("sqlitestore: block %d: %w", height, ledger.ErrNotFound)
 	}
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, readErr(err, "block %d", height)
+		return zero, readErr(err, "block %d", height)
 	}
 	defer tx.Rollback()
-	return readBlock(ctx, tx, height)
+	return read(ctx, tx, height)
 }
 
 // blockHead returns the block at height from its row in blocks, without
