@@ -508,6 +508,82 @@ func TestParseRecordStrict(t *testing.T) {
 	}
 }
 
+// TestPlainRecord checks ParseRecord's one-pass shortcut against its full
+// parse: on the golden records, random records and every one-byte change
+// of them, what the shortcut accepts the full parse accepts as the same
+// record; and the shortcut decides the plain records, with and without h1.
+func TestPlainRecord(t *testing.T) {
+	var inputs [][]byte
+	for _, withH1 := range []bool{false, true} {
+		r := sampleRecord(t, withH1)
+		inputs = append(inputs, r.Format())
+	}
+	for _, r := range ledgertest.Records(rand.New(rand.NewPCG(3, 3)), 0, 50) {
+		inputs = append(inputs, r.Format())
+	}
+	var vecs []recordVector
+	readVector(t, "records.json", &vecs)
+	for _, v := range vecs {
+		enc, err := base64.StdEncoding.DecodeString(v.Encoded)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, enc)
+	}
+	plain := len(inputs)
+	for _, in := range inputs[:plain] {
+		for i := range in {
+			for _, c := range []byte{'\n', ' ', '.', '/', '@', '0', 'A', '=', in[i] ^ 1, in[i] ^ 0x20} {
+				out := append([]byte(nil), in...)
+				out[i] = c
+				inputs = append(inputs, out, out[:i], append(out[:i+1:i+1], in[i:]...))
+			}
+		}
+	}
+	decided := 0
+	for i, in := range inputs {
+		r, ok := ledger.PlainRecord(in)
+		if !ok {
+			if i < 2 {
+				t.Errorf("PlainRecord(%q) does not decide a plain record", in)
+			}
+			continue
+		}
+		decided++
+		full, err := ledger.ParseRecordFull(in)
+		if err != nil || *full != *r {
+			t.Fatalf("PlainRecord(%q) = %+v; the full parse gives %+v, %v", in, r, full, err)
+		}
+	}
+	t.Logf("%d of %d inputs decided by PlainRecord", decided, len(inputs))
+}
+
+// TestSHA256Base64 checks the base64 digit table against encoding/base64's
+// strict decoder, on every last digit and on random values.
+func TestSHA256Base64(t *testing.T) {
+	strict := base64.StdEncoding.Strict()
+	rng := rand.New(rand.NewPCG(4, 4))
+	for i := range 2000 {
+		var sum [32]byte
+		for j := range sum {
+			sum[j] = byte(rng.Uint32())
+		}
+		s := []byte(base64.StdEncoding.EncodeToString(sum[:]))
+		switch {
+		case i < 256:
+			s[42] = byte(i) // every byte as the last digit
+		case i < 512:
+			s[i%44] = byte(i) // every byte somewhere
+		}
+		var out [33]byte
+		n, err := strict.Decode(out[:], s)
+		want := err == nil && n == 32
+		if got := ledger.IsSHA256Base64(string(s)); got != want {
+			t.Errorf("isSHA256Base64(%q) = %v; strict decoding gives %d bytes, %v", s, got, n, err)
+		}
+	}
+}
+
 func TestRecordLeafHash(t *testing.T) {
 	r := sampleRecord(t, true)
 	want := sha256.Sum256(append([]byte{0}, r.Format()...))

@@ -142,6 +142,11 @@ func roundTrip[T any](t *testing.T, data []byte, parse func([]byte) (T, error), 
 func FuzzParseRecord(f *testing.F) {
 	addSeeds(f, "FuzzParseRecord")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if r, ok := ledger.PlainRecord(data); ok {
+			if full, err := ledger.ParseRecordFull(data); err != nil || *full != *r {
+				t.Fatalf("PlainRecord(%q) = %+v; the full parse gives %+v, %v", data, r, full, err)
+			}
+		}
 		roundTrip(t, data, ledger.ParseRecord, func(r *ledger.Record) []byte {
 			if err := r.Check(); err != nil {
 				t.Fatalf("ParseRecord(%q) accepted a record Check refuses: %v", data, err)
@@ -245,6 +250,11 @@ func FuzzParseGenesis(f *testing.F) {
 func FuzzParseKey(f *testing.F) {
 	addSeeds(f, "FuzzParseKey")
 	f.Fuzz(func(t *testing.T, s string) {
+		if k, ok := ledger.PlainKey(s); ok {
+			if full, err := ledger.ParseKeyFull(s); err != nil || full != k {
+				t.Fatalf("PlainKey(%q) = %+v; the full parse gives %+v, %v", s, k, full, err)
+			}
+		}
 		k, err := ledger.ParseKey(s)
 		if err != nil {
 			var ke *ledger.KeyError

@@ -80,6 +80,14 @@ func (k Key) FetchURL() string {
 // ParseKey parses "<repo>@<tag>" and returns the canonical key. The tag is
 // everything after the last '@', so a tag can never contain '@' in key form.
 func ParseKey(s string) (Key, error) {
+	if k, ok := plainKey(s); ok {
+		return k, nil
+	}
+	return parseKey(s)
+}
+
+// parseKey is ParseKey without plainKey's shortcut.
+func parseKey(s string) (Key, error) {
 	if err := checkKeyText(s); err != nil {
 		return Key{}, err
 	}
@@ -99,6 +107,96 @@ func ParseKey(s string) (Key, error) {
 	// repo and tag pass checkKeyText: s does, and they are split at an
 	// ASCII byte.
 	return newKey(repo, tag)
+}
+
+// Bytes plainKey accepts in a host name, a repository path and a tag.
+var hostByte, pathByte, tagByte = func() (h, p, t [256]bool) {
+	for c := range 256 {
+		lower := 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_'
+		h[c] = lower
+		p[c] = lower || 'A' <= c && c <= 'Z' || c == '.'
+		t[c] = p[c] || c == '+'
+	}
+	return
+}()
+
+// plainKey returns the key s is when s is a key in the common canonical
+// form, host/path@tag, that ParseKey returns as it is: a lower-case DNS
+// host without a port, path segments of letters, digits, '.', '-' and '_',
+// and a tag of those and '+' and '/'. It checks in one pass what ParseKey's
+// full parse would (every key record of a block, and of an audit, is parsed
+// again, and almost all are of this form). false says only that plainKey
+// does not decide: the full parse does.
+func plainKey(s string) (Key, bool) {
+	if len(s) > MaxKeyLen {
+		return Key{}, false
+	}
+	// The host: labels of 1 to 63 bytes that neither start nor end with
+	// '-', up to the first '/'.
+	i, label := 0, 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c == '.' || c == '/' {
+			if label == 0 || label > 63 || s[i-label] == '-' || s[i-1] == '-' {
+				return Key{}, false
+			}
+			label = 0
+			if c == '/' {
+				break
+			}
+			continue
+		}
+		if !hostByte[c] {
+			return Key{}, false
+		}
+		label++
+	}
+	if i == len(s) || i > 253 {
+		return Key{}, false
+	}
+	// The path: non-empty segments, none "." or "..", up to the '@'.
+	seg := 0
+	for i++; i < len(s); i++ {
+		c := s[i]
+		if c == '/' || c == '@' {
+			if seg == 0 || seg <= 2 && s[i-seg:i] == ".."[:seg] {
+				return Key{}, false
+			}
+			seg = 0
+			if c == '@' {
+				break
+			}
+			continue
+		}
+		if !pathByte[c] {
+			return Key{}, false
+		}
+		seg++
+	}
+	if i == len(s) || strings.HasSuffix(s[:i], ".git") {
+		return Key{}, false
+	}
+	// The tag: non-empty components that do not start with '.' or end
+	// with ".lock", no "..", no '.' at the end.
+	tag := s[i+1:]
+	if tag == "" || tag[len(tag)-1] == '.' {
+		return Key{}, false
+	}
+	comp := 0
+	for j := 0; j <= len(tag); j++ {
+		if j == len(tag) || tag[j] == '/' {
+			if comp == 0 || tag[j-comp] == '.' || strings.HasSuffix(tag[j-comp:j], ".lock") {
+				return Key{}, false
+			}
+			comp = 0
+			continue
+		}
+		if c := tag[j]; !tagByte[c] || c == '.' && j > 0 && tag[j-1] == '.' {
+			return Key{}, false
+		}
+		comp++
+	}
+	return Key{Repo: s[:i], Tag: tag}, true
 }
 
 // NewKey canonicalises repo and checks tag, returning the key they form.

@@ -320,3 +320,67 @@ func TestCheckTag(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainKey checks ParseKey's one-pass shortcut against its full parse:
+// on every input of the key, repository and tag tables, and on inputs
+// made to sit at the shortcut's edges, what the shortcut accepts the full
+// parse accepts as the same key. And the shortcut does decide the common
+// canonical keys.
+func TestPlainKey(t *testing.T) {
+	inputs := []string{
+		"github.com/golang/go@v1.21.0",
+		"my_host.example/a@v1",
+		"gitlab.example.com/group/sub/repo@release/1.2+build.7",
+		"a.b/c@d",
+		"a/b@c",
+		"1.2.3.4/a@v1",
+		// At the edges: each is refused by the full parse or is not its
+		// canonical form, or has what the shortcut leaves to the full parse.
+		"GitHub.com/a@v1", "github.com:8443/a@v1", "github.com:443/a@v1",
+		"github.com/a.git@v1", "github.com/.git@v1", "github.com/a/.git@v1", "github.com/a.git/b@v1",
+		"github.com/a/@v1", "github.com//a@v1", "github.com/a/./b@v1", "github.com/a/../b@v1",
+		"github.com/.@v1", "github.com/..@v1", "github.com/...@v1", "github.com/.a@v1",
+		"github.com@v1", "github.com/@v1", "/a/b@v1", "@v1", "github.com/a@", "github.com/a",
+		"-a.com/b@v1", "a-.com/b@v1", "a..com/b@v1", ".a.com/b@v1", "a.com./b@v1", "a.-b.com/c@v1",
+		strings.Repeat("a", 63) + ".com/b@v1", strings.Repeat("a", 64) + ".com/b@v1",
+		strings.Repeat("a.", 126) + "a/b@v1", strings.Repeat("a.", 127) + "a/b@v1",
+		"github.com/a@v1.", "github.com/a@v1/", "github.com/a@/v1", "github.com/a@v1//x",
+		"github.com/a@v..1", "github.com/a@.v1", "github.com/a@v1/.x", "github.com/a@v1.lock",
+		"github.com/a@x.lock/v1", "github.com/a@v1.lock2", "github.com/a@v1@v2", "github.com/a@b@v1",
+		"github.com/a@v1~1", "github.com/a@v1^", "github.com/a@v1:x", "github.com/a@v 1",
+		"github.com/a@+", "github.com/a@-", "github.com/a@_", "github.com/a b@v1",
+		"github.com/a%41@v1", "github.com/a~b@v1", "github.com/a:b@v1", "github.com/a://b@v1",
+		"github.com/" + strings.Repeat("a", ledger.MaxKeyLen-14) + "@v1", // MaxKeyLen bytes
+		"github.com/" + strings.Repeat("a", ledger.MaxKeyLen-13) + "@v1", // one more
+	}
+	for _, tc := range keyCases {
+		inputs = append(inputs, tc.in)
+	}
+	for _, tc := range repoCases {
+		inputs = append(inputs, tc.in+"@v1", tc.want+"@v1")
+	}
+	for _, r := range badRepoCases {
+		inputs = append(inputs, r+"@v1")
+	}
+	for _, tag := range tagCorpus {
+		inputs = append(inputs, "github.com/a/b@"+tag)
+	}
+	plain := 0
+	for _, s := range inputs {
+		k, ok := ledger.PlainKey(s)
+		if !ok {
+			continue
+		}
+		plain++
+		full, err := ledger.ParseKeyFull(s)
+		if err != nil || full != k || k.String() != s {
+			t.Errorf("PlainKey(%q) = %+v; the full parse gives %+v, %v", s, k, full, err)
+		}
+	}
+	for _, s := range inputs[:6] {
+		if _, ok := ledger.PlainKey(s); !ok {
+			t.Errorf("PlainKey(%q) does not decide a common canonical key", s)
+		}
+	}
+	t.Logf("%d of %d inputs decided by PlainKey", plain, len(inputs))
+}

@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -115,6 +114,60 @@ func (r *Record) checkFields() error {
 // ParseRecord parses a record's canonical bytes. It is strict: the result
 // formats back to exactly b.
 func ParseRecord(b []byte) (*Record, error) {
+	if r, ok := parsePlainRecord(b); ok {
+		return r, nil
+	}
+	return parseRecord(b)
+}
+
+// parsePlainRecord parses b in one pass when it is a valid record whose
+// key plainKey accepts; false says only that the full parse decides.
+func parsePlainRecord(b []byte) (*Record, bool) {
+	const head = recordMagic + "\nkey "
+	if len(b) < len(head) || string(b[:len(head)]) != head {
+		return nil, false
+	}
+	s := string(b)
+	// line returns the line at s[at:] after prefix, without its LF, and
+	// where the next begins.
+	line := func(at int, prefix string) (string, int, bool) {
+		if !strings.HasPrefix(s[at:], prefix) {
+			return "", 0, false
+		}
+		at += len(prefix)
+		n := strings.IndexByte(s[at:], '\n')
+		if n < 0 {
+			return "", 0, false
+		}
+		return s[at : at+n], at + n + 1, true
+	}
+	var r Record
+	ks, at, ok := line(0, head)
+	if !ok {
+		return nil, false
+	}
+	if r.Key, ok = plainKey(ks); !ok {
+		return nil, false
+	}
+	if r.Commit, at, ok = line(at, "commit "); !ok || CheckCommit(r.Commit) != nil {
+		return nil, false
+	}
+	if r.Tree, at, ok = line(at, "tree "); !ok || !isSHA256Hash("t1:", r.Tree) {
+		return nil, false
+	}
+	if at < len(s) {
+		if r.H1, at, ok = line(at, "h1 "); !ok || !isSHA256Hash("h1:", r.H1) {
+			return nil, false
+		}
+	}
+	if at != len(s) {
+		return nil, false
+	}
+	return &r, true
+}
+
+// parseRecord is ParseRecord's full parse, which explains what is wrong.
+func parseRecord(b []byte) (*Record, error) {
 	l := NewTextReader("record", b)
 	l.Magic(recordMagic)
 	var r Record
@@ -167,26 +220,47 @@ var lowerHex = func() (t [256]bool) {
 	return t
 }()
 
-// strictBase64 is standard base64 that refuses non-zero padding bits.
-var strictBase64 = base64.StdEncoding.Strict()
-
 // checkSHA256Hash checks prefix + standard base64 of 32 bytes, canonical.
 func checkSHA256Hash(prefix, s string) error {
 	rest, ok := strings.CutPrefix(s, prefix)
 	if !ok {
 		return fmt.Errorf("%q does not start with %q", clip(s), prefix)
 	}
-	// Standard base64 of 32 bytes is 44 characters, which decode to at
-	// most 33 bytes.
-	var sum [sha256.Size + 1]byte
-	n, err := 0, error(nil)
-	if len(rest) == 44 {
-		var src [44]byte
-		copy(src[:], rest)
-		n, err = strictBase64.Decode(sum[:], src[:])
-	}
-	if err != nil || n != sha256.Size {
+	if !isSHA256Base64(rest) {
 		return fmt.Errorf("%q is not %s followed by base64 of 32 bytes", clip(s), prefix)
 	}
 	return nil
+}
+
+// isSHA256Hash reports whether s is prefix and isSHA256Base64.
+func isSHA256Hash(prefix, s string) bool {
+	return strings.HasPrefix(s, prefix) && isSHA256Base64(s[len(prefix):])
+}
+
+// base64Value is the value of each byte of the standard base64 alphabet,
+// -1 for the others.
+var base64Value = func() (t [256]int8) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range t {
+		t[i] = -1
+	}
+	for i := range len(alphabet) {
+		t[alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// isSHA256Base64 reports whether s is the standard, padded base64 of 32
+// bytes, in its one canonical form: 43 digits, the last of which carries
+// 4 bits of the data and 2 zero bits, then '='.
+func isSHA256Base64(s string) bool {
+	if len(s) != 44 || s[43] != '=' {
+		return false
+	}
+	for i := range 43 {
+		if base64Value[s[i]] < 0 {
+			return false
+		}
+	}
+	return base64Value[s[42]]&3 == 0
 }
