@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -897,6 +898,20 @@ func TestHashText(t *testing.T) {
 	}
 	if _, err := ledger.ParseSignature(want); err == nil {
 		t.Errorf("ParseSignature(64 digits) = nil error; want error")
+	}
+	// Every byte in every place: only lowercase hex digits parse, to the
+	// value encoding/hex gives.
+	for c := range 256 {
+		for _, at := range []int{0, 1, 62, 63} {
+			in := []byte(want)
+			in[at] = byte(c)
+			got, err := ledger.ParseHash(string(in))
+			dec, derr := hex.DecodeString(string(in))
+			ok := derr == nil && strings.ToLower(string(in)) == string(in)
+			if (err == nil) != ok || ok && !bytes.Equal(got[:], dec) {
+				t.Errorf("ParseHash(%q) = %v, %v; encoding/hex gives %x, %v", in, got, err, dec, derr)
+			}
+		}
 	}
 	var h2 ledger.Hash
 	if err := h2.UnmarshalText([]byte(want)); err != nil || h2 != h {

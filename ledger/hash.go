@@ -50,15 +50,27 @@ func parseHexFixed(s string, dst []byte) error {
 	if len(s) != 2*len(dst) {
 		return fmt.Errorf("want %d hex digits, have %d", 2*len(dst), len(s))
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+	for i := range dst {
+		hi, lo := hexValue[s[2*i]], hexValue[s[2*i+1]]
+		if hi|lo > 0xf {
 			return fmt.Errorf("not lowercase hex")
 		}
+		dst[i] = hi<<4 | lo
 	}
-	_, err := hex.Decode(dst, []byte(s))
-	return err
+	return nil
 }
+
+// hexValue is the value of each lowercase hex digit, 0xff for the other
+// bytes.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // clip shortens s for use in an error message.
 func clip(s string) string {

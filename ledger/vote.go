@@ -367,7 +367,12 @@ func ParseAttestation(b []byte) (*Attestation, error) {
 		return nil, l.err
 	}
 	// The record fields follow, then the signature line.
-	i := strings.LastIndex(l.str, "sig ")
+	// A valid signature line is the last len("sig \n")+128 bytes, so
+	// look there first.
+	i := len(l.str) - len("sig \n") - 2*len(a.Sig)
+	if i < 0 || !strings.HasPrefix(l.str[i:], "sig ") {
+		i = strings.LastIndex(l.str, "sig ")
+	}
 	if i < 0 || (i > 0 && l.rest[i-1] != '\n') {
 		l.Fail("missing signature")
 		return nil, l.err
