@@ -199,11 +199,10 @@ func parseBlock(data []byte, hash bool) (*Block, []Hash, error) {
 		}
 		switch {
 		case name == "record" && len(b.Authority) == 0 && b.Certificate == nil && len(b.Attestations) == 0:
-			r, err := ParseRecord(body)
-			if err != nil {
+			b.Records = append(b.Records, Record{})
+			if err := parseRecordTo(&b.Records[len(b.Records)-1], body); err != nil {
 				return nil, nil, err
 			}
-			b.Records = append(b.Records, *r)
 			if hash {
 				leaves = append(leaves, leafHash(body))
 			}

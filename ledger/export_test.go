@@ -9,7 +9,12 @@ func ParsedLeaves(p *ParsedBlock) []Hash { return p.leaves }
 var (
 	PlainKey        = plainKey
 	ParseKeyFull    = parseKey
-	PlainRecord     = parsePlainRecord
 	ParseRecordFull = parseRecord
 	IsSHA256Base64  = isSHA256Base64
 )
+
+// PlainRecord is parsePlainRecord returning the record.
+func PlainRecord(b []byte) (*Record, bool) {
+	var r Record
+	return &r, parsePlainRecord(&r, b)
+}

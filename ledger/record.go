@@ -114,18 +114,34 @@ func (r *Record) checkFields() error {
 // ParseRecord parses a record's canonical bytes. It is strict: the result
 // formats back to exactly b.
 func ParseRecord(b []byte) (*Record, error) {
-	if r, ok := parsePlainRecord(b); ok {
-		return r, nil
+	r := new(Record)
+	if err := parseRecordTo(r, b); err != nil {
+		return nil, err
 	}
-	return parseRecord(b)
+	return r, nil
 }
 
-// parsePlainRecord parses b in one pass when it is a valid record whose
-// key plainKey accepts; false says only that the full parse decides.
-func parsePlainRecord(b []byte) (*Record, bool) {
+// parseRecordTo is ParseRecord into *r (a block's records are parsed
+// into its slice).
+func parseRecordTo(r *Record, b []byte) error {
+	if parsePlainRecord(r, b) {
+		return nil
+	}
+	x, err := parseRecord(b)
+	if err != nil {
+		return err
+	}
+	*r = *x
+	return nil
+}
+
+// parsePlainRecord parses b into *r in one pass when it is a valid record
+// whose key plainKey accepts; false says only that the full parse decides
+// (*r is then to be overwritten).
+func parsePlainRecord(r *Record, b []byte) bool {
 	const head = recordMagic + "\nkey "
 	if len(b) < len(head) || string(b[:len(head)]) != head {
-		return nil, false
+		return false
 	}
 	s := string(b)
 	// line returns the line at s[at:] after prefix, without its LF, and
@@ -141,29 +157,28 @@ func parsePlainRecord(b []byte) (*Record, bool) {
 		}
 		return s[at : at+n], at + n + 1, true
 	}
-	var r Record
 	ks, at, ok := line(0, head)
 	if !ok {
-		return nil, false
+		return false
 	}
 	if r.Key, ok = plainKey(ks); !ok {
-		return nil, false
+		return false
 	}
 	if r.Commit, at, ok = line(at, "commit "); !ok || CheckCommit(r.Commit) != nil {
-		return nil, false
+		return false
 	}
 	if r.Tree, at, ok = line(at, "tree "); !ok || !isSHA256Hash("t1:", r.Tree) {
-		return nil, false
+		return false
 	}
 	if at < len(s) {
 		if r.H1, at, ok = line(at, "h1 "); !ok || !isSHA256Hash("h1:", r.H1) {
-			return nil, false
+			return false
 		}
 	}
 	if at != len(s) {
-		return nil, false
+		return false
 	}
-	return &r, true
+	return true
 }
 
 // parseRecord is ParseRecord's full parse, which explains what is wrong.
