@@ -162,6 +162,21 @@ func TestReadResponse(t *testing.T) {
 			}
 		}
 	}
+	// An item over a MiB, which is read in two parts, whole and cut short
+	// in each part.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB
+	big[1<<20] = 'x'
+	lim = responseLimits{items: 1, itemSize: len(big), total: int64(len(big))}
+	head := fmt.Sprintf("item %d\n", len(big))
+	got, err := readResponse(bufio.NewReader(strings.NewReader(head+string(big)+"end\n")), lim)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], big) {
+		t.Errorf("readResponse(a 3 MiB item) = %d items, %v; want the item", len(got), err)
+	}
+	for _, cut := range []int{10, 1 << 20, 1<<20 + 10, len(big) - 1} {
+		if _, err := readResponse(bufio.NewReader(strings.NewReader(head+string(big[:cut]))), lim); !errors.Is(err, ErrProtocol) {
+			t.Errorf("readResponse(a 3 MiB item cut at %d) = %v, want ErrProtocol", cut, err)
+		}
+	}
 }
 
 func TestBlockHeader(t *testing.T) {

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -152,15 +151,23 @@ func readResponse(r *bufio.Reader, lim responseLimits) ([][]byte, error) {
 				return nil, fmt.Errorf("%w: response over %d bytes", ErrProtocol, lim.total)
 			}
 		}
-		var buf bytes.Buffer
-		buf.Grow(int(min(n, 1<<20)))
-		if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
-			if err == io.EOF {
-				return nil, fmt.Errorf("%w: item %d truncated", ErrProtocol, len(items))
-			}
+		// The first MiB, then, once it has come, the rest at the item's
+		// full size: a length alone does not get a large buffer.
+		buf := make([]byte, min(n, 1<<20))
+		_, err = io.ReadFull(r, buf)
+		if err == nil && uint64(len(buf)) < n {
+			whole := make([]byte, n)
+			copy(whole, buf)
+			buf = whole
+			_, err = io.ReadFull(r, buf[1<<20:])
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, fmt.Errorf("%w: item %d truncated", ErrProtocol, len(items))
+		}
+		if err != nil {
 			return nil, err
 		}
-		items = append(items, buf.Bytes())
+		items = append(items, buf)
 	}
 }
 
