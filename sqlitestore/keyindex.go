@@ -247,40 +247,39 @@ type keyWrite struct {
 }
 
 func (k *keyIndex) write(limit int64) *keyWrite {
-	return &keyWrite{k: k, limit: limit, added: make(map[string]tailKey)}
+	return &keyWrite{k: k, limit: limit}
 }
 
-// conflict returns the first of keys already committed or added, or twice
-// in keys, or "", and the keys' keyHashes.
-func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string) (string, []int64, error) {
-	seen := make(map[string]bool, len(keys))
-	hs := make([]int64, len(keys))
+// conflict returns the first of keys already committed or added, or
+// twice in keys, or "". It adds the others to w, the record of keys[i]
+// at log index first+i: if it returns a key, the transaction must not
+// commit.
+func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string, first int64) (string, error) {
+	if w.added == nil {
+		w.added = make(map[string]tailKey, len(keys))
+	}
 	var maybe []keyProbe
 	for i, key := range keys {
 		// The writer holds wmu, so the tail and the filter do not change
 		// under it.
 		if t, ok := w.k.tail[key]; ok && t.idx < w.limit {
-			return key, nil, nil
+			return key, nil
 		}
-		if _, ok := w.added[key]; ok || seen[key] {
-			return key, nil, nil
+		if _, ok := w.added[key]; ok {
+			return key, nil
 		}
-		seen[key] = true
-		hs[i] = keyHash(key)
-		if w.k.filter.mayHave(hs[i]) {
-			maybe = append(maybe, keyProbe{key, hs[i], i})
+		h := keyHash(key)
+		w.added[key] = tailKey{first + int64(i), h}
+		if w.k.filter.mayHave(h) {
+			maybe = append(maybe, keyProbe{key, h, i})
 		}
 	}
 	p, _, err := firstInTable(ctx, tx, maybe)
 	if err != nil || p == nil {
-		return "", hs, err
+		return "", err
 	}
-	return p.key, nil, nil
+	return p.key, nil
 }
-
-// add records that the transaction committed key, whose keyHash is h, at
-// idx.
-func (w *keyWrite) add(key string, h, idx int64) { w.added[key] = tailKey{idx, h} }
 
 // committed applies a committed transaction to the tail: the records
 // from limit on are gone (a reorg replaced them) and w's are added.
@@ -334,7 +333,8 @@ func (s *Store) mergeKeys(ctx context.Context, size int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.filter = k.filter.add(k.tail)
-	k.indexed, k.tail = size, make(map[string]tailKey)
+	// The next tail grows to about as many keys as this one.
+	k.indexed, k.tail = size, make(map[string]tailKey, len(k.tail))
 }
 
 // keyRowsPerInsert is how many keys rows one INSERT statement of

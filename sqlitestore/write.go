@@ -132,7 +132,7 @@ func insertBlock(ctx context.Context, tx *sql.Tx, kw *keyWrite, b *ledger.Block,
 	for i := range b.Records {
 		keys[i] = b.Records[i].Key.String()
 	}
-	key, hs, err := kw.conflict(ctx, tx, keys)
+	key, err := kw.conflict(ctx, tx, keys, int64(size))
 	switch {
 	case err != nil:
 		return fail("key index: %w", err)
@@ -146,7 +146,6 @@ func insertBlock(ctx context.Context, tx *sql.Tx, kw *keyWrite, b *ledger.Block,
 		at := len(buf)
 		buf = b.Records[i].AppendFormat(buf)
 		entries = append(entries, buf[at:len(buf):len(buf)])
-		kw.add(keys[i], hs[i], int64(size)+int64(i))
 	}
 	for i := range b.Authority {
 		entries = append(entries, b.Authority[i].Format())
