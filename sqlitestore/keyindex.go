@@ -363,7 +363,12 @@ func insertKeys(ctx context.Context, db *sql.DB, keys map[string]tailKey, n int6
 // insertKeyRows inserts rows into the keys table in tx, sorted (it sorts
 // rows), and sets keys_indexed to n.
 func insertKeyRows(ctx context.Context, tx *sql.Tx, rows []tailKey, n int64) error {
-	slices.SortFunc(rows, func(a, b tailKey) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.idx, b.idx)) })
+	slices.SortFunc(rows, func(a, b tailKey) int {
+		if a.h != b.h { // almost always
+			return cmp.Compare(a.h, b.h)
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
 	ins, err := tx.PrepareContext(ctx, "INSERT INTO keys (h, idx) VALUES (?, ?)"+strings.Repeat(", (?, ?)", keyRowsPerInsert-1))
 	if err != nil {
 		return err
