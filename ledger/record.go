@@ -219,21 +219,12 @@ func CheckCommit(s string) error {
 		return fmt.Errorf("commit %q: want 40 or 64 lowercase hex digits", clip(s))
 	}
 	for i := 0; i < len(s); i++ {
-		if !lowerHex[s[i]] {
+		if hexValue[s[i]] > 0xf {
 			return fmt.Errorf("commit %q: not lowercase hex", clip(s))
 		}
 	}
 	return nil
 }
-
-// lowerHex says which bytes are lowercase hex digits (a table: every
-// record's commit is checked at each parse).
-var lowerHex = func() (t [256]bool) {
-	for _, c := range "0123456789abcdef" {
-		t[c] = true
-	}
-	return t
-}()
 
 // checkSHA256Hash checks prefix + standard base64 of 32 bytes, canonical.
 func checkSHA256Hash(prefix, s string) error {
