@@ -182,22 +182,18 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	h := &b.Header
 	b.Records = make([]ledger.Record, 0, h.Records)
 	err = scanBlockEntries(ctx, q, height, first, int64(h.Records), func(idx int64, data, _ []byte) error {
-		if isAuthority(data) {
-			c, err := ledger.ParseAuthorityChange(data)
-			if err != nil {
-				return corruptRow(err, "block %d: record %d", height, idx)
-			}
-			b.Authority = append(b.Authority, *c)
-			return nil
-		}
-		if len(b.Authority) > 0 {
-			return corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", height, idx)
-		}
-		r, err := ledger.ParseRecord(data)
-		if err != nil {
+		var r ledger.Record
+		c, err := parseEntry(data, &r)
+		switch {
+		case err != nil:
 			return corruptRow(err, "block %d: record %d", height, idx)
+		case c != nil:
+			b.Authority = append(b.Authority, *c)
+		case len(b.Authority) > 0:
+			return corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", height, idx)
+		default:
+			b.Records = append(b.Records, r)
 		}
-		b.Records = append(b.Records, *r)
 		return nil
 	})
 	if err != nil {
@@ -214,19 +210,30 @@ func isAuthority(data []byte) bool {
 	return bytes.HasPrefix(data, []byte(authorityMagic))
 }
 
-func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
+// parseEntry parses a log entry's stored bytes: an authority change,
+// which it returns, or else a key record, into *r.
+func parseEntry(data []byte, r *ledger.Record) (*ledger.AuthorityChange, error) {
 	if isAuthority(data) {
-		c, err := ledger.ParseAuthorityChange(data)
-		if err != nil {
-			return nil, corruptRow(err, "record %d", idx)
-		}
-		return &ledger.Entry{Authority: c, Index: idx, Height: uint64(height)}, nil
+		return ledger.ParseAuthorityChange(data)
 	}
-	r, err := ledger.ParseRecord(data)
+	x, err := ledger.ParseRecord(data)
+	if err != nil {
+		return nil, err
+	}
+	*r = *x
+	return nil, nil
+}
+
+// scanEntry returns log entry idx of the block at height from its stored
+// bytes.
+func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
+	e := &ledger.Entry{Index: idx, Height: uint64(height)}
+	c, err := parseEntry(data, &e.Record)
 	if err != nil {
 		return nil, corruptRow(err, "record %d", idx)
 	}
-	return &ledger.Entry{Record: *r, Index: idx, Height: uint64(height)}, nil
+	e.Authority = c
+	return e, nil
 }
 
 // Record returns the record at log index.
@@ -425,17 +432,16 @@ func (s *Store) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Hash,
 	for j, i := range miss {
 		idx[j] = indexes[i]
 	}
+	var hs []ledger.Hash
+	ok := false
 	if len(idx) <= fewHashes {
-		if hs, ok := readFew(ctx, s.r, idx); ok {
-			for j, i := range miss {
-				out[i] = hs[j]
-			}
-			return out, nil
-		}
+		hs, ok = readFew(ctx, s.r, idx)
 	}
-	hs, err := readHashes(ctx, s.r, idx)
-	if err != nil {
-		return nil, err
+	if !ok {
+		var err error
+		if hs, err = readHashes(ctx, s.r, idx); err != nil {
+			return nil, err
+		}
 	}
 	for j, i := range miss {
 		out[i] = hs[j]

@@ -277,20 +277,11 @@ func parseAll(lo int64, data [][]byte, recs []ledger.Record, auths []*ledger.Aut
 		go func() {
 			defer wg.Done()
 			for i := a; i < b; i++ {
-				if isAuthority(data[i]) {
-					c, err := ledger.ParseAuthorityChange(data[i])
-					if err != nil {
-						errs[i] = corruptRow(err, "record %d", lo+int64(i))
-					}
-					auths[i] = c
-					continue
-				}
-				r, err := ledger.ParseRecord(data[i])
+				c, err := parseEntry(data[i], &recs[i])
 				if err != nil {
 					errs[i] = corruptRow(err, "record %d", lo+int64(i))
-					continue
 				}
-				recs[i] = *r
+				auths[i] = c
 			}
 		}()
 	}
