@@ -136,23 +136,34 @@ func scanChunks(ctx context.Context, q queryer, lo, hi int64, fn func(c *chunkRo
 	return nil
 }
 
+// readChunkAt reads and splits the chunks row holding log entry idx, or
+// the last row before it: the row with the greatest first at or below
+// idx (one lookup). No such row is ErrNotFound.
+func readChunkAt(ctx context.Context, q queryer, idx int64) (*chunkRow, error) {
+	var first, height, firstHash int64
+	var hashes, data []byte
+	err := q.QueryRowContext(ctx, "SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &data)
+	if err != nil {
+		return nil, readErr(err, "entry %d", idx)
+	}
+	var c chunkRow
+	if err := c.split(first, height, firstHash, hashes, data); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
 // readEntry returns the bytes of log entry idx and the height of its block,
 // from the chunks row holding it (one lookup).
 func readEntry(ctx context.Context, q queryer, idx int64) (data []byte, height int64, err error) {
-	var first, firstHash int64
-	var hashes, row []byte
-	err = q.QueryRowContext(point(ctx), "SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &row)
+	c, err := readChunkAt(point(ctx), q, idx)
 	if err != nil {
-		return nil, 0, readErr(err, "entry %d", idx)
-	}
-	var c chunkRow
-	if err := c.split(first, height, firstHash, hashes, row); err != nil {
 		return nil, 0, err
 	}
 	if idx >= c.end() {
 		return nil, 0, fmt.Errorf("sqlitestore: entry %d: %w", idx, ledger.ErrNotFound)
 	}
-	return c.entries[idx-first], height, nil
+	return c.entries[idx-c.first], c.height, nil
 }
 
 // insertChunks writes the entries of a block at height, log indexes first

@@ -136,6 +136,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strings"
@@ -591,17 +592,11 @@ func (s *Store) verifyTail(ctx context.Context) error {
 
 	// The log's end: the end of the last chunks row.
 	var end int64
-	var c chunkRow
-	var first, height, firstHash int64
-	var hashes, data []byte
-	switch err := tx.QueryRowContext(ctx, "SELECT "+chunkColumns+" FROM chunks ORDER BY first DESC LIMIT 1").Scan(&first, &height, &firstHash, &hashes, &data); {
-	case errors.Is(err, sql.ErrNoRows):
+	switch c, err := readChunkAt(ctx, tx, math.MaxInt64); {
+	case errors.Is(err, ledger.ErrNotFound):
 	case err != nil:
-		return s.fileErr("verify", err)
+		return s.tailErr(err, "last entries")
 	default:
-		if err := c.split(first, height, firstHash, hashes, data); err != nil {
-			return s.tailErr(err, "last entries")
-		}
 		end = c.end()
 	}
 	if len(tail) == 0 {
