@@ -48,12 +48,11 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 	var recs, leaves []byte
 	var cuts []int
 	if h.Records > 0 {
-		// Sized for records of up to 256 bytes, which most are (a header
-		// the checks refuse asks for no more than a block may hold).
-		n := min(h.Records, ledger.MaxBlockRecords)
-		recs = make([]byte, 0, 256*n)
-		leaves = make([]byte, 0, 32*n)
-		cuts = make([]int, 0, n)
+		// Sized for records of up to 256 bytes, which most are
+		// (readBlockHead refused a count over MaxBlockRecords).
+		recs = make([]byte, 0, 256*h.Records)
+		leaves = make([]byte, 0, 32*h.Records)
+		cuts = make([]int, 0, h.Records)
 		err := scanBlockEntries(ctx, q, height, first, int64(h.Records), func(_ int64, data, hashes []byte) error {
 			recs = append(recs, data...)
 			cuts = append(cuts, len(recs))
