@@ -42,6 +42,10 @@ func FlipCommit(path, commit string) error {
 	}
 	line := "\ncommit " + commit + "\n"
 	last := len(line) - 2
-	flipped := line[:last] + string("10"[min(1, int(line[last]-'0'))]) + "\n"
+	digit := "0"
+	if line[last] == '0' {
+		digit = "1"
+	}
+	flipped := line[:last] + digit + "\n"
 	return ReplaceEntryBytes(path, []byte(line), []byte(flipped))
 }
