@@ -513,6 +513,7 @@ func TestParseRecordStrict(t *testing.T) {
 // parse: on the golden records, random records and every one-byte change
 // of them, what the shortcut accepts the full parse accepts as the same
 // record; and the shortcut decides the plain records, with and without h1.
+// On every input, ParseRecordString gives what ParseRecord gives.
 func TestPlainRecord(t *testing.T) {
 	var inputs [][]byte
 	for _, withH1 := range []bool{false, true} {
@@ -543,6 +544,12 @@ func TestPlainRecord(t *testing.T) {
 	}
 	decided := 0
 	for i, in := range inputs {
+		// ParseRecordString decides as ParseRecord does.
+		pr, perr := ledger.ParseRecord(in)
+		sr, serr := ledger.ParseRecordString(string(in))
+		if (perr == nil) != (serr == nil) || perr == nil && *pr != sr || perr != nil && perr.Error() != serr.Error() {
+			t.Fatalf("ParseRecordString(%q) = %+v, %v; ParseRecord gives %+v, %v", in, sr, serr, pr, perr)
+		}
 		r, ok := ledger.PlainRecord(in)
 		if !ok {
 			if i < 2 {

@@ -16,5 +16,5 @@ var (
 // PlainRecord is parsePlainRecord returning the record.
 func PlainRecord(b []byte) (*Record, bool) {
 	var r Record
-	return &r, parsePlainRecord(&r, b)
+	return &r, parsePlainRecord(&r, string(b))
 }

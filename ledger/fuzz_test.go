@@ -147,6 +147,10 @@ func FuzzParseRecord(f *testing.F) {
 				t.Fatalf("PlainRecord(%q) = %+v; the full parse gives %+v, %v", data, r, full, err)
 			}
 		}
+		pr, perr := ledger.ParseRecord(data)
+		if sr, serr := ledger.ParseRecordString(string(data)); (perr == nil) != (serr == nil) || perr == nil && *pr != sr {
+			t.Fatalf("ParseRecordString(%q) = %+v, %v; ParseRecord gives %+v, %v", data, sr, serr, pr, perr)
+		}
 		roundTrip(t, data, ledger.ParseRecord, func(r *ledger.Record) []byte {
 			if err := r.Check(); err != nil {
 				t.Fatalf("ParseRecord(%q) accepted a record Check refuses: %v", data, err)

@@ -19,12 +19,15 @@ type Record struct {
 }
 
 // Format returns the record's canonical bytes (docs/FORMAT.md, "Record").
-func (r *Record) Format() []byte {
+func (r *Record) Format() []byte { return r.AppendFormat(make([]byte, 0, r.size())) }
+
+// size returns the length of r's canonical bytes.
+func (r *Record) size() int {
 	n := len(recordMagic) + len("\nkey @\ncommit \ntree \n") + len(r.Key.Repo) + len(r.Key.Tag) + len(r.Commit) + len(r.Tree)
 	if r.H1 != "" {
 		n += len("h1 \n") + len(r.H1)
 	}
-	return r.AppendFormat(make([]byte, 0, n))
+	return n
 }
 
 // AppendFormat appends the record's canonical bytes to b and returns the
@@ -124,7 +127,7 @@ func ParseRecord(b []byte) (*Record, error) {
 // parseRecordTo is ParseRecord into *r (a block's records are parsed
 // into its slice).
 func parseRecordTo(r *Record, b []byte) error {
-	if parsePlainRecord(r, b) {
+	if parsePlainRecord(r, string(b)) {
 		return nil
 	}
 	x, err := parseRecord(b)
@@ -135,15 +138,29 @@ func parseRecordTo(r *Record, b []byte) error {
 	return nil
 }
 
-// parsePlainRecord parses b into *r in one pass when it is a valid record
+// ParseRecordString is ParseRecord of canonical bytes held in a string.
+// The record's fields are substrings of s, so a reader holding many
+// records' bytes in one string parses them without copying.
+func ParseRecordString(s string) (Record, error) {
+	var r Record
+	if parsePlainRecord(&r, s) {
+		return r, nil
+	}
+	x, err := parseRecord([]byte(s))
+	if err != nil {
+		return Record{}, err
+	}
+	return *x, nil
+}
+
+// parsePlainRecord parses s into *r in one pass when it is a valid record
 // whose key plainKey accepts; false says only that the full parse decides
-// (*r is then to be overwritten).
-func parsePlainRecord(r *Record, b []byte) bool {
+// (*r is then to be overwritten). r's fields are substrings of s.
+func parsePlainRecord(r *Record, s string) bool {
 	const head = recordMagic + "\nkey "
-	if len(b) < len(head) || string(b[:len(head)]) != head {
+	if !strings.HasPrefix(s, head) {
 		return false
 	}
-	s := string(b)
 	// line returns the line at s[at:] after prefix, without its LF, and
 	// where the next begins.
 	line := func(at int, prefix string) (string, int, bool) {

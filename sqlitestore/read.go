@@ -216,12 +216,9 @@ func parseEntry(data []byte, r *ledger.Record) (*ledger.AuthorityChange, error) 
 	if isAuthority(data) {
 		return ledger.ParseAuthorityChange(data)
 	}
-	x, err := ledger.ParseRecord(data)
-	if err != nil {
-		return nil, err
-	}
-	*r = *x
-	return nil, nil
+	var err error
+	*r, err = ledger.ParseRecordString(string(data))
+	return nil, err
 }
 
 // scanEntry returns log entry idx of the block at height from its stored
