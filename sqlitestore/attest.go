@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/vcsledger/vcsledger/ledger"
 )
@@ -50,63 +51,79 @@ var errShortAttestations = errors.New("truncated")
 type attEntry struct {
 	tag       byte
 	record    int
-	validator ledger.PublicKey
-	sig       ledger.Signature
+	validator []byte // len(ledger.PublicKey{}) bytes
+	sig       []byte // len(ledger.Signature{}) bytes
 	whole     []byte
 }
 
 // nextAttestation reads the entry at the start of buf, an attestations
-// blob of a block of records key records, and returns it and the rest of
+// blob of a block of records key records, into *e, and returns the rest of
 // buf. It does not parse an attestation stored whole.
-func nextAttestation(buf []byte, records int) (attEntry, []byte, error) {
-	e := attEntry{tag: buf[0]}
+func nextAttestation(buf []byte, records int, e *attEntry) ([]byte, error) {
+	*e = attEntry{tag: buf[0]}
 	buf = buf[1:]
 	n, k := binary.Uvarint(buf)
 	if k <= 0 {
-		return e, nil, errShortAttestations
+		return nil, errShortAttestations
 	}
 	buf = buf[k:]
 	switch e.tag {
 	case attRef:
 		if n >= uint64(records) {
-			return e, nil, fmt.Errorf("record %d of %d", n, records)
+			return nil, fmt.Errorf("record %d of %d", n, records)
 		}
 		e.record = int(n)
-		if len(buf) < len(e.validator)+len(e.sig) {
-			return e, nil, errShortAttestations
+		const v, s = len(ledger.PublicKey{}), len(ledger.Signature{})
+		if len(buf) < v+s {
+			return nil, errShortAttestations
 		}
-		buf = buf[copy(e.validator[:], buf):]
-		buf = buf[copy(e.sig[:], buf):]
+		e.validator, e.sig, buf = buf[:v], buf[v:v+s], buf[v+s:]
 	case attWhole:
 		if n > uint64(len(buf)) {
-			return e, nil, errShortAttestations
+			return nil, errShortAttestations
 		}
 		e.whole, buf = buf[:n], buf[n:]
 	default:
-		return e, nil, fmt.Errorf("unknown tag %#x", e.tag)
+		return nil, fmt.Errorf("unknown tag %#x", e.tag)
 	}
-	return e, buf, nil
+	return buf, nil
 }
 
 // decodeAttestations parses a blocks.attestations blob of the block with
 // header h and records.
 func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
-	var out []ledger.Attestation
+	out, err := appendAttestations(nil, buf, h, records)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// attRefSize is the size of an attRef entry of a record j < 128, the
+// smallest a blob's entries usually are.
+const attRefSize = 1 + 1 + len(ledger.PublicKey{}) + len(ledger.Signature{})
+
+// appendAttestations is decodeAttestations appending to dst. On an error
+// it returns dst as it was.
+func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
+	start := len(dst)
+	dst = slices.Grow(dst, len(buf)/attRefSize)
+	var e attEntry
 	for len(buf) > 0 {
-		e, rest, err := nextAttestation(buf, len(records))
+		rest, err := nextAttestation(buf, len(records), &e)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d: %w", len(out), err)
+			return dst[:start], fmt.Errorf("entry %d: %w", len(dst)-start, err)
 		}
 		buf = rest
 		if e.tag == attWhole {
 			a, err := ledger.ParseAttestation(e.whole)
 			if err != nil {
-				return nil, fmt.Errorf("entry %d: %w", len(out), err)
+				return dst[:start], fmt.Errorf("entry %d: %w", len(dst)-start, err)
 			}
-			out = append(out, *a)
+			dst = append(dst, *a)
 			continue
 		}
-		out = append(out, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: e.validator, Sig: e.sig})
+		dst = append(dst, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: ledger.PublicKey(e.validator), Sig: ledger.Signature(e.sig)})
 	}
-	return out, nil
+	return dst, nil
 }

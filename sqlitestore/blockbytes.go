@@ -97,8 +97,9 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 	if cert != nil {
 		w.Certificate(cert)
 	}
+	var e attEntry
 	for i := 0; len(atts) > 0; i++ {
-		e, rest, err := nextAttestation(atts, len(ends))
+		rest, err := nextAttestation(atts, len(ends), &e)
 		if err != nil {
 			return nil, corruptRow(fmt.Errorf("entry %d: %w", i, err), "block %d: attestations", height)
 		}
@@ -114,7 +115,7 @@ func readBlockBytes(ctx context.Context, q queryer, height uint64) ([]byte, erro
 		if e.record > 0 {
 			start = ends[e.record-1]
 		}
-		if err := w.AttestationOf(h.Chain, e.validator, recs[start:ends[e.record]], e.sig); err != nil {
+		if err := w.AttestationOf(h.Chain, ledger.PublicKey(e.validator), recs[start:ends[e.record]], ledger.Signature(e.sig)); err != nil {
 			return nil, corruptRow(fmt.Errorf("entry %d: %w", i, err), "block %d: attestations", height)
 		}
 	}
