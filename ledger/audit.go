@@ -31,20 +31,27 @@ type AuditReport struct {
 }
 
 // A BlockScanner is a Store that can hand Audit its blocks in order, in
-// bulk, with the stored log hashes each block added. Audit uses it when the
-// store has it; sqlitestore.Store does.
+// bulk, with the leaf hashes of their records and the stored log hashes
+// each block added. Audit uses it when the store has it; sqlitestore.Store
+// does.
 type BlockScanner interface {
 	// ScanBlocks calls fn with each block from height from to height to
-	// (inclusive), in order, and the stored log hashes the block's records
-	// added (stored hashes StoredHashCount(LogSize-Records) to
-	// StoredHashCount(LogSize)-1, in order), until fn returns an error.
+	// (inclusive), in order, until fn returns an error. With the block
+	// come leaves, the leaf hash of each of its records (b.Records, in
+	// order; authority changes are not included), and hashes, the stored
+	// log hashes the block's records added (stored hashes
+	// StoredHashCount(LogSize-Records) to StoredHashCount(LogSize)-1, in
+	// order).
+	//
 	// Every record it passes was parsed from its canonical bytes with
-	// ParseRecord, so it has passed Record.Check's checks (authority
-	// changes with ParseAuthorityChange, which Audit checks again). An
-	// error of
-	// ScanBlocks that fn did not return is about the block after the last
-	// one fn was given. fn must not keep b or hashes after it returns.
-	ScanBlocks(ctx context.Context, from, to uint64, fn func(b *Block, hashes []Hash) error) error
+	// ParseRecord (or ParseRecordString), so it has passed Record.Check's
+	// checks, and its leaf hash is SHA-256(0x00 || those bytes), computed
+	// by ScanBlocks; authority changes are parsed with
+	// ParseAuthorityChange, and Audit checks and hashes them again. An
+	// error of ScanBlocks that fn did not return is about the block after
+	// the last one fn was given. fn must not keep b, leaves or hashes
+	// after it returns: ScanBlocks may reuse their memory.
+	ScanBlocks(ctx context.Context, from, to uint64, fn func(b *Block, leaves, hashes []Hash) error) error
 }
 
 // Audit re-verifies a whole store from genesis: every header's link to its
@@ -55,8 +62,9 @@ type BlockScanner interface {
 // nil) every block's seal. g, when not nil, must produce block 0. It returns
 // an *AuditError naming the first bad height.
 //
-// Each record is checked once: by Record.Check, or, from a BlockScanner,
-// by the ParseRecord that read it from its canonical bytes.
+// Each record is checked and hashed once: by Record.Check and the hash of
+// its formatted bytes, or, from a BlockScanner, by the ParseRecord that
+// read it from its canonical bytes and the hash of those bytes.
 //
 // Audit keeps O(log n) hashes and, per key, a 64-bit fingerprint and log
 // index in memory; two keys whose fingerprints meet are compared in full
@@ -70,8 +78,8 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 	}
 	a := &auditor{ctx: ctx, s: s, g: g, seal: seal, keys: newKeySet(head.LogSize)}
 	next := uint64(0) // the height being checked
-	check := func(b *Block, hashes []Hash, checked bool) error {
-		if err := a.block(b, hashes, checked); err != nil {
+	check := func(b *Block, leaves, hashes []Hash) error {
+		if err := a.block(b, leaves, hashes); err != nil {
 			return &AuditError{Height: next, Err: err}
 		}
 		for i := range b.Authority {
@@ -86,11 +94,14 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 		return nil
 	}
 	if sc, ok := s.(BlockScanner); ok {
-		err := sc.ScanBlocks(ctx, 0, head.Height, func(b *Block, hashes []Hash) error {
+		err := sc.ScanBlocks(ctx, 0, head.Height, func(b *Block, leaves, hashes []Hash) error {
 			if b.Header.Height != next {
 				return &AuditError{Height: next, Err: fmt.Errorf("store gave block %d", b.Header.Height)}
 			}
-			return check(b, hashes, true)
+			if len(leaves) != len(b.Records) {
+				return &AuditError{Height: next, Err: fmt.Errorf("store gave %d leaf hashes for %d records", len(leaves), len(b.Records))}
+			}
+			return check(b, leaves, hashes)
 		})
 		var ae *AuditError
 		switch {
@@ -112,7 +123,7 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 			if err != nil {
 				return nil, &AuditError{Height: next, Err: err}
 			}
-			if err := check(b, nil, false); err != nil {
+			if err := check(b, nil, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -174,10 +185,11 @@ func (a *auditor) sameKey(b *Block, first, j int64, k Key) (bool, error) {
 	return e.Record.Key == k, nil
 }
 
-// block checks b after a.parent. hashes, when not nil, are the stored
-// hashes the store holds for b; checked says b's records passed
-// Record.Check already.
-func (a *auditor) block(b *Block, hashes []Hash, checked bool) error {
+// block checks b after a.parent. leaves, when not nil, are the leaf
+// hashes of b's records, which passed Record.Check's checks already (see
+// BlockScanner); hashes, when not nil, are the stored hashes the store
+// holds for b.
+func (a *auditor) block(b *Block, leaves, hashes []Hash) error {
 	h := &b.Header
 	if a.rep.Blocks == 0 {
 		if h.Height != 0 || !h.Prev.IsZero() || h.Records != 0 || h.LogSize != 0 || h.LogRoot != EmptyLogRoot || b.Leaves() != 0 {
@@ -196,18 +208,22 @@ func (a *auditor) block(b *Block, hashes []Hash, checked bool) error {
 	before := f.size
 	f.added = f.added[:0]
 	a.fps = a.fps[:0]
-	const keyAt = 1 + len(recordMagic+"\nkey ") // the key in a.buf
 	for i := range b.Records {
 		r := &b.Records[i]
-		if !checked {
+		var leaf Hash
+		if leaves != nil {
+			leaf = leaves[i]
+			a.rep.Bytes += int64(r.size())
+		} else {
 			if err := r.Check(); err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
 			}
+			a.buf = r.AppendFormat(append(a.buf[:0], 0))
+			a.rep.Bytes += int64(len(a.buf) - 1)
+			leaf = sha256.Sum256(a.buf)
 		}
-		a.buf = r.AppendFormat(append(a.buf[:0], 0))
-		a.fps = append(a.fps, a.keys.fingerprint(a.buf[keyAt:keyAt+len(r.Key.Repo)+1+len(r.Key.Tag)]))
-		a.rep.Bytes += int64(len(a.buf) - 1)
-		f.add(Hash(sha256.Sum256(a.buf)))
+		a.fps = append(a.fps, a.keys.fingerprint(r.Key))
+		f.add(leaf)
 	}
 	// No key repeats one before it. A loop of its own, short, so that
 	// the processor overlaps the key table's cache misses.

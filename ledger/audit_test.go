@@ -92,6 +92,48 @@ func (s *rawStore) ReadHashes(ctx context.Context, indexes []int64) ([]ledger.Ha
 
 func (s *rawStore) Close() error { return nil }
 
+// scanRaw is a rawStore that hands Audit its blocks as a ledger.BlockScanner
+// does: each record checked and hashed, with the stored hashes its block
+// added.
+type scanRaw struct {
+	*rawStore
+	short uint64 // when not 0, the height whose last leaf hash is left out
+}
+
+var _ ledger.BlockScanner = scanRaw{}
+
+func (s scanRaw) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
+	for h := from; h <= to; h++ {
+		b, err := s.Block(ctx, h)
+		if err != nil {
+			return err
+		}
+		leaves := make([]ledger.Hash, len(b.Records))
+		for i := range b.Records {
+			if err := b.Records[i].Check(); err != nil {
+				return err
+			}
+			leaves[i] = b.Records[i].LeafHash()
+		}
+		var idx []int64
+		end := int64(b.Header.LogSize)
+		for i := ledger.StoredHashCount(end - int64(b.Leaves())); i < ledger.StoredHashCount(end); i++ {
+			idx = append(idx, i)
+		}
+		hashes, err := s.ReadHashes(ctx, idx)
+		if err != nil {
+			return err
+		}
+		if h == s.short && len(leaves) > 0 {
+			leaves = leaves[:len(leaves)-1]
+		}
+		if err := fn(b, leaves, hashes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // rawChain builds, without any checks, the chain of g whose block i+1
 // holds records[i], certified by signers.
 func rawChain(t *testing.T, c *ledgertest.Chain, records [][]ledger.Record) *rawStore {
@@ -253,15 +295,27 @@ func TestAudit(t *testing.T) {
 		if tc.genesis != nil {
 			g = tc.genesis
 		}
-		_, err := ledger.Audit(ctx, s, g, certSeal(c.Vals), nil)
-		var ae *ledger.AuditError
-		if !errors.As(err, &ae) || ae.Height != tc.height || !errors.Is(err, ledger.ErrCorrupt) {
-			t.Errorf("Audit(%s) = %v; want an *AuditError at height %d", tc.name, err, tc.height)
-			continue
+		// Block by block, and through a BlockScanner.
+		for _, st := range []ledger.Store{s, scanRaw{rawStore: s}} {
+			_, err := ledger.Audit(ctx, st, g, certSeal(c.Vals), nil)
+			var ae *ledger.AuditError
+			if !errors.As(err, &ae) || ae.Height != tc.height || !errors.Is(err, ledger.ErrCorrupt) {
+				t.Errorf("Audit(%s, %T) = %v; want an *AuditError at height %d", tc.name, st, err, tc.height)
+				continue
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("Audit(%s, %T) = %v; want it to wrap %v", tc.name, st, err, tc.is)
+			}
 		}
-		if tc.is != nil && !errors.Is(err, tc.is) {
-			t.Errorf("Audit(%s) = %v; want it to wrap %v", tc.name, err, tc.is)
-		}
+	}
+	// A scanner's report matches the block-by-block one.
+	if srep, err := ledger.Audit(ctx, scanRaw{rawStore: good()}, c.Genesis, certSeal(c.Vals), nil); err != nil || *srep != *rep {
+		t.Errorf("Audit(scanner over good chain) = %+v, %v; want %+v", srep, err, rep)
+	}
+	// A scanner that leaves out a leaf hash is caught at that block.
+	var ae *ledger.AuditError
+	if _, err := ledger.Audit(ctx, scanRaw{rawStore: good(), short: 3}, c.Genesis, nil, nil); !errors.As(err, &ae) || ae.Height != 3 {
+		t.Errorf("Audit(scanner short of a leaf hash at 3) = %v; want an *AuditError at height 3", err)
 	}
 
 	if _, err := ledger.Audit(ctx, &rawStore{}, nil, nil, nil); !errors.Is(err, ledger.ErrNotFound) {

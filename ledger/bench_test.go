@@ -215,14 +215,17 @@ func BenchmarkAudit(b *testing.B) {
 }
 
 // A scanStore is a MemStore that hands Audit its blocks through
-// ScanBlocks, already decoded (as sqlitestore's ScanBlocks does, from
-// records ParseRecord checked), so that Audit's own work is all that is
-// measured.
+// ScanBlocks, already decoded and hashed (as sqlitestore's ScanBlocks
+// does, from records ParseRecord checked), so that Audit's own work is all
+// that is measured.
 type scanStore struct {
 	*ledgertest.MemStore
 	blocks []*ledger.Block
+	leaves [][]ledger.Hash
 	hashes [][]ledger.Hash
 }
+
+var _ ledger.BlockScanner = (*scanStore)(nil)
 
 func newScanStore(b *testing.B, s *ledgertest.MemStore) *scanStore {
 	ctx := context.Background()
@@ -244,14 +247,18 @@ func newScanStore(b *testing.B, s *ledgertest.MemStore) *scanStore {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ss.blocks, ss.hashes = append(ss.blocks, blk), append(ss.hashes, hs)
+		leaves := make([]ledger.Hash, len(blk.Records))
+		for i := range blk.Records {
+			leaves[i] = blk.Records[i].LeafHash()
+		}
+		ss.blocks, ss.leaves, ss.hashes = append(ss.blocks, blk), append(ss.leaves, leaves), append(ss.hashes, hs)
 	}
 	return ss
 }
 
-func (s *scanStore) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, hashes []ledger.Hash) error) error {
+func (s *scanStore) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	for h := from; h <= to && h < uint64(len(s.blocks)); h++ {
-		if err := fn(s.blocks[h], s.hashes[h]); err != nil {
+		if err := fn(s.blocks[h], s.leaves[h], s.hashes[h]); err != nil {
 			return err
 		}
 	}

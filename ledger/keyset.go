@@ -3,8 +3,8 @@ package ledger
 import "hash/maphash"
 
 // A keySet is the set of keys Audit has seen: for each, a 64-bit
-// fingerprint of its canonical text and its log index, in an
-// open-addressing table (linear probing, at most half full).
+// fingerprint of the key and its log index, in an open-addressing table
+// (linear probing, at most half full).
 //
 // Fingerprints are maphash values under a seed of the set's own, so no
 // key can be chosen to make its fingerprint meet another's; the seed
@@ -31,8 +31,8 @@ func newKeySet(hint uint64) *keySet {
 	return &keySet{seed: maphash.MakeSeed(), slots: make([]keySlot, size)}
 }
 
-// fingerprint returns the fingerprint of a key's canonical text.
-func (s *keySet) fingerprint(key []byte) uint64 { return maphash.Bytes(s.seed, key) }
+// fingerprint returns the fingerprint of k.
+func (s *keySet) fingerprint(k Key) uint64 { return maphash.Comparable(s.seed, k) }
 
 // add adds the key with fingerprint fp at log index. For each earlier key
 // with the same fingerprint it calls same with that key's index; if same

@@ -2,9 +2,11 @@ package sqlitestore
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/vcsledger/vcsledger/ledger"
@@ -18,27 +20,62 @@ var _ ledger.BlockScanner = (*Store)(nil)
 // memory to a few MB.
 const scanRecords = 8192
 
+// withScanBatch makes ScanBlocks read batches of about n records, n > 0
+// (tests, to read many batches from small stores).
+func withScanBatch(n int64) Option { return func(c *config) { c.scanBatch = n } }
+
 // scanMaxBlocks bounds the blocks of a batch whose blocks hold few records.
 const scanMaxBlocks = 1024
 
+// scanBuffers is how many batches' memory ScanBlocks keeps: one that fn
+// works through, one waiting, one being read.
+const scanBuffers = 3
+
 // A scanBatch is consecutive blocks read in one transaction, each with the
-// stored log hashes it added, and the error that ended the batch early:
-// it is about the block after the last one in blocks.
+// leaf hashes of its records and the stored log hashes it added, and the
+// error that ended the batch early: it is about the block after the last
+// one in blocks. Its buffers serve batch after batch.
 type scanBatch struct {
 	blocks []*ledger.Block
+	leaves [][]ledger.Hash
 	hashes [][]ledger.Hash
 	err    error
+
+	// The batch's entries: entry i's bytes are arena[ends[i-1]+1:ends[i]]
+	// (from 1 for i = 0), each after a 0x00 byte, so that arena[ends[i-1]:
+	// ends[i]] is its leaf hash's input.
+	arena    []byte
+	ends     []int
+	heights  []int64       // the height each entry's chunks row gives
+	stored   []ledger.Hash // the stored hashes the entries added, in order
+	recs     []ledger.Record
+	auths    []*ledger.AuthorityChange
+	errs     []error
+	leafBuf  []ledger.Hash
+	attBlobs []byte // the blocks' attestations blobs
+	atts     []ledger.Attestation
+}
+
+// reset empties c for the next batch, keeping its buffers.
+func (c *scanBatch) reset() {
+	clear(c.blocks)
+	*c = scanBatch{
+		blocks: c.blocks[:0], leaves: c.leaves[:0], hashes: c.hashes[:0],
+		arena: c.arena[:0], ends: c.ends[:0], heights: c.heights[:0], stored: c.stored[:0],
+		recs: c.recs, auths: c.auths, errs: c.errs, leafBuf: c.leafBuf, attBlobs: c.attBlobs[:0], atts: c.atts[:0],
+	}
 }
 
 // ScanBlocks calls fn with the blocks from height from to height to, in
-// order, each with the stored log hashes its records added (see
-// ledger.BlockScanner). It reads the blocks in batches of about 8,192
-// records, one read transaction per batch, with the next batch read and
-// its records parsed (on every CPU) while fn works through the current
-// one. Blocks are checked as Block checks them; an error is about the
-// block after the last one fn was given. ScanBlocks returns fn's error as
-// is.
-func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, hashes []ledger.Hash) error) error {
+// order, each with the leaf hashes of its records and the stored log
+// hashes its records added (see ledger.BlockScanner). It reads the blocks
+// in batches of about scanRecords records, one read transaction per batch, with
+// the next batch read, and its records parsed and hashed (on every CPU),
+// while fn works through the current one; a batch's memory serves the
+// batches after it. Blocks are checked as Block checks them; an error is
+// about the block after the last one fn was given. ScanBlocks returns fn's
+// error as is.
+func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	if from > to {
 		return nil
 	}
@@ -46,19 +83,25 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 		to = 1<<63 - 1
 	}
 	pctx, cancel := context.WithCancel(ctx)
-	batches := make(chan scanBatch, 1)
+	free := make(chan *scanBatch, scanBuffers)
+	for range scanBuffers {
+		free <- new(scanBatch)
+	}
+	batches := make(chan *scanBatch, scanBuffers)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(batches)
 		for h := from; h <= to; {
-			c := s.readBatch(pctx, h, to)
+			var c *scanBatch
 			select {
-			case batches <- c:
+			case c = <-free:
 			case <-pctx.Done():
 				return
 			}
+			s.readBatch(pctx, h, to, c)
+			batches <- c // never blocks: there are scanBuffers batches
 			if c.err != nil {
 				return
 			}
@@ -73,43 +116,46 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 	}()
 	for c := range batches {
 		for i, b := range c.blocks {
-			if err := fn(b, c.hashes[i]); err != nil {
+			if err := fn(b, c.leaves[i], c.hashes[i]); err != nil {
 				return err
 			}
 		}
 		if c.err != nil {
 			return c.err
 		}
+		free <- c
 	}
 	return ctx.Err()
 }
 
-// readBatch reads the blocks from height from on (to at most), in one
-// transaction: whole blocks of about scanRecords records.
-func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
+// readBatch reads into c the blocks from height from on (to at most), in
+// one transaction: whole blocks of about scanRecords records.
+func (s *Store) readBatch(ctx context.Context, from, to uint64, c *scanBatch) {
+	c.reset()
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return scanBatch{err: readErr(err, "block %d", from)}
+		c.err = readErr(err, "block %d", from)
+		return
 	}
 	defer tx.Rollback()
 
 	// The blocks' rows, up to about scanRecords records.
 	type row struct {
-		b     *ledger.Block
-		first int64
-		atts  []byte
+		b          *ledger.Block
+		first      int64
+		atts, attz int // the row's attestations blob: c.attBlobs[atts:attz]
 	}
 	var rows []row
-	var c scanBatch
 	q, err := tx.QueryContext(ctx, "SELECT height, header, hash, cert, attestations, first_index FROM blocks WHERE height >= ? AND height <= ? ORDER BY height LIMIT ?",
 		int64(from), int64(to), scanMaxBlocks)
 	if err != nil {
-		return scanBatch{err: readErr(err, "block %d", from)}
+		c.err = readErr(err, "block %d", from)
+		return
 	}
 	var nrec int64
 	for q.Next() {
 		var height, first int64
-		var hdr, hash, cert, atts []byte
+		var hdr, hash, cert, atts sql.RawBytes
 		if err := q.Scan(&height, &hdr, &hash, &cert, &atts, &first); err != nil {
 			c.err = readErr(err, "block %d", from+uint64(len(rows)))
 			break
@@ -124,8 +170,10 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 			c.err = err
 			break
 		}
-		rows = append(rows, row{b, first, atts})
-		if nrec += int64(b.Header.Records); nrec >= scanRecords {
+		at := len(c.attBlobs)
+		c.attBlobs = append(c.attBlobs, atts...)
+		rows = append(rows, row{b, first, at, len(c.attBlobs)})
+		if nrec += int64(b.Header.Records); nrec >= s.scanRecords {
 			break
 		}
 	}
@@ -138,10 +186,10 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 		}
 	}
 	if len(rows) == 0 {
-		return c
+		return
 	}
 
-	// Their records' rows, in one query, parsed on every CPU.
+	// Their records' rows, in one query, parsed and hashed on every CPU.
 	lo := rows[0].first
 	hi := lo
 	for i := range rows {
@@ -154,43 +202,40 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 		}
 		hi += int64(rows[i].b.Header.Records)
 	}
-	data, rrows, n, err := readRecordRows(ctx, tx, lo, hi)
-	recs := make([]ledger.Record, n)
-	auths := make([]*ledger.AuthorityChange, n)
-	perr := make([]error, n)
-	parseAll(lo, data[:n], recs, auths, perr)
-	for i := range perr {
-		if perr[i] != nil {
-			n, err = int64(i), perr[i]
-			break
-		}
+	err = c.readEntries(ctx, tx, lo, hi)
+	n := c.parseAll(lo)
+	if n < len(c.ends) {
+		err = c.errs[n]
 	}
-	// n records from lo on are there and parse; err is about record lo+n.
-	// An error found here is about an earlier block than c.err.
+	// n entries from lo on are there, parse and are hashed; err is about
+	// entry lo+n. An error found here is about an earlier block than
+	// c.err.
 	headErr := c.err
 	c.err = nil
+	base := ledger.StoredHashCount(lo)
 	for _, r := range rows {
 		b, h := r.b, &r.b.Header
 		end := r.first + int64(h.Records)
-		if end > lo+n {
+		if end > lo+int64(n) {
 			if err == nil {
-				err = fmt.Errorf("sqlitestore: record %d: %w", lo+n, ledger.ErrNotFound)
+				err = fmt.Errorf("sqlitestore: record %d: %w", lo+int64(n), ledger.ErrNotFound)
 			}
 			c.err = fmt.Errorf("sqlitestore: block %d: %w", h.Height, err)
 			break
 		}
-		b.Records = recs[r.first-lo : end-lo : end-lo]
+		a, z := r.first-lo, end-lo
+		b.Records = c.recs[a:z:z]
 		for i := r.first; i < end; i++ {
-			if rrows[i-lo].height != int64(h.Height) {
-				c.err = corruptRow(fmt.Errorf("record %d of height %d", i, rrows[i-lo].height), "block %d", h.Height)
+			if c.heights[i-lo] != int64(h.Height) {
+				c.err = corruptRow(fmt.Errorf("record %d of height %d", i, c.heights[i-lo]), "block %d", h.Height)
 				break
 			}
-			if a := auths[i-lo]; a != nil {
+			if au := c.auths[i-lo]; au != nil {
 				// The block's authority changes follow its key records.
 				if len(b.Authority) == 0 {
-					b.Records = recs[r.first-lo : i-lo : i-lo]
+					b.Records = c.recs[a : i-lo : i-lo]
 				}
-				b.Authority = append(b.Authority, *a)
+				b.Authority = append(b.Authority, *au)
 			} else if len(b.Authority) > 0 {
 				c.err = corruptRow(fmt.Errorf("key record after an authority change"), "block %d: record %d", h.Height, i)
 				break
@@ -199,21 +244,19 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 		if c.err != nil {
 			break
 		}
-		atts, aerr := decodeAttestations(r.atts, h, b.Records)
-		if aerr != nil {
+		at := len(c.atts)
+		var aerr error
+		if c.atts, aerr = appendAttestations(c.atts, c.attBlobs[r.atts:r.attz], h, b.Records); aerr != nil {
 			c.err = corruptRow(aerr, "block %d: attestations", h.Height)
 			break
 		}
-		b.Attestations = atts
-		stored := make([]ledger.Hash, 0, ledger.StoredHashCount(end)-ledger.StoredHashCount(r.first))
-		for i := r.first; i < end; i++ {
-			hs := rrows[i-lo].hashes
-			for j := 0; j < len(hs); j += 32 {
-				stored = append(stored, ledger.Hash(hs[j:j+32]))
-			}
+		if len(c.atts) > at {
+			b.Attestations = c.atts[at:len(c.atts):len(c.atts)]
 		}
 		c.blocks = append(c.blocks, b)
-		c.hashes = append(c.hashes, stored)
+		c.leaves = append(c.leaves, c.leafBuf[a:a+int64(len(b.Records)):a+int64(len(b.Records))])
+		sa, sz := ledger.StoredHashCount(r.first)-base, ledger.StoredHashCount(end)-base
+		c.hashes = append(c.hashes, c.stored[sa:sz:sz])
 	}
 	if c.err == nil {
 		c.err = headErr
@@ -221,69 +264,92 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64) scanBatch {
 	if c.err == nil && len(c.blocks) < len(rows) {
 		c.err = fmt.Errorf("sqlitestore: block %d: %w", from+uint64(len(c.blocks)), ledger.ErrNotFound)
 	}
-	return c
 }
 
-// recordRow is what the chunks row of an entry holds of it besides its
-// bytes.
-type recordRow struct {
-	height int64
-	hashes []byte
-}
-
-// readRecordRows reads log entries lo to hi-1 from their chunks rows. It
-// returns the entries' bytes and rows of the first n entries, and, when
-// n < hi-lo, the error about the rest (a row missing, out of place, or
-// that does not split).
-func readRecordRows(ctx context.Context, tx *sql.Tx, lo, hi int64) (data [][]byte, rows []recordRow, n int64, err error) {
-	data = make([][]byte, 0, hi-lo)
-	rows = make([]recordRow, 0, hi-lo)
-	// One buffer for every entry's bytes and hashes: the row's bytes are
-	// not copied by Scan.
-	arena := make([]byte, 0, (hi-lo)*320)
-	err = scanChunks(ctx, tx, lo, hi, func(c *chunkRow) error {
-		for i, d := range c.entries {
-			idx := c.first + int64(i)
+// readEntries reads log entries lo to hi-1 from their chunks rows into
+// c.arena, c.ends, c.heights and c.stored. When it reads fewer, the error
+// is about the rest (a row missing, out of place, or that does not split).
+func (c *scanBatch) readEntries(ctx context.Context, tx *sql.Tx, lo, hi int64) error {
+	c.arena = slices.Grow(c.arena, int(hi-lo)*200)
+	c.stored = slices.Grow(c.stored, int(ledger.StoredHashCount(hi)-ledger.StoredHashCount(lo)))
+	return scanChunks(ctx, tx, lo, hi, func(r *chunkRow) error {
+		for i, d := range r.entries {
+			idx := r.first + int64(i)
 			if idx < lo || idx >= hi {
 				continue
 			}
-			hs := c.hashesOf(idx)
-			if len(arena)+len(d)+len(hs) > cap(arena) {
-				arena = make([]byte, 0, max(cap(arena), len(d)+len(hs)))
+			c.arena = append(append(c.arena, 0), d...)
+			c.ends = append(c.ends, len(c.arena))
+			c.heights = append(c.heights, r.height)
+			hs := r.hashesOf(idx)
+			for j := 0; j < len(hs); j += len(ledger.Hash{}) {
+				c.stored = append(c.stored, ledger.Hash(hs[j:]))
 			}
-			at := len(arena)
-			arena = append(append(arena, d...), hs...)
-			data = append(data, arena[at:at+len(d):at+len(d)])
-			rows = append(rows, recordRow{c.height, arena[at+len(d) : len(arena) : len(arena)]})
 		}
 		return nil
 	})
-	return data, rows, int64(len(data)), err
 }
 
-// parseAll parses data[i], the bytes of log entry lo+i, into recs[i], or
-// auths[i] for an authority change (or its error into errs[i]), on every
-// CPU.
-func parseAll(lo int64, data [][]byte, recs []ledger.Record, auths []*ledger.AuthorityChange, errs []error) {
-	workers := min(runtime.GOMAXPROCS(0), 1+len(data)/512)
+// parseAll parses and hashes the entries readEntries read, the first
+// being log entry lo, on every CPU: entry i into c.recs[i], or c.auths[i]
+// for an authority change, with its leaf hash in c.leafBuf[i], or its
+// error in c.errs[i]. It returns how many entries from the first parse.
+//
+// Key records are parsed from one string holding the batch's entries, so
+// their fields are substrings of it: one allocation for the batch.
+func (c *scanBatch) parseAll(lo int64) int {
+	n := len(c.ends)
+	c.recs = resize(c.recs, n)
+	c.auths = resize(c.auths, n)
+	c.errs = resize(c.errs, n)
+	c.leafBuf = resize(c.leafBuf, n)
+	text := string(c.arena)
+	workers := min(runtime.GOMAXPROCS(0), 1+n/512)
 	var wg sync.WaitGroup
-	per := (len(data) + workers - 1) / max(workers, 1)
+	per := (n + workers - 1) / max(workers, 1)
 	for w := 0; w < workers; w++ {
-		a, b := w*per, min((w+1)*per, len(data))
+		a, b := w*per, min((w+1)*per, n)
 		if a >= b {
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			at := 0
+			if a > 0 {
+				at = c.ends[a-1]
+			}
 			for i := a; i < b; i++ {
-				c, err := parseEntry(data[i], &recs[i])
-				if err != nil {
-					errs[i] = corruptRow(err, "record %d", lo+int64(i))
+				end := c.ends[i]
+				data := c.arena[at+1 : end]
+				c.recs[i], c.auths[i], c.errs[i] = ledger.Record{}, nil, nil
+				var err error
+				if isAuthority(data) {
+					c.auths[i], err = ledger.ParseAuthorityChange(data)
+				} else {
+					c.recs[i], err = ledger.ParseRecordString(text[at+1 : end])
 				}
-				auths[i] = c
+				if err != nil {
+					c.errs[i] = corruptRow(err, "record %d", lo+int64(i))
+				}
+				c.leafBuf[i] = sha256.Sum256(c.arena[at:end])
+				at = end
 			}
 		}()
 	}
 	wg.Wait()
+	for i, err := range c.errs[:n] {
+		if err != nil {
+			return i
+		}
+	}
+	return n
+}
+
+// resize returns s with length n, reusing its memory when it can.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/vcsledger/vcsledger/ledger"
@@ -63,6 +65,50 @@ func TestScanBlocksAudit(t *testing.T) {
 		}
 	})
 
+	// ScanBlocks gives each block as Block reads it, with its records'
+	// leaf hashes and its stored hashes, though it reuses its batches'
+	// memory.
+	t.Run("blocks", func(t *testing.T) {
+		// Batches of about 500 records: 25 of them, more than ScanBlocks
+		// has buffers.
+		s, err := Open(ctx, path, withScanBatch(500))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		next := uint64(0)
+		err = s.ScanBlocks(ctx, 0, 240, func(b *ledger.Block, leaves, hashes []ledger.Hash) error {
+			want, err := s.Block(ctx, next)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(b, want) {
+				t.Fatalf("ScanBlocks gave block %d as %+v; Block reads %+v", next, b, want)
+			}
+			if len(leaves) != len(b.Records) {
+				t.Fatalf("block %d: %d leaf hashes for %d records", next, len(leaves), len(b.Records))
+			}
+			for i := range b.Records {
+				if leaves[i] != b.Records[i].LeafHash() {
+					t.Fatalf("block %d: leaf hash %d is %s, want %s", next, i, leaves[i], b.Records[i].LeafHash())
+				}
+			}
+			end := int64(b.Header.LogSize)
+			var idx []int64
+			for i := ledger.StoredHashCount(end - int64(b.Header.Records)); i < ledger.StoredHashCount(end); i++ {
+				idx = append(idx, i)
+			}
+			if want, err := s.ReadHashes(ctx, idx); err != nil || !slices.Equal(hashes, want) {
+				t.Fatalf("block %d: stored hashes %v; ReadHashes gives %v, %v", next, hashes, want, err)
+			}
+			next++
+			return nil
+		})
+		if err != nil || next != 241 {
+			t.Fatalf("ScanBlocks = %v after %d blocks; want nil after 241", err, next)
+		}
+	})
+
 	// Damage past the first batch is found at the same height both ways.
 	for _, tc := range []struct {
 		name   string
@@ -108,7 +154,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		defer s.Close()
 		stop := errors.New("stop")
 		var last uint64
-		err = s.ScanBlocks(ctx, 10, 240, func(b *ledger.Block, hashes []ledger.Hash) error {
+		err = s.ScanBlocks(ctx, 10, 240, func(b *ledger.Block, _, hashes []ledger.Hash) error {
 			if b.Header.Height != last+1 && last != 0 || int64(len(hashes)) != ledger.StoredHashCount(int64(b.Header.LogSize))-ledger.StoredHashCount(int64(b.Header.LogSize-b.Header.Records)) {
 				t.Errorf("block %d after %d with %d hashes", b.Header.Height, last, len(hashes))
 			}
@@ -122,7 +168,7 @@ func TestScanBlocksAudit(t *testing.T) {
 			t.Fatalf("ScanBlocks = %v after block %d; want fn's error after block 50", err, last)
 		}
 		cctx, cancel := context.WithCancel(ctx)
-		err = s.ScanBlocks(cctx, 0, 240, func(b *ledger.Block, hashes []ledger.Hash) error {
+		err = s.ScanBlocks(cctx, 0, 240, func(b *ledger.Block, _, _ []ledger.Hash) error {
 			if b.Header.Height == 5 {
 				cancel()
 			}
@@ -131,7 +177,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("ScanBlocks after cancel = %v", err)
 		}
-		if err := s.ScanBlocks(ctx, 241, 245, func(*ledger.Block, []ledger.Hash) error { return nil }); !errors.Is(err, ledger.ErrNotFound) {
+		if err := s.ScanBlocks(ctx, 241, 245, func(*ledger.Block, []ledger.Hash, []ledger.Hash) error { return nil }); !errors.Is(err, ledger.ErrNotFound) {
 			t.Fatalf("ScanBlocks past the head = %v; want ErrNotFound", err)
 		}
 	})

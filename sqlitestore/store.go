@@ -132,6 +132,7 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -214,6 +215,8 @@ type Store struct {
 
 	cache hashCache // the upper levels of the stored log hashes
 	keys  keyIndex  // the key index's tail (keyindex.go)
+
+	scanRecords int64 // about how many records a ScanBlocks batch reads
 }
 
 var _ ledger.Store = (*Store)(nil)
@@ -241,6 +244,7 @@ type config struct {
 	check      IntegrityCheck
 	cacheBytes int64 // bound of the hash cache
 	keyMerge   int64 // if > 0, the key index tail length that merges
+	scanBatch  int64 // if > 0, the records a ScanBlocks batch reads
 }
 
 // An Option configures Open.
@@ -339,6 +343,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	s := &Store{path: path, w: w}
 	s.cache.max = cfg.cacheBytes / 32
 	s.keys.mergeAt = cfg.keyMerge
+	s.scanRecords = cmp.Or(cfg.scanBatch, scanRecords)
 	if err := s.init(ctx, cfg); err != nil {
 		w.Close()
 		return nil, err
