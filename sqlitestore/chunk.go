@@ -48,10 +48,11 @@ type chunkRow struct {
 // end returns the log index after the row's last entry.
 func (c *chunkRow) end() int64 { return c.first + int64(len(c.entries)) }
 
-// hashesOf returns the stored hashes entry idx adds, idx in the row.
-func (c *chunkRow) hashesOf(idx int64) []byte {
+// hashesOf returns the stored hashes entries a to z-1 add, a and z-1 in
+// the row.
+func (c *chunkRow) hashesOf(a, z int64) []byte {
 	base := ledger.StoredHashCount(c.first)
-	return c.hashes[32*(ledger.StoredHashCount(idx)-base) : 32*(ledger.StoredHashCount(idx+1)-base)]
+	return c.hashes[32*(ledger.StoredHashCount(a)-base) : 32*(ledger.StoredHashCount(z)-base)]
 }
 
 // split fills c from a row's columns, reusing c.entries, and checks that
@@ -276,7 +277,7 @@ func scanBlockEntries(ctx context.Context, q queryer, height uint64, first, n in
 		}
 		for i, e := range c.entries {
 			idx := c.first + int64(i)
-			if err := fn(idx, e, c.hashesOf(idx)); err != nil {
+			if err := fn(idx, e, c.hashesOf(idx, idx+1)); err != nil {
 				return err
 			}
 			seen++

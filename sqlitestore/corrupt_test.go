@@ -72,7 +72,7 @@ func editEntry(t testing.TB, path string, idx int64, edit func(data, hashes []by
 	var nd, nh []byte
 	for i, e := range c.entries {
 		j := first + int64(i)
-		hs := c.hashesOf(j)
+		hs := c.hashesOf(j, j+1)
 		if j == idx {
 			e, hs = edit(bytes.Clone(e), bytes.Clone(hs))
 		}

@@ -167,7 +167,7 @@ func downgrade(tb testing.TB, path string, version int) {
 			if !ok {
 				key = fmt.Sprintf("vcsledger-authority/1 %020d", idx)
 			}
-			all = append(all, row{idx, height, key, bytes.Clone(e), bytes.Clone(c.hashesOf(idx))})
+			all = append(all, row{idx, height, key, bytes.Clone(e), bytes.Clone(c.hashesOf(idx, idx+1))})
 		}
 	}
 	rows.Close()

@@ -273,18 +273,16 @@ func (c *scanBatch) readEntries(ctx context.Context, tx *sql.Tx, lo, hi int64) e
 	c.arena = slices.Grow(c.arena, int(hi-lo)*200)
 	c.stored = slices.Grow(c.stored, int(ledger.StoredHashCount(hi)-ledger.StoredHashCount(lo)))
 	return scanChunks(ctx, tx, lo, hi, func(r *chunkRow) error {
-		for i, d := range r.entries {
-			idx := r.first + int64(i)
-			if idx < lo || idx >= hi {
-				continue
-			}
+		// The row's entries from lo to hi, and their stored hashes.
+		a, z := max(r.first, lo), min(r.end(), hi)
+		for _, d := range r.entries[a-r.first : z-r.first] {
 			c.arena = append(append(c.arena, 0), d...)
 			c.ends = append(c.ends, len(c.arena))
 			c.heights = append(c.heights, r.height)
-			hs := r.hashesOf(idx)
-			for j := 0; j < len(hs); j += len(ledger.Hash{}) {
-				c.stored = append(c.stored, ledger.Hash(hs[j:]))
-			}
+		}
+		hs := r.hashesOf(a, z)
+		for j := 0; j < len(hs); j += len(ledger.Hash{}) {
+			c.stored = append(c.stored, ledger.Hash(hs[j:]))
 		}
 		return nil
 	})
