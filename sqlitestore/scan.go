@@ -28,7 +28,7 @@ func withScanBatch(n int64) Option { return func(c *config) { c.scanBatch = n } 
 const scanMaxBlocks = 1024
 
 // scanBuffers is how many batches' memory ScanBlocks keeps: one that fn
-// works through, one waiting, one being read.
+// works through, one being parsed, one being read.
 const scanBuffers = 3
 
 // A scanBatch is consecutive blocks read in one transaction, each with the
@@ -41,40 +41,60 @@ type scanBatch struct {
 	hashes [][]ledger.Hash
 	err    error
 
-	// The batch's entries: entry i's bytes are arena[ends[i-1]+1:ends[i]]
-	// (from 1 for i = 0), each after a 0x00 byte, so that arena[ends[i-1]:
-	// ends[i]] is its leaf hash's input.
+	// What read read: the blocks' rows, and the error that ended them
+	// (about the block after the last row); their entries from log index
+	// lo on, and the error that ended them (about the entry after the
+	// last).
+	rows    []scanRow
+	rowsErr error
+	lo      int64
+	entErr  error
+
+	// The entries: entry i's bytes are arena[ends[i-1]+1:ends[i]] (from 1
+	// for i = 0), each after a 0x00 byte, so that arena[ends[i-1]:ends[i]]
+	// is its leaf hash's input.
 	arena    []byte
 	ends     []int
 	heights  []int64       // the height each entry's chunks row gives
 	stored   []ledger.Hash // the stored hashes the entries added, in order
-	recs     []ledger.Record
-	auths    []*ledger.AuthorityChange
-	errs     []error
-	leafBuf  []ledger.Hash
-	attBlobs []byte // the blocks' attestations blobs
-	atts     []ledger.Attestation
+	attBlobs []byte        // the blocks' attestations blobs
+
+	// What build makes of them.
+	recs    []ledger.Record
+	auths   []*ledger.AuthorityChange
+	errs    []error
+	leafBuf []ledger.Hash
+	atts    []ledger.Attestation
+}
+
+// A scanRow is a blocks row as read reads it.
+type scanRow struct {
+	b          *ledger.Block // without records and attestations
+	first      int64         // the block's first log index
+	atts, attz int           // its attestations blob: attBlobs[atts:attz]
 }
 
 // reset empties c for the next batch, keeping its buffers.
 func (c *scanBatch) reset() {
 	clear(c.blocks)
+	clear(c.rows)
 	*c = scanBatch{
 		blocks: c.blocks[:0], leaves: c.leaves[:0], hashes: c.hashes[:0],
-		arena: c.arena[:0], ends: c.ends[:0], heights: c.heights[:0], stored: c.stored[:0],
-		recs: c.recs, auths: c.auths, errs: c.errs, leafBuf: c.leafBuf, attBlobs: c.attBlobs[:0], atts: c.atts[:0],
+		rows: c.rows[:0], arena: c.arena[:0], ends: c.ends[:0], heights: c.heights[:0],
+		stored: c.stored[:0], attBlobs: c.attBlobs[:0],
+		recs: c.recs, auths: c.auths, errs: c.errs, leafBuf: c.leafBuf, atts: c.atts[:0],
 	}
 }
 
 // ScanBlocks calls fn with the blocks from height from to height to, in
 // order, each with the leaf hashes of its records and the stored log
 // hashes its records added (see ledger.BlockScanner). It reads the blocks
-// in batches of about scanRecords records, one read transaction per batch, with
-// the next batch read, and its records parsed and hashed (on every CPU),
-// while fn works through the current one; a batch's memory serves the
-// batches after it. Blocks are checked as Block checks them; an error is
-// about the block after the last one fn was given. ScanBlocks returns fn's
-// error as is.
+// in batches of about scanRecords records, one read transaction per
+// batch, in a pipeline: while fn works through a batch, the next is
+// parsed and hashed (on every CPU) and the one after it read. A batch's
+// memory serves the batches after it. Blocks are checked as Block checks
+// them; an error is about the block after the last one fn was given.
+// ScanBlocks returns fn's error as is.
 func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	if from > to {
 		return nil
@@ -87,12 +107,14 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 	for range scanBuffers {
 		free <- new(scanBatch)
 	}
-	batches := make(chan *scanBatch, scanBuffers)
+	// Neither send below ever blocks: there are only scanBuffers batches.
+	read := make(chan *scanBatch, scanBuffers)
+	built := make(chan *scanBatch, scanBuffers)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		defer close(batches)
+		defer close(read)
 		for h := from; h <= to; {
 			var c *scanBatch
 			select {
@@ -100,21 +122,29 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 			case <-pctx.Done():
 				return
 			}
-			s.readBatch(pctx, h, to, c)
-			batches <- c // never blocks: there are scanBuffers batches
-			if c.err != nil {
+			s.read(pctx, h, to, c)
+			read <- c
+			if c.rowsErr != nil || c.entErr != nil {
 				return
 			}
-			h += uint64(len(c.blocks))
+			h += uint64(len(c.rows))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		defer close(built)
+		for c := range read {
+			c.build()
+			built <- c
 		}
 	}()
 	defer func() {
 		cancel()
-		for range batches {
+		for range built {
 		}
 		wg.Wait()
 	}()
-	for c := range batches {
+	for c := range built {
 		for i, b := range c.blocks {
 			if err := fn(b, c.leaves[i], c.hashes[i]); err != nil {
 				return err
@@ -128,28 +158,23 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 	return ctx.Err()
 }
 
-// readBatch reads into c the blocks from height from on (to at most), in
-// one transaction: whole blocks of about scanRecords records.
-func (s *Store) readBatch(ctx context.Context, from, to uint64, c *scanBatch) {
+// read reads into c, in one transaction, the blocks from height from on
+// (to at most), whole blocks of about s.scanRecords records: their rows,
+// and their entries' bytes and stored hashes.
+func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 	c.reset()
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		c.err = readErr(err, "block %d", from)
+		c.rowsErr = readErr(err, "block %d", from)
 		return
 	}
 	defer tx.Rollback()
 
 	// The blocks' rows, up to about scanRecords records.
-	type row struct {
-		b          *ledger.Block
-		first      int64
-		atts, attz int // the row's attestations blob: c.attBlobs[atts:attz]
-	}
-	var rows []row
 	q, err := tx.QueryContext(ctx, "SELECT height, header, hash, cert, attestations, first_index FROM blocks WHERE height >= ? AND height <= ? ORDER BY height LIMIT ?",
 		int64(from), int64(to), scanMaxBlocks)
 	if err != nil {
-		c.err = readErr(err, "block %d", from)
+		c.rowsErr = readErr(err, "block %d", from)
 		return
 	}
 	var nrec int64
@@ -157,63 +182,73 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64, c *scanBatch) {
 		var height, first int64
 		var hdr, hash, cert, atts sql.RawBytes
 		if err := q.Scan(&height, &hdr, &hash, &cert, &atts, &first); err != nil {
-			c.err = readErr(err, "block %d", from+uint64(len(rows)))
+			c.rowsErr = readErr(err, "block %d", from+uint64(len(c.rows)))
 			break
 		}
-		want := from + uint64(len(rows))
+		want := from + uint64(len(c.rows))
 		if height != int64(want) {
-			c.err = fmt.Errorf("sqlitestore: block %d: %w", want, ledger.ErrNotFound)
+			c.rowsErr = fmt.Errorf("sqlitestore: block %d: %w", want, ledger.ErrNotFound)
 			break
 		}
 		b, err := blockHead(want, hdr, hash, cert, first)
 		if err != nil {
-			c.err = err
+			c.rowsErr = err
 			break
 		}
 		at := len(c.attBlobs)
 		c.attBlobs = append(c.attBlobs, atts...)
-		rows = append(rows, row{b, first, at, len(c.attBlobs)})
+		c.rows = append(c.rows, scanRow{b, first, at, len(c.attBlobs)})
 		if nrec += int64(b.Header.Records); nrec >= s.scanRecords {
 			break
 		}
 	}
 	q.Close()
-	if c.err == nil {
+	if c.rowsErr == nil {
 		if err := q.Err(); err != nil {
-			c.err = readErr(err, "block %d", from+uint64(len(rows)))
-		} else if len(rows) == 0 {
-			c.err = fmt.Errorf("sqlitestore: block %d: %w", from, ledger.ErrNotFound)
+			c.rowsErr = readErr(err, "block %d", from+uint64(len(c.rows)))
+		} else if len(c.rows) == 0 {
+			c.rowsErr = fmt.Errorf("sqlitestore: block %d: %w", from, ledger.ErrNotFound)
 		}
 	}
-	if len(rows) == 0 {
+	if len(c.rows) == 0 {
 		return
 	}
 
-	// Their records' rows, in one query, parsed and hashed on every CPU.
-	lo := rows[0].first
-	hi := lo
-	for i := range rows {
-		if rows[i].first != hi {
+	// Their entries, in one query.
+	c.lo = c.rows[0].first
+	hi := c.lo
+	for i := range c.rows {
+		if c.rows[i].first != hi {
 			// The header check in blockHead ties first to the log size; a
 			// gap here is a header that does not follow its parent, which
-			// the caller finds with the block itself.
-			rows = rows[:i]
+			// the caller finds with the block itself, first in the next
+			// batch.
+			c.rows = c.rows[:i]
 			break
 		}
-		hi += int64(rows[i].b.Header.Records)
+		hi += int64(c.rows[i].b.Header.Records)
 	}
-	err = c.readEntries(ctx, tx, lo, hi)
+	c.entErr = c.readEntries(ctx, tx, c.lo, hi)
+}
+
+// build parses and hashes the entries read read (on every CPU) and makes
+// the blocks of them, up to the first error, which it leaves in c.err.
+func (c *scanBatch) build() {
+	if len(c.rows) == 0 {
+		c.err = c.rowsErr
+		return
+	}
+	lo := c.lo
 	n := c.parseAll(lo)
+	err := c.entErr
 	if n < len(c.ends) {
 		err = c.errs[n]
 	}
 	// n entries from lo on are there, parse and are hashed; err is about
 	// entry lo+n. An error found here is about an earlier block than
-	// c.err.
-	headErr := c.err
-	c.err = nil
+	// c.rowsErr.
 	base := ledger.StoredHashCount(lo)
-	for _, r := range rows {
+	for _, r := range c.rows {
 		b, h := r.b, &r.b.Header
 		end := r.first + int64(h.Records)
 		if end > lo+int64(n) {
@@ -259,10 +294,7 @@ func (s *Store) readBatch(ctx context.Context, from, to uint64, c *scanBatch) {
 		c.hashes = append(c.hashes, c.stored[sa:sz:sz])
 	}
 	if c.err == nil {
-		c.err = headErr
-	}
-	if c.err == nil && len(c.blocks) < len(rows) {
-		c.err = fmt.Errorf("sqlitestore: block %d: %w", from+uint64(len(c.blocks)), ledger.ErrNotFound)
+		c.err = c.rowsErr
 	}
 }
 
