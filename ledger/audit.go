@@ -41,7 +41,8 @@ type BlockScanner interface {
 	// order; authority changes are not included), and hashes, the stored
 	// log hashes the block's records added (stored hashes
 	// StoredHashCount(LogSize-Records) to StoredHashCount(LogSize)-1, in
-	// order).
+	// order). Blocks carry their attestations only when attestations is
+	// true; when false, the store still checks that it holds them intact.
 	//
 	// Every record it passes was parsed from its canonical bytes with
 	// ParseRecord (or ParseRecordString), so it has passed Record.Check's
@@ -51,7 +52,7 @@ type BlockScanner interface {
 	// error of ScanBlocks that fn did not return is about the block after
 	// the last one fn was given. fn must not keep b, leaves or hashes
 	// after it returns: ScanBlocks may reuse their memory.
-	ScanBlocks(ctx context.Context, from, to uint64, fn func(b *Block, leaves, hashes []Hash) error) error
+	ScanBlocks(ctx context.Context, from, to uint64, attestations bool, fn func(b *Block, leaves, hashes []Hash) error) error
 }
 
 // Audit re-verifies a whole store from genesis: every header's link to its
@@ -94,7 +95,8 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 		return nil
 	}
 	if sc, ok := s.(BlockScanner); ok {
-		err := sc.ScanBlocks(ctx, 0, head.Height, func(b *Block, leaves, hashes []Hash) error {
+		// Only the seal looks at attestations.
+		err := sc.ScanBlocks(ctx, 0, head.Height, seal != nil, func(b *Block, leaves, hashes []Hash) error {
 			if b.Header.Height != next {
 				return &AuditError{Height: next, Err: fmt.Errorf("store gave block %d", b.Header.Height)}
 			}

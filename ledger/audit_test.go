@@ -102,11 +102,14 @@ type scanRaw struct {
 
 var _ ledger.BlockScanner = scanRaw{}
 
-func (s scanRaw) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
+func (s scanRaw) ScanBlocks(ctx context.Context, from, to uint64, attestations bool, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	for h := from; h <= to; h++ {
 		b, err := s.Block(ctx, h)
 		if err != nil {
 			return err
+		}
+		if !attestations {
+			b.Attestations = nil
 		}
 		leaves := make([]ledger.Hash, len(b.Records))
 		for i := range b.Records {

@@ -256,7 +256,7 @@ func newScanStore(b *testing.B, s *ledgertest.MemStore) *scanStore {
 	return ss
 }
 
-func (s *scanStore) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
+func (s *scanStore) ScanBlocks(ctx context.Context, from, to uint64, _ bool, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	for h := from; h <= to && h < uint64(len(s.blocks)); h++ {
 		if err := fn(s.blocks[h], s.leaves[h], s.hashes[h]); err != nil {
 			return err

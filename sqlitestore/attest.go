@@ -92,7 +92,7 @@ func nextAttestation(buf []byte, records int, e *attEntry) ([]byte, error) {
 // decodeAttestations parses a blocks.attestations blob of the block with
 // header h and records.
 func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
-	out, err := appendAttestations(nil, buf, h, records)
+	out, err := appendAttestations(nil, buf, h, records, true)
 	if err != nil {
 		return nil, err
 	}
@@ -103,27 +103,33 @@ func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) (
 // smallest a blob's entries usually are.
 const attRefSize = 1 + 1 + len(ledger.PublicKey{}) + len(ledger.Signature{})
 
-// appendAttestations is decodeAttestations appending to dst. On an error
-// it returns dst as it was.
-func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
+// appendAttestations is decodeAttestations appending to dst; with keep
+// false it only checks buf as decodeAttestations would, and returns dst as
+// it is. On an error it returns dst as it was.
+func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, records []ledger.Record, keep bool) ([]ledger.Attestation, error) {
 	start := len(dst)
-	dst = slices.Grow(dst, len(buf)/attRefSize)
+	if keep {
+		dst = slices.Grow(dst, len(buf)/attRefSize)
+	}
 	var e attEntry
-	for len(buf) > 0 {
+	for i := 0; len(buf) > 0; i++ {
 		rest, err := nextAttestation(buf, len(records), &e)
 		if err != nil {
-			return dst[:start], fmt.Errorf("entry %d: %w", len(dst)-start, err)
+			return dst[:start], fmt.Errorf("entry %d: %w", i, err)
 		}
 		buf = rest
-		if e.tag == attWhole {
+		switch {
+		case e.tag == attWhole:
 			a, err := ledger.ParseAttestation(e.whole)
 			if err != nil {
-				return dst[:start], fmt.Errorf("entry %d: %w", len(dst)-start, err)
+				return dst[:start], fmt.Errorf("entry %d: %w", i, err)
 			}
-			dst = append(dst, *a)
-			continue
+			if keep {
+				dst = append(dst, *a)
+			}
+		case keep:
+			dst = append(dst, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: ledger.PublicKey(e.validator), Sig: ledger.Signature(e.sig)})
 		}
-		dst = append(dst, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: ledger.PublicKey(e.validator), Sig: ledger.Signature(e.sig)})
 	}
 	return dst, nil
 }

@@ -88,14 +88,15 @@ func (c *scanBatch) reset() {
 
 // ScanBlocks calls fn with the blocks from height from to height to, in
 // order, each with the leaf hashes of its records and the stored log
-// hashes its records added (see ledger.BlockScanner). It reads the blocks
+// hashes its records added, and their attestations if attestations is
+// true (see ledger.BlockScanner). It reads the blocks
 // in batches of about scanRecords records, one read transaction per
 // batch, in a pipeline: while fn works through a batch, the next is
 // parsed and hashed (on every CPU) and the one after it read. A batch's
 // memory serves the batches after it. Blocks are checked as Block checks
 // them; an error is about the block after the last one fn was given.
 // ScanBlocks returns fn's error as is.
-func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
+func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, attestations bool, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	if from > to {
 		return nil
 	}
@@ -134,7 +135,7 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, fn func(b *ledg
 		defer wg.Done()
 		defer close(built)
 		for c := range read {
-			c.build()
+			c.build(attestations)
 			built <- c
 		}
 	}()
@@ -233,7 +234,9 @@ func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 
 // build parses and hashes the entries read read (on every CPU) and makes
 // the blocks of them, up to the first error, which it leaves in c.err.
-func (c *scanBatch) build() {
+// The blocks carry their attestations when attestations is true; when
+// false, their blobs are only checked.
+func (c *scanBatch) build(attestations bool) {
 	if len(c.rows) == 0 {
 		c.err = c.rowsErr
 		return
@@ -281,7 +284,7 @@ func (c *scanBatch) build() {
 		}
 		at := len(c.atts)
 		var aerr error
-		if c.atts, aerr = appendAttestations(c.atts, c.attBlobs[r.atts:r.attz], h, b.Records); aerr != nil {
+		if c.atts, aerr = appendAttestations(c.atts, c.attBlobs[r.atts:r.attz], h, b.Records, attestations); aerr != nil {
 			c.err = corruptRow(aerr, "block %d: attestations", h.Height)
 			break
 		}

@@ -43,7 +43,10 @@ func TestScanBlocksAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit := func(t *testing.T, path string) (scan, plain *ledger.AuditReport, scanErr, plainErr error) {
+	// audit audits the store at path through ScanBlocks and block by
+	// block, with the seal checked, and through ScanBlocks without it
+	// (which reads no attestations).
+	audit := func(t *testing.T, path string) (scan, plain, noSeal *ledger.AuditReport, scanErr, plainErr, noSealErr error) {
 		t.Helper()
 		s, err := Open(ctx, path)
 		if err != nil {
@@ -52,16 +55,17 @@ func TestScanBlocksAudit(t *testing.T) {
 		defer s.Close()
 		scan, scanErr = ledger.Audit(ctx, s, c.gen, testSeal{c}, nil)
 		plain, plainErr = ledger.Audit(ctx, plainStore{s}, c.gen, testSeal{c}, nil)
+		noSeal, noSealErr = ledger.Audit(ctx, s, c.gen, nil, nil)
 		return
 	}
 
 	t.Run("good", func(t *testing.T) {
-		scan, plain, scanErr, plainErr := audit(t, path)
-		if scanErr != nil || plainErr != nil {
-			t.Fatalf("Audit = %v (scan), %v (block by block)", scanErr, plainErr)
+		scan, plain, noSeal, scanErr, plainErr, noSealErr := audit(t, path)
+		if scanErr != nil || plainErr != nil || noSealErr != nil {
+			t.Fatalf("Audit = %v (scan), %v (block by block), %v (no seal)", scanErr, plainErr, noSealErr)
 		}
-		if *scan != *plain || scan.Records != 12000 || scan.Blocks != 241 {
-			t.Fatalf("Audit reports %+v (scan), %+v (block by block)", scan, plain)
+		if *scan != *plain || *noSeal != *plain || scan.Records != 12000 || scan.Blocks != 241 {
+			t.Fatalf("Audit reports %+v (scan), %+v (block by block), %+v (no seal)", scan, plain, noSeal)
 		}
 	})
 
@@ -76,11 +80,15 @@ func TestScanBlocksAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		next := uint64(0)
-		err = s.ScanBlocks(ctx, 0, 240, func(b *ledger.Block, leaves, hashes []ledger.Hash) error {
+		var next uint64
+		var attestations bool
+		scan := func(b *ledger.Block, leaves, hashes []ledger.Hash) error {
 			want, err := s.Block(ctx, next)
 			if err != nil {
 				return err
+			}
+			if !attestations {
+				want.Attestations = nil
 			}
 			if !reflect.DeepEqual(b, want) {
 				t.Fatalf("ScanBlocks gave block %d as %+v; Block reads %+v", next, b, want)
@@ -103,9 +111,12 @@ func TestScanBlocksAudit(t *testing.T) {
 			}
 			next++
 			return nil
-		})
-		if err != nil || next != 241 {
-			t.Fatalf("ScanBlocks = %v after %d blocks; want nil after 241", err, next)
+		}
+		for _, attestations = range []bool{true, false} {
+			next = 0
+			if err := s.ScanBlocks(ctx, 0, 240, attestations, scan); err != nil || next != 241 {
+				t.Fatalf("ScanBlocks(attestations %v) = %v after %d blocks; want nil after 241", attestations, err, next)
+			}
 		}
 	})
 
@@ -135,11 +146,11 @@ func TestScanBlocksAudit(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.edit(p)
-			_, _, scanErr, plainErr := audit(t, p)
-			for _, err := range []error{scanErr, plainErr} {
+			_, _, _, scanErr, plainErr, noSealErr := audit(t, p)
+			for _, err := range []error{scanErr, plainErr, noSealErr} {
 				var ae *ledger.AuditError
 				if !errors.As(err, &ae) || ae.Height != tc.height || !errors.Is(err, ledger.ErrCorrupt) {
-					t.Fatalf("Audit = %v (scan), %v (block by block); want AuditErrors at height %d", scanErr, plainErr, tc.height)
+					t.Fatalf("Audit = %v (scan), %v (block by block), %v (no seal); want AuditErrors at height %d", scanErr, plainErr, noSealErr, tc.height)
 				}
 			}
 			t.Logf("Audit = %v", scanErr)
@@ -154,7 +165,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		defer s.Close()
 		stop := errors.New("stop")
 		var last uint64
-		err = s.ScanBlocks(ctx, 10, 240, func(b *ledger.Block, _, hashes []ledger.Hash) error {
+		err = s.ScanBlocks(ctx, 10, 240, false, func(b *ledger.Block, _, hashes []ledger.Hash) error {
 			if b.Header.Height != last+1 && last != 0 || int64(len(hashes)) != ledger.StoredHashCount(int64(b.Header.LogSize))-ledger.StoredHashCount(int64(b.Header.LogSize-b.Header.Records)) {
 				t.Errorf("block %d after %d with %d hashes", b.Header.Height, last, len(hashes))
 			}
@@ -168,7 +179,7 @@ func TestScanBlocksAudit(t *testing.T) {
 			t.Fatalf("ScanBlocks = %v after block %d; want fn's error after block 50", err, last)
 		}
 		cctx, cancel := context.WithCancel(ctx)
-		err = s.ScanBlocks(cctx, 0, 240, func(b *ledger.Block, _, _ []ledger.Hash) error {
+		err = s.ScanBlocks(cctx, 0, 240, false, func(b *ledger.Block, _, _ []ledger.Hash) error {
 			if b.Header.Height == 5 {
 				cancel()
 			}
@@ -177,7 +188,7 @@ func TestScanBlocksAudit(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("ScanBlocks after cancel = %v", err)
 		}
-		if err := s.ScanBlocks(ctx, 241, 245, func(*ledger.Block, []ledger.Hash, []ledger.Hash) error { return nil }); !errors.Is(err, ledger.ErrNotFound) {
+		if err := s.ScanBlocks(ctx, 241, 245, false, func(*ledger.Block, []ledger.Hash, []ledger.Hash) error { return nil }); !errors.Is(err, ledger.ErrNotFound) {
 			t.Fatalf("ScanBlocks past the head = %v; want ErrNotFound", err)
 		}
 	})
