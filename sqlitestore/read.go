@@ -183,7 +183,7 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	b.Records = make([]ledger.Record, 0, h.Records)
 	err = scanBlockEntries(ctx, q, height, first, int64(h.Records), func(idx int64, data, _ []byte) error {
 		var r ledger.Record
-		c, err := parseEntry(data, &r)
+		c, err := parseEntry(data, string(data), &r)
 		switch {
 		case err != nil:
 			return corruptRow(err, "block %d: record %d", height, idx)
@@ -210,14 +210,15 @@ func isAuthority(data []byte) bool {
 	return bytes.HasPrefix(data, []byte(authorityMagic))
 }
 
-// parseEntry parses a log entry's stored bytes: an authority change,
-// which it returns, or else a key record, into *r.
-func parseEntry(data []byte, r *ledger.Record) (*ledger.AuthorityChange, error) {
+// parseEntry parses a log entry's stored bytes, data, whose text is the
+// same bytes as a string: an authority change, which it returns, or else
+// a key record, into *r, whose fields are substrings of text.
+func parseEntry(data []byte, text string, r *ledger.Record) (*ledger.AuthorityChange, error) {
 	if isAuthority(data) {
 		return ledger.ParseAuthorityChange(data)
 	}
 	var err error
-	*r, err = ledger.ParseRecordString(string(data))
+	*r, err = ledger.ParseRecordString(text)
 	return nil, err
 }
 
@@ -225,7 +226,7 @@ func parseEntry(data []byte, r *ledger.Record) (*ledger.AuthorityChange, error) 
 // bytes.
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 	e := &ledger.Entry{Index: idx, Height: uint64(height)}
-	c, err := parseEntry(data, &e.Record)
+	c, err := parseEntry(data, string(data), &e.Record)
 	if err != nil {
 		return nil, corruptRow(err, "record %d", idx)
 	}

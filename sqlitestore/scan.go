@@ -88,14 +88,14 @@ func (c *scanBatch) reset() {
 
 // ScanBlocks calls fn with the blocks from height from to height to, in
 // order, each with the leaf hashes of its records and the stored log
-// hashes its records added, and their attestations if attestations is
-// true (see ledger.BlockScanner). It reads the blocks
-// in batches of about scanRecords records, one read transaction per
-// batch, in a pipeline: while fn works through a batch, the next is
-// parsed and hashed (on every CPU) and the one after it read. A batch's
-// memory serves the batches after it. Blocks are checked as Block checks
-// them; an error is about the block after the last one fn was given.
-// ScanBlocks returns fn's error as is.
+// hashes its records added, and with its attestations if attestations is
+// true (see ledger.BlockScanner). It reads the blocks in batches of about
+// scanRecords records, one read transaction per batch, in a pipeline:
+// while fn works through a batch, the next is parsed and hashed (on every
+// CPU) and the one after it read. A batch's memory serves the batches
+// after it. Blocks are checked as Block checks them; an error is about
+// the block after the last one fn was given. ScanBlocks returns fn's
+// error as is.
 func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, attestations bool, fn func(b *ledger.Block, leaves, hashes []ledger.Hash) error) error {
 	if from > to {
 		return nil
@@ -354,14 +354,9 @@ func (c *scanBatch) parseAll(lo int64) int {
 			}
 			for i := a; i < b; i++ {
 				end := c.ends[i]
-				data := c.arena[at+1 : end]
-				c.recs[i], c.auths[i], c.errs[i] = ledger.Record{}, nil, nil
+				c.recs[i], c.errs[i] = ledger.Record{}, nil
 				var err error
-				if isAuthority(data) {
-					c.auths[i], err = ledger.ParseAuthorityChange(data)
-				} else {
-					c.recs[i], err = ledger.ParseRecordString(text[at+1 : end])
-				}
+				c.auths[i], err = parseEntry(c.arena[at+1:end], text[at+1:end], &c.recs[i])
 				if err != nil {
 					c.errs[i] = corruptRow(err, "record %d", lo+int64(i))
 				}
