@@ -92,11 +92,7 @@ func nextAttestation(buf []byte, records int, e *attEntry) ([]byte, error) {
 // decodeAttestations parses a blocks.attestations blob of the block with
 // header h and records.
 func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
-	out, err := appendAttestations(nil, buf, h, records, true)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return appendAttestations(nil, buf, h, records, true)
 }
 
 // attRefSize is the size of an attRef entry of a record j < 128, the

@@ -42,12 +42,11 @@ type scanBatch struct {
 	err    error
 
 	// What read read: the blocks' rows, and the error that ended them
-	// (about the block after the last row); their entries from log index
-	// lo on, and the error that ended them (about the entry after the
-	// last).
+	// (about the block after the last row); their entries from the first
+	// row's first log index on, and the error that ended them (about the
+	// entry after the last).
 	rows    []scanRow
 	rowsErr error
-	lo      int64
 	entErr  error
 
 	// The entries: entry i's bytes are arena[ends[i-1]+1:ends[i]] (from 1
@@ -216,8 +215,8 @@ func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 	}
 
 	// Their entries, in one query.
-	c.lo = c.rows[0].first
-	hi := c.lo
+	lo := c.rows[0].first
+	hi := lo
 	for i := range c.rows {
 		if c.rows[i].first != hi {
 			// The header check in blockHead ties first to the log size; a
@@ -229,7 +228,7 @@ func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 		}
 		hi += int64(c.rows[i].b.Header.Records)
 	}
-	c.entErr = c.readEntries(ctx, tx, c.lo, hi)
+	c.entErr = c.readEntries(ctx, tx, lo, hi)
 }
 
 // build parses and hashes the entries read read (on every CPU) and makes
@@ -241,7 +240,7 @@ func (c *scanBatch) build(attestations bool) {
 		c.err = c.rowsErr
 		return
 	}
-	lo := c.lo
+	lo := c.rows[0].first
 	n := c.parseAll(lo)
 	err := c.entErr
 	if n < len(c.ends) {
@@ -332,10 +331,10 @@ func (c *scanBatch) readEntries(ctx context.Context, tx *sql.Tx, lo, hi int64) e
 // their fields are substrings of it: one allocation for the batch.
 func (c *scanBatch) parseAll(lo int64) int {
 	n := len(c.ends)
-	c.recs = resize(c.recs, n)
-	c.auths = resize(c.auths, n)
-	c.errs = resize(c.errs, n)
-	c.leafBuf = resize(c.leafBuf, n)
+	c.recs = slices.Grow(c.recs[:0], n)[:n]
+	c.auths = slices.Grow(c.auths[:0], n)[:n]
+	c.errs = slices.Grow(c.errs[:0], n)[:n]
+	c.leafBuf = slices.Grow(c.leafBuf[:0], n)[:n]
 	text := string(c.arena)
 	workers := min(runtime.GOMAXPROCS(0), 1+n/512)
 	var wg sync.WaitGroup
@@ -372,12 +371,4 @@ func (c *scanBatch) parseAll(lo int64) int {
 		}
 	}
 	return n
-}
-
-// resize returns s with length n, reusing its memory when it can.
-func resize[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
 }
