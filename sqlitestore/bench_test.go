@@ -502,7 +502,7 @@ func BenchmarkAudit1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		var read int64
-		var c chunkRow
+		var c chunkRow[[]byte]
 		for rows.Next() {
 			var first, height, firstHash int64
 			var hashes, data sql.RawBytes

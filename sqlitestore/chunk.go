@@ -38,19 +38,21 @@ func appendChunkEntry(data, entry []byte) []byte {
 	return append(data, entry...)
 }
 
-// A chunkRow is a chunks row read back and split.
-type chunkRow struct {
+// A chunkRow is a chunks row read back and split, its data read as T:
+// []byte, or string for entries parsed into records whose fields are
+// substrings of it (the row's one copy out of SQLite then serves them all).
+type chunkRow[T string | []byte] struct {
 	first, height int64
-	hashes        []byte   // the stored hashes its entries add
-	entries       [][]byte // each entry's bytes, slices of the row's data
+	hashes        []byte // the stored hashes its entries add
+	entries       []T    // each entry's bytes, slices of the row's data
 }
 
 // end returns the log index after the row's last entry.
-func (c *chunkRow) end() int64 { return c.first + int64(len(c.entries)) }
+func (c *chunkRow[T]) end() int64 { return c.first + int64(len(c.entries)) }
 
 // hashesOf returns the stored hashes entries a to z-1 add, a and z-1 in
 // the row.
-func (c *chunkRow) hashesOf(a, z int64) []byte {
+func (c *chunkRow[T]) hashesOf(a, z int64) []byte {
 	base := ledger.StoredHashCount(c.first)
 	return c.hashes[32*(ledger.StoredHashCount(a)-base) : 32*(ledger.StoredHashCount(z)-base)]
 }
@@ -59,14 +61,15 @@ func (c *chunkRow) hashesOf(a, z int64) []byte {
 // they agree with each other: the entries parse, there are 1 to
 // chunkEntries of them, and hashes holds exactly the stored hashes they
 // add, the first of them at firstHash.
-func (c *chunkRow) split(first, height, firstHash int64, hashes, data []byte) error {
+func (c *chunkRow[T]) split(first, height, firstHash int64, hashes []byte, data T) error {
 	c.first, c.height, c.hashes, c.entries = first, height, hashes, c.entries[:0]
 	for len(data) > 0 {
-		n, w := binary.Uvarint(data)
+		// For a string, a copy of the few bytes the length can take.
+		n, w := binary.Uvarint([]byte(data[:min(len(data), binary.MaxVarintLen64)]))
 		if w <= 0 || n > uint64(len(data)-w) {
 			return corruptRow(fmt.Errorf("entry %d is cut short", len(c.entries)), "chunk at %d", first)
 		}
-		c.entries = append(c.entries, data[w:w+int(n):w+int(n)])
+		c.entries = append(c.entries, data[w:w+int(n)])
 		data = data[w+int(n):]
 		if len(c.entries) > chunkEntries {
 			return corruptRow(fmt.Errorf("more than %d entries", chunkEntries), "chunk at %d", first)
@@ -87,28 +90,44 @@ func (c *chunkRow) split(first, height, firstHash int64, hashes, data []byte) er
 // chunkColumns are the columns scanChunks reads, in split's order.
 const chunkColumns = "first, height, first_hash, hashes, data"
 
+// chunkColumnsAs returns chunkColumns with data read as T: for a string,
+// cast to TEXT, whose bytes SQLite leaves as they are.
+func chunkColumnsAs[T string | []byte]() string {
+	var zero T
+	if _, ok := any(zero).(string); ok {
+		return "first, height, first_hash, hashes, CAST(data AS TEXT)"
+	}
+	return chunkColumns
+}
+
 // scanChunks calls fn with each row of the chunks table holding log
 // entries lo to hi-1, in order: the row holding lo first (it may begin
 // before lo), then each row beginning where the one before ended. The row
-// is valid only during fn. A row that does not split, or that does not
-// begin where the one before ended, is ErrCorrupt; entries missing at the
-// end are ErrNotFound, about the first one missing. q must see one
-// snapshot.
-func scanChunks(ctx context.Context, q queryer, lo, hi int64, fn func(c *chunkRow) error) error {
+// is valid only during fn (a string row's entries stay valid after). A
+// row that does not split, or that does not begin where the one before
+// ended, is ErrCorrupt; entries missing at the end are ErrNotFound, about
+// the first one missing. q must see one snapshot.
+func scanChunks[T string | []byte](ctx context.Context, q queryer, lo, hi int64, fn func(c *chunkRow[T]) error) error {
 	if lo >= hi {
 		return nil
 	}
-	rows, err := q.QueryContext(ctx, "SELECT "+chunkColumns+" FROM chunks WHERE first >= coalesce((SELECT first FROM chunks WHERE first <= ?1 ORDER BY first DESC LIMIT 1), ?1) AND first < ?2 ORDER BY first", lo, hi)
+	rows, err := q.QueryContext(ctx, "SELECT "+chunkColumnsAs[T]()+" FROM chunks WHERE first >= coalesce((SELECT first FROM chunks WHERE first <= ?1 ORDER BY first DESC LIMIT 1), ?1) AND first < ?2 ORDER BY first", lo, hi)
 	if err != nil {
 		return readErr(err, "entry %d", lo)
 	}
 	defer rows.Close()
-	var c chunkRow
+	var c chunkRow[T]
 	next := lo // the first entry not yet given to fn
 	for rows.Next() {
 		var first, height, firstHash int64
-		var hashes, data sql.RawBytes
-		if err := rows.Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
+		var hashes sql.RawBytes
+		var data T
+		// []byte data is scanned as RawBytes: not copied again.
+		var dest any = &data
+		if b, ok := dest.(*[]byte); ok {
+			dest = (*sql.RawBytes)(b)
+		}
+		if err := rows.Scan(&first, &height, &firstHash, &hashes, dest); err != nil {
 			return readErr(err, "entry %d", next)
 		}
 		if err := c.split(first, height, firstHash, hashes, data); err != nil {
@@ -140,14 +159,14 @@ func scanChunks(ctx context.Context, q queryer, lo, hi int64, fn func(c *chunkRo
 // readChunkAt reads and splits the chunks row holding log entry idx, or
 // the last row before it: the row with the greatest first at or below
 // idx (one lookup). No such row is ErrNotFound.
-func readChunkAt(ctx context.Context, q queryer, idx int64) (*chunkRow, error) {
+func readChunkAt(ctx context.Context, q queryer, idx int64) (*chunkRow[[]byte], error) {
 	var first, height, firstHash int64
 	var hashes, data []byte
 	err := q.QueryRowContext(ctx, "SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &data)
 	if err != nil {
 		return nil, readErr(err, "entry %d", idx)
 	}
-	var c chunkRow
+	var c chunkRow[[]byte]
 	if err := c.split(first, height, firstHash, hashes, data); err != nil {
 		return nil, err
 	}
@@ -271,7 +290,7 @@ func readSpansAt(ctx context.Context, q queryer, recs []int64) (hashSpans, error
 // an entry missing, are ErrCorrupt.
 func scanBlockEntries(ctx context.Context, q queryer, height uint64, first, n int64, fn func(idx int64, data, hashes []byte) error) error {
 	seen := int64(0)
-	err := scanChunks(ctx, q, first, first+n, func(c *chunkRow) error {
+	err := scanChunks(ctx, q, first, first+n, func(c *chunkRow[[]byte]) error {
 		if c.height != int64(height) || c.end() > first+n {
 			return corruptRow(fmt.Errorf("entries %d to %d of height %d where its entries belong", c.first, c.end()-1, c.height), "block %d", height)
 		}

@@ -65,7 +65,7 @@ func editEntry(t testing.TB, path string, idx int64, edit func(data, hashes []by
 	if err := db.QueryRow("SELECT "+chunkColumns+" FROM chunks WHERE first <= ? ORDER BY first DESC LIMIT 1", idx).Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
 		t.Fatal(err)
 	}
-	var c chunkRow
+	var c chunkRow[[]byte]
 	if err := c.split(first, height, firstHash, hashes, data); err != nil || idx >= c.end() {
 		t.Fatalf("entry %d: row at %d: %v", idx, first, err)
 	}

@@ -103,7 +103,7 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 		return fmt.Errorf("key index: %d keys and %d authority changes for %d entries: %w", f.keys, auth, indexed, errCorruptIndex)
 	}
 	tail := make(map[string]tailKey, size-indexed)
-	err = scanChunks(ctx, q, indexed, size, func(c *chunkRow) error {
+	err = scanChunks(ctx, q, indexed, size, func(c *chunkRow[[]byte]) error {
 		for i, e := range c.entries {
 			idx := c.first + int64(i)
 			if idx < indexed {

@@ -157,7 +157,7 @@ func downgrade(tb testing.TB, path string, version int) {
 		if err := rows.Scan(&first, &height, &firstHash, &hashes, &data); err != nil {
 			tb.Fatal(err)
 		}
-		var c chunkRow
+		var c chunkRow[[]byte]
 		if err := c.split(first, height, firstHash, hashes, data); err != nil {
 			tb.Fatal(err)
 		}

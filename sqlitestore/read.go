@@ -258,7 +258,7 @@ func (s *Store) Records(ctx context.Context, from int64, limit int) ([]ledger.En
 	}
 	defer tx.Rollback()
 	var out []ledger.Entry
-	err = scanChunks(ctx, tx, from, from+int64(limit), func(c *chunkRow) error {
+	err = scanChunks(ctx, tx, from, from+int64(limit), func(c *chunkRow[[]byte]) error {
 		for i, data := range c.entries {
 			idx := c.first + int64(i)
 			if idx < from || len(out) == limit {
@@ -312,7 +312,7 @@ func (s *Store) Lookup(ctx context.Context, key ledger.Key) (*ledger.Entry, erro
 			return nil, readErr(err, "key %s", key)
 		}
 		defer rows.Close()
-		var c chunkRow
+		var c chunkRow[[]byte]
 		for rows.Next() {
 			var idx, first, height, firstHash int64
 			var hashes, data sql.RawBytes

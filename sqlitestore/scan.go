@@ -49,11 +49,8 @@ type scanBatch struct {
 	rowsErr error
 	entErr  error
 
-	// The entries: entry i's bytes are arena[ends[i-1]+1:ends[i]] (from 1
-	// for i = 0), each after a 0x00 byte, so that arena[ends[i-1]:ends[i]]
-	// is its leaf hash's input.
-	arena    []byte
-	ends     []int
+	// The entries' bytes, substrings of their chunks rows' data.
+	entries  []string
 	heights  []int64       // the height each entry's chunks row gives
 	stored   []ledger.Hash // the stored hashes the entries added, in order
 	attBlobs []byte        // the blocks' attestations blobs
@@ -77,9 +74,10 @@ type scanRow struct {
 func (c *scanBatch) reset() {
 	clear(c.blocks)
 	clear(c.rows)
+	clear(c.entries)
 	*c = scanBatch{
 		blocks: c.blocks[:0], leaves: c.leaves[:0], hashes: c.hashes[:0],
-		rows: c.rows[:0], arena: c.arena[:0], ends: c.ends[:0], heights: c.heights[:0],
+		rows: c.rows[:0], entries: c.entries[:0], heights: c.heights[:0],
 		stored: c.stored[:0], attBlobs: c.attBlobs[:0],
 		recs: c.recs, auths: c.auths, errs: c.errs, leafBuf: c.leafBuf, atts: c.atts[:0],
 	}
@@ -243,7 +241,7 @@ func (c *scanBatch) build(attestations bool) {
 	lo := c.rows[0].first
 	n := c.parseAll(lo)
 	err := c.entErr
-	if n < len(c.ends) {
+	if n < len(c.entries) {
 		err = c.errs[n]
 	}
 	// n entries from lo on are there, parse and are hashed; err is about
@@ -301,17 +299,15 @@ func (c *scanBatch) build(attestations bool) {
 }
 
 // readEntries reads log entries lo to hi-1 from their chunks rows into
-// c.arena, c.ends, c.heights and c.stored. When it reads fewer, the error
-// is about the rest (a row missing, out of place, or that does not split).
+// c.entries, c.heights and c.stored. When it reads fewer, the error is
+// about the rest (a row missing, out of place, or that does not split).
 func (c *scanBatch) readEntries(ctx context.Context, tx *sql.Tx, lo, hi int64) error {
-	c.arena = slices.Grow(c.arena, int(hi-lo)*200)
 	c.stored = slices.Grow(c.stored, int(ledger.StoredHashCount(hi)-ledger.StoredHashCount(lo)))
-	return scanChunks(ctx, tx, lo, hi, func(r *chunkRow) error {
+	return scanChunks(ctx, tx, lo, hi, func(r *chunkRow[string]) error {
 		// The row's entries from lo to hi, and their stored hashes.
 		a, z := max(r.first, lo), min(r.end(), hi)
-		for _, d := range r.entries[a-r.first : z-r.first] {
-			c.arena = append(append(c.arena, 0), d...)
-			c.ends = append(c.ends, len(c.arena))
+		c.entries = append(c.entries, r.entries[a-r.first:z-r.first]...)
+		for range z - a {
 			c.heights = append(c.heights, r.height)
 		}
 		hs := r.hashesOf(a, z)
@@ -326,16 +322,13 @@ func (c *scanBatch) readEntries(ctx context.Context, tx *sql.Tx, lo, hi int64) e
 // being log entry lo, on every CPU: entry i into c.recs[i], or c.auths[i]
 // for an authority change, with its leaf hash in c.leafBuf[i], or its
 // error in c.errs[i]. It returns how many entries from the first parse.
-//
-// Key records are parsed from one string holding the batch's entries, so
-// their fields are substrings of it: one allocation for the batch.
+// Key records' fields are substrings of the entries.
 func (c *scanBatch) parseAll(lo int64) int {
-	n := len(c.ends)
+	n := len(c.entries)
 	c.recs = slices.Grow(c.recs[:0], n)[:n]
 	c.auths = slices.Grow(c.auths[:0], n)[:n]
 	c.errs = slices.Grow(c.errs[:0], n)[:n]
 	c.leafBuf = slices.Grow(c.leafBuf[:0], n)[:n]
-	text := string(c.arena)
 	workers := min(runtime.GOMAXPROCS(0), 1+n/512)
 	var wg sync.WaitGroup
 	per := (n + workers - 1) / max(workers, 1)
@@ -347,20 +340,18 @@ func (c *scanBatch) parseAll(lo int64) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			at := 0
-			if a > 0 {
-				at = c.ends[a-1]
-			}
+			// 0x00 || an entry's bytes: its leaf hash's input.
+			var leaf []byte
 			for i := a; i < b; i++ {
-				end := c.ends[i]
+				e := c.entries[i]
+				leaf = append(append(leaf[:0], 0), e...)
 				c.recs[i], c.errs[i] = ledger.Record{}, nil
 				var err error
-				c.auths[i], err = parseEntry(c.arena[at+1:end], text[at+1:end], &c.recs[i])
+				c.auths[i], err = parseEntry(leaf[1:], e, &c.recs[i])
 				if err != nil {
 					c.errs[i] = corruptRow(err, "record %d", lo+int64(i))
 				}
-				c.leafBuf[i] = sha256.Sum256(c.arena[at:end])
-				at = end
+				c.leafBuf[i] = sha256.Sum256(leaf)
 			}
 		}()
 	}
