@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -68,16 +69,41 @@ type BlockScanner interface {
 // read it from its canonical bytes and the hash of those bytes.
 //
 // Audit keeps O(log n) hashes and, per key, a 64-bit fingerprint and log
-// index in memory; two keys whose fingerprints meet are compared in full
-// (one read from the store when the earlier is in an earlier block), so a
-// key is reported committed twice only when it is.
-// progress, when not nil, is called after each block.
+// index in memory (16 bytes a key). It looks for a key committed twice
+// once it has checked the blocks; two keys whose fingerprints meet are
+// compared in full, both read back from the store, so a key is reported
+// committed twice only when it is. progress, when not nil, is called
+// after each block.
 func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress func(height uint64)) (*AuditReport, error) {
 	head, err := s.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: audit: %w", err)
 	}
 	a := &auditor{ctx: ctx, s: s, g: g, seal: seal, keys: newKeySet(head.LogSize)}
+	err = a.blocks(head.Height, progress)
+	var ae *AuditError
+	if err != nil && !errors.As(err, &ae) {
+		return nil, err
+	}
+	if ae == nil {
+		ae = a.authorities()
+	}
+	// A key committed twice in the blocks that passed is the first
+	// failure when its block comes first.
+	if re := a.repeat(); re != nil && (ae == nil || re.Height < ae.Height) {
+		ae = re
+	}
+	if ae != nil {
+		return nil, ae
+	}
+	a.rep.Head = a.parent
+	return &a.rep, nil
+}
+
+// blocks checks the blocks from 0 to height in order, calling progress
+// after each; it returns an *AuditError for the first that fails, or the
+// context's error.
+func (a *auditor) blocks(height uint64, progress func(height uint64)) error {
 	next := uint64(0) // the height being checked
 	check := func(b *Block, leaves, hashes []Hash) error {
 		if err := a.block(b, leaves, hashes); err != nil {
@@ -87,6 +113,7 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 			a.auth = append(a.auth, AuthorityEntry{Change: b.Authority[i], Index: int64(b.Header.LogSize) - int64(len(b.Authority)-i), Height: next})
 		}
 		a.parent = b.Header
+		a.sizes = append(a.sizes, b.Header.LogSize)
 		a.rep.Blocks++
 		if progress != nil {
 			progress(next)
@@ -94,59 +121,63 @@ func Audit(ctx context.Context, s Store, g *Genesis, seal SealChecker, progress 
 		next++
 		return nil
 	}
-	if sc, ok := s.(BlockScanner); ok {
-		// Only the seal looks at attestations.
-		err := sc.ScanBlocks(ctx, 0, head.Height, seal != nil, func(b *Block, leaves, hashes []Hash) error {
-			if b.Header.Height != next {
-				return &AuditError{Height: next, Err: fmt.Errorf("store gave block %d", b.Header.Height)}
+	sc, ok := a.s.(BlockScanner)
+	if !ok {
+		for next <= height {
+			if err := a.ctx.Err(); err != nil {
+				return err
 			}
-			if len(leaves) != len(b.Records) {
-				return &AuditError{Height: next, Err: fmt.Errorf("store gave %d leaf hashes for %d records", len(leaves), len(b.Records))}
-			}
-			return check(b, leaves, hashes)
-		})
-		var ae *AuditError
-		switch {
-		case errors.As(err, &ae):
-			return nil, err
-		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
-		case err != nil:
-			return nil, &AuditError{Height: next, Err: err}
-		case next != head.Height+1:
-			return nil, &AuditError{Height: next, Err: errors.New("store gave no block")}
-		}
-	} else {
-		for next <= head.Height {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			b, err := s.Block(ctx, next)
+			b, err := a.s.Block(a.ctx, next)
 			if err != nil {
-				return nil, &AuditError{Height: next, Err: err}
+				return &AuditError{Height: next, Err: err}
 			}
 			if err := check(b, nil, nil); err != nil {
-				return nil, err
+				return err
 			}
 		}
+		return nil
 	}
-	a.rep.Head = a.parent
-	// The store's list of authority changes (what LoadAuthorities reads)
-	// must be the one the blocks give.
-	listed, err := s.Authorities(ctx)
+	// Only the seal looks at attestations.
+	err := sc.ScanBlocks(a.ctx, 0, height, a.seal != nil, func(b *Block, leaves, hashes []Hash) error {
+		if b.Header.Height != next {
+			return &AuditError{Height: next, Err: fmt.Errorf("store gave block %d", b.Header.Height)}
+		}
+		if len(leaves) != len(b.Records) {
+			return &AuditError{Height: next, Err: fmt.Errorf("store gave %d leaf hashes for %d records", len(leaves), len(b.Records))}
+		}
+		return check(b, leaves, hashes)
+	})
+	var ae *AuditError
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case err != nil && a.ctx.Err() != nil:
+		return a.ctx.Err()
+	case err != nil:
+		return &AuditError{Height: next, Err: err}
+	case next != height+1:
+		return &AuditError{Height: next, Err: errors.New("store gave no block")}
+	}
+	return nil
+}
+
+// authorities checks the store's list of authority changes (what
+// LoadAuthorities reads) against the one the blocks give.
+func (a *auditor) authorities() *AuditError {
+	listed, err := a.s.Authorities(a.ctx)
 	if err != nil {
-		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("authority changes: %w", err)}
+		return &AuditError{Height: a.parent.Height, Err: fmt.Errorf("authority changes: %w", err)}
 	}
 	auth := a.auth
 	if len(listed) != len(auth) {
-		return nil, &AuditError{Height: head.Height, Err: fmt.Errorf("the store lists %d authority changes, the blocks hold %d", len(listed), len(auth))}
+		return &AuditError{Height: a.parent.Height, Err: fmt.Errorf("the store lists %d authority changes, the blocks hold %d", len(listed), len(auth))}
 	}
 	for i := range auth {
 		if listed[i].Index != auth[i].Index || listed[i].Height != auth[i].Height || listed[i].Change.LeafHash() != auth[i].Change.LeafHash() {
-			return nil, &AuditError{Height: auth[i].Height, Err: fmt.Errorf("the store lists authority change %d as %d at height %d, the blocks give %d", i, listed[i].Index, listed[i].Height, auth[i].Index)}
+			return &AuditError{Height: auth[i].Height, Err: fmt.Errorf("the store lists authority change %d as %d at height %d, the blocks give %d", i, listed[i].Index, listed[i].Height, auth[i].Index)}
 		}
 	}
-	return &a.rep, nil
+	return nil
 }
 
 // An auditor is Audit's state between blocks.
@@ -159,32 +190,64 @@ type auditor struct {
 	f      frontier
 	keys   *keySet          // the keys seen
 	auth   []AuthorityEntry // the authority changes seen
+	sizes  []uint64         // the log size after each block that passed, by height
 	rep    AuditReport
-	buf    []byte   // 0x00 || a record's canonical bytes
-	fps    []uint64 // the fingerprints of a block's keys
+	buf    []byte // 0x00 || a record's canonical bytes
 }
 
-// sameKey reports whether the key record at log index j, which has the
-// fingerprint of k, has key k. b is the block being checked, whose first
-// record has index first; a record before it is read back from the store
-// and must be the one audited (its leaf hash is the stored hash the audit
-// checked).
-func (a *auditor) sameKey(b *Block, first, j int64, k Key) (bool, error) {
-	if j >= first {
-		return b.Records[j-first].Key == k, nil
-	}
+// auditedKey returns the key of the key record at log index j, read back
+// from the store, which must be the record audited: its leaf hash is the
+// stored hash the audit checked.
+func (a *auditor) auditedKey(j int64) (Key, error) {
 	e, err := a.s.Record(a.ctx, j)
 	if err != nil {
-		return false, fmt.Errorf("record %d: %w", j, err)
+		return Key{}, fmt.Errorf("record %d: %w", j, err)
 	}
 	hs, err := a.s.ReadHashes(a.ctx, []int64{tlog.StoredHashIndex(0, j)})
 	if err != nil {
-		return false, fmt.Errorf("stored hash of record %d: %w", j, err)
+		return Key{}, fmt.Errorf("stored hash of record %d: %w", j, err)
 	}
 	if e.Authority != nil || len(hs) != 1 || e.Record.LeafHash() != hs[0] {
-		return false, fmt.Errorf("record %d as the store reads it is not the record audited", j)
+		return Key{}, fmt.Errorf("record %d as the store reads it is not the record audited", j)
 	}
-	return e.Record.Key == k, nil
+	return e.Record.Key, nil
+}
+
+// repeat returns an *AuditError for the first key record, among those of
+// the blocks that passed, whose key an earlier record has, or nil if
+// there is none.
+func (a *auditor) repeat() *AuditError {
+	var end int64
+	if len(a.sizes) > 0 {
+		end = int64(a.sizes[len(a.sizes)-1])
+	}
+	same := func(i, j int64) (bool, error) {
+		ki, err := a.auditedKey(i)
+		if err != nil {
+			return false, err
+		}
+		kj, err := a.auditedKey(j)
+		return ki == kj, err
+	}
+	i, j, err := a.keys.repeat(end, same)
+	switch {
+	case err != nil:
+		return &AuditError{Height: a.heightOf(j), Err: fmt.Errorf("looking for a key committed twice: %w", err)}
+	case j < 0:
+		return nil
+	}
+	k, err := a.auditedKey(j)
+	if err != nil {
+		return &AuditError{Height: a.heightOf(j), Err: err}
+	}
+	return &AuditError{Height: a.heightOf(j), Err: fmt.Errorf("key %s committed twice (log indexes %d and %d)", k, i, j)}
+}
+
+// heightOf returns the height of the block, among those that passed, that
+// holds log index j.
+func (a *auditor) heightOf(j int64) uint64 {
+	h, _ := slices.BinarySearch(a.sizes, uint64(j)+1)
+	return uint64(h)
 }
 
 // block checks b after a.parent. leaves, when not nil, are the leaf
@@ -209,7 +272,6 @@ func (a *auditor) block(b *Block, leaves, hashes []Hash) error {
 	f := &a.f
 	before := f.size
 	f.added = f.added[:0]
-	a.fps = a.fps[:0]
 	for i := range b.Records {
 		r := &b.Records[i]
 		var leaf Hash
@@ -224,20 +286,9 @@ func (a *auditor) block(b *Block, leaves, hashes []Hash) error {
 			a.rep.Bytes += int64(len(a.buf) - 1)
 			leaf = sha256.Sum256(a.buf)
 		}
-		a.fps = append(a.fps, a.keys.fingerprint(r.Key))
+		// Whether the key repeats one before it is found at the end.
+		a.keys.add(a.keys.fingerprint(r.Key), before+int64(i))
 		f.add(leaf)
-	}
-	// No key repeats one before it. A loop of its own, short, so that
-	// the processor overlaps the key table's cache misses.
-	for i, fp := range a.fps {
-		r := &b.Records[i]
-		j, err := a.keys.add(fp, before+int64(i), func(j int64) (bool, error) { return a.sameKey(b, before, j, r.Key) })
-		if err != nil {
-			return fmt.Errorf("record %d: %w", i, err)
-		}
-		if j >= 0 {
-			return fmt.Errorf("key %s committed twice (log indexes %d and %d)", r.Key, j, before+int64(i))
-		}
 	}
 	for i := range b.Authority {
 		c := &b.Authority[i]

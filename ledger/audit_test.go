@@ -264,6 +264,14 @@ func TestAudit(t *testing.T) {
 		{name: "missing block", height: 4, change: func(s *rawStore) { s.blocks[4] = nil }, is: ledger.ErrNotFound},
 		{name: "duplicate key", height: 6, records: func(rs [][]ledger.Record) { rs[5][0] = dupKey }},
 		{name: "duplicate key in one block", height: 3, records: func(rs [][]ledger.Record) { rs[2][0] = rs[2][1] }},
+		// Repeats are looked for at the end; the first failure is still
+		// the one reported.
+		{name: "duplicate key, then a bad link", height: 6, records: func(rs [][]ledger.Record) { rs[5][0] = dupKey },
+			change: func(s *rawStore) { s.blocks[7].Header.Prev[0] ^= 1 }},
+		{name: "bad link, then a duplicate key", height: 4, records: func(rs [][]ledger.Record) { rs[5][0] = dupKey },
+			change: func(s *rawStore) { s.blocks[4].Header.Prev[0] ^= 1 }},
+		{name: "duplicate key in the block that fails", height: 6, records: func(rs [][]ledger.Record) { rs[5][0] = dupKey },
+			change: func(s *rawStore) { s.blocks[6].Header.LogRoot[0] ^= 1 }},
 		{name: "bad certificate", height: 7, change: func(s *rawStore) { s.blocks[7].Certificate.Sigs[1].Sig[0] ^= 1 }, is: ledger.ErrBadCertificate},
 		{name: "other genesis", height: 0, genesis: func() *ledger.Genesis {
 			g := *c.Genesis
