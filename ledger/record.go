@@ -161,41 +161,50 @@ func parsePlainRecord(r *Record, s string) bool {
 	if !strings.HasPrefix(s, head) {
 		return false
 	}
-	// line returns the line at s[at:] after prefix, without its LF, and
-	// where the next begins.
-	line := func(at int, prefix string) (string, int, bool) {
-		if !strings.HasPrefix(s[at:], prefix) {
-			return "", 0, false
-		}
-		at += len(prefix)
-		n := strings.IndexByte(s[at:], '\n')
-		if n < 0 {
-			return "", 0, false
-		}
-		return s[at : at+n], at + n + 1, true
-	}
-	ks, at, ok := line(0, head)
-	if !ok {
+	s = s[len(head):]
+	n := strings.IndexByte(s, '\n')
+	if n < 0 {
 		return false
 	}
-	if r.Key, ok = plainKey(ks); !ok {
+	var ok bool
+	if r.Key, ok = plainKey(s[:n]); !ok {
 		return false
 	}
-	if r.Commit, at, ok = line(at, "commit "); !ok || CheckCommit(r.Commit) != nil {
+	// The other lines are of fixed lengths: no search for their ends.
+	s = s[n+1:]
+	const commit = "commit "
+	if !strings.HasPrefix(s, commit) {
 		return false
 	}
-	if r.Tree, at, ok = line(at, "tree "); !ok || !isSHA256Hash("t1:", r.Tree) {
+	s = s[len(commit):]
+	n = 40
+	if len(s) > n && s[n] != '\n' {
+		n = 64
+	}
+	if len(s) <= n || s[n] != '\n' || !isLowerHex(s[:n]) {
 		return false
 	}
-	if at < len(s) {
-		if r.H1, at, ok = line(at, "h1 "); !ok || !isSHA256Hash("h1:", r.H1) {
+	r.Commit, s = s[:n], s[n+1:]
+	if r.Tree, s, ok = cutHashLine(s, "tree ", "t1:"); !ok {
+		return false
+	}
+	if s != "" {
+		if r.H1, s, ok = cutHashLine(s, "h1 ", "h1:"); !ok || s != "" {
 			return false
 		}
 	}
-	if at != len(s) {
-		return false
-	}
 	return true
+}
+
+// cutHashLine cuts the line name, value, LF off the start of s, where
+// value is prefix and the canonical base64 of 32 bytes, and returns value
+// and the rest of s.
+func cutHashLine(s, name, prefix string) (value, rest string, ok bool) {
+	end := len(name) + len(prefix) + 44
+	if len(s) <= end || s[end] != '\n' || s[:len(name)] != name || s[len(name):len(name)+len(prefix)] != prefix || !isSHA256Base64(s[len(name)+len(prefix):end]) {
+		return "", "", false
+	}
+	return s[len(name):end], s[end+1:], true
 }
 
 // parseRecord is ParseRecord's full parse, which explains what is wrong.
@@ -235,12 +244,20 @@ func CheckCommit(s string) error {
 	if len(s) != 40 && len(s) != 64 {
 		return fmt.Errorf("commit %q: want 40 or 64 lowercase hex digits", clip(s))
 	}
-	for i := 0; i < len(s); i++ {
-		if hexValue[s[i]] > 0xf {
-			return fmt.Errorf("commit %q: not lowercase hex", clip(s))
-		}
+	if !isLowerHex(s) {
+		return fmt.Errorf("commit %q: not lowercase hex", clip(s))
 	}
 	return nil
+}
+
+// isLowerHex reports whether every byte of s is a lowercase hex digit.
+func isLowerHex(s string) bool {
+	// The OR of the digits' values: above 0xf if a byte is not one.
+	var acc byte
+	for i := 0; i < len(s); i++ {
+		acc |= hexValue[s[i]]
+	}
+	return acc <= 0xf
 }
 
 // checkSHA256Hash checks prefix + standard base64 of 32 bytes, canonical.
@@ -253,11 +270,6 @@ func checkSHA256Hash(prefix, s string) error {
 		return fmt.Errorf("%q is not %s followed by base64 of 32 bytes", clip(s), prefix)
 	}
 	return nil
-}
-
-// isSHA256Hash reports whether s is prefix and isSHA256Base64.
-func isSHA256Hash(prefix, s string) bool {
-	return strings.HasPrefix(s, prefix) && isSHA256Base64(s[len(prefix):])
 }
 
 // base64Value is the value of each byte of the standard base64 alphabet,
@@ -280,10 +292,10 @@ func isSHA256Base64(s string) bool {
 	if len(s) != 44 || s[43] != '=' {
 		return false
 	}
+	// The OR of the digits' values: negative if a byte is not one.
+	var acc int8
 	for i := range 43 {
-		if base64Value[s[i]] < 0 {
-			return false
-		}
+		acc |= base64Value[s[i]]
 	}
-	return base64Value[s[42]]&3 == 0
+	return acc >= 0 && base64Value[s[42]]&3 == 0
 }
