@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/vcsledger/vcsledger/ledger"
@@ -92,21 +93,18 @@ func nextAttestation(buf []byte, records int, e *attEntry) ([]byte, error) {
 // decodeAttestations parses a blocks.attestations blob of the block with
 // header h and records.
 func decodeAttestations(buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
-	return appendAttestations(nil, buf, h, records, true)
+	return appendAttestations(nil, buf, h, records)
 }
 
 // attRefSize is the size of an attRef entry of a record j < 128, the
 // smallest a blob's entries usually are.
 const attRefSize = 1 + 1 + len(ledger.PublicKey{}) + len(ledger.Signature{})
 
-// appendAttestations is decodeAttestations appending to dst; with keep
-// false it only checks buf as decodeAttestations would, and returns dst as
-// it is. On an error it returns dst as it was.
-func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, records []ledger.Record, keep bool) ([]ledger.Attestation, error) {
+// appendAttestations is decodeAttestations appending to dst. On an error
+// it returns dst as it was.
+func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, records []ledger.Record) ([]ledger.Attestation, error) {
 	start := len(dst)
-	if keep {
-		dst = slices.Grow(dst, len(buf)/attRefSize)
-	}
+	dst = slices.Grow(dst, len(buf)/attRefSize)
 	var e attEntry
 	for i := 0; len(buf) > 0; i++ {
 		rest, err := nextAttestation(buf, len(records), &e)
@@ -114,18 +112,36 @@ func appendAttestations(dst []ledger.Attestation, buf []byte, h *ledger.Header, 
 			return dst[:start], fmt.Errorf("entry %d: %w", i, err)
 		}
 		buf = rest
-		switch {
-		case e.tag == attWhole:
+		if e.tag == attWhole {
 			a, err := ledger.ParseAttestation(e.whole)
 			if err != nil {
 				return dst[:start], fmt.Errorf("entry %d: %w", i, err)
 			}
-			if keep {
-				dst = append(dst, *a)
-			}
-		case keep:
-			dst = append(dst, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: ledger.PublicKey(e.validator), Sig: ledger.Signature(e.sig)})
+			dst = append(dst, *a)
+			continue
 		}
+		dst = append(dst, ledger.Attestation{Chain: h.Chain, Record: records[e.record], Validator: ledger.PublicKey(e.validator), Sig: ledger.Signature(e.sig)})
 	}
 	return dst, nil
+}
+
+// checkAttestations checks an attestations blob as decodeAttestations
+// would, without the block: it returns how many of the block's records
+// the blob's entries refer to (the highest record number plus one), which
+// decodeAttestations would refuse if the block had fewer.
+func checkAttestations(buf []byte) (refs int, err error) {
+	var e attEntry
+	for i := 0; len(buf) > 0; i++ {
+		if buf, err = nextAttestation(buf, math.MaxInt, &e); err != nil {
+			return 0, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if e.tag == attWhole {
+			if _, err := ledger.ParseAttestation(e.whole); err != nil {
+				return 0, fmt.Errorf("entry %d: %w", i, err)
+			}
+			continue
+		}
+		refs = max(refs, e.record+1)
+	}
+	return refs, nil
 }

@@ -53,7 +53,7 @@ type scanBatch struct {
 	entries  []string
 	heights  []int64       // the height each entry's chunks row gives
 	stored   []ledger.Hash // the stored hashes the entries added, in order
-	attBlobs []byte        // the blocks' attestations blobs
+	attBlobs []byte        // the blocks' attestations blobs, when kept
 
 	// What build makes of them.
 	recs    []ledger.Record
@@ -67,7 +67,9 @@ type scanBatch struct {
 type scanRow struct {
 	b          *ledger.Block // without records and attestations
 	first      int64         // the block's first log index
-	atts, attz int           // its attestations blob: attBlobs[atts:attz]
+	atts, attz int           // its attestations blob, if kept: attBlobs[atts:attz]
+	refs       int           // if not: how many records it refers to (checkAttestations)
+	attErr     error         // and why it does not decode
 }
 
 // reset empties c for the next batch, keeping its buffers.
@@ -120,7 +122,7 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, attestations bo
 			case <-pctx.Done():
 				return
 			}
-			s.read(pctx, h, to, c)
+			s.read(pctx, h, to, attestations, c)
 			read <- c
 			if c.rowsErr != nil || c.entErr != nil {
 				return
@@ -158,8 +160,10 @@ func (s *Store) ScanBlocks(ctx context.Context, from, to uint64, attestations bo
 
 // read reads into c, in one transaction, the blocks from height from on
 // (to at most), whole blocks of about s.scanRecords records: their rows,
-// and their entries' bytes and stored hashes.
-func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
+// and their entries' bytes and stored hashes. It keeps the blocks'
+// attestations blobs when attestations is true, and otherwise checks them
+// as it reads them.
+func (s *Store) read(ctx context.Context, from, to uint64, attestations bool, c *scanBatch) {
 	c.reset()
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -193,9 +197,15 @@ func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 			c.rowsErr = err
 			break
 		}
-		at := len(c.attBlobs)
-		c.attBlobs = append(c.attBlobs, atts...)
-		c.rows = append(c.rows, scanRow{b, first, at, len(c.attBlobs)})
+		r := scanRow{b: b, first: first}
+		if attestations {
+			r.atts = len(c.attBlobs)
+			c.attBlobs = append(c.attBlobs, atts...)
+			r.attz = len(c.attBlobs)
+		} else {
+			r.refs, r.attErr = checkAttestations(atts)
+		}
+		c.rows = append(c.rows, r)
 		if nrec += int64(b.Header.Records); nrec >= s.scanRecords {
 			break
 		}
@@ -232,7 +242,8 @@ func (s *Store) read(ctx context.Context, from, to uint64, c *scanBatch) {
 // build parses and hashes the entries read read (on every CPU) and makes
 // the blocks of them, up to the first error, which it leaves in c.err.
 // The blocks carry their attestations when attestations is true; when
-// false, their blobs are only checked.
+// false, read has checked their blobs, and build checks that the records
+// they refer to are in their blocks.
 func (c *scanBatch) build(attestations bool) {
 	if len(c.rows) == 0 {
 		c.err = c.rowsErr
@@ -279,14 +290,23 @@ func (c *scanBatch) build(attestations bool) {
 		if c.err != nil {
 			break
 		}
-		at := len(c.atts)
-		var aerr error
-		if c.atts, aerr = appendAttestations(c.atts, c.attBlobs[r.atts:r.attz], h, b.Records, attestations); aerr != nil {
+		if attestations {
+			at := len(c.atts)
+			var aerr error
+			if c.atts, aerr = appendAttestations(c.atts, c.attBlobs[r.atts:r.attz], h, b.Records); aerr != nil {
+				c.err = corruptRow(aerr, "block %d: attestations", h.Height)
+				break
+			}
+			if len(c.atts) > at {
+				b.Attestations = c.atts[at:len(c.atts):len(c.atts)]
+			}
+		} else if r.attErr != nil || r.refs > len(b.Records) {
+			aerr := r.attErr
+			if aerr == nil {
+				aerr = fmt.Errorf("record %d of %d", r.refs-1, len(b.Records))
+			}
 			c.err = corruptRow(aerr, "block %d: attestations", h.Height)
 			break
-		}
-		if len(c.atts) > at {
-			b.Attestations = c.atts[at:len(c.atts):len(c.atts)]
 		}
 		c.blocks = append(c.blocks, b)
 		c.leaves = append(c.leaves, c.leafBuf[a:a+int64(len(b.Records)):a+int64(len(b.Records))])

@@ -138,6 +138,8 @@ func TestScanBlocksAudit(t *testing.T) {
 		{"zeroed stored hashes", func(p string) { editHashes(t, p, 9051, func(hs []byte) { clear(hs) }, 0) }, 182},
 		{"flipped header", sqlEdit(t, "UPDATE blocks SET header = replace(header, 'time ', 'time 1') WHERE height = 184"), 184},
 		{"damaged attestations", sqlEdit(t, "UPDATE blocks SET attestations = substr(attestations, 1, 50) WHERE height = 186"), 186},
+		// The first entry made an attestation of record 127, of 50.
+		{"attestation of a record past the block's", sqlEdit(t, "UPDATE blocks SET attestations = X'007f' || substr(attestations, 3) WHERE height = 188"), 188},
 		{"zeroed stored hashes in the first batch", func(p string) { editHashes(t, p, 5051, func(hs []byte) { clear(hs) }, 0) }, 102},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
