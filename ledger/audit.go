@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -343,12 +344,19 @@ func (a *auditor) block(b *Block, leaves, hashes []Hash) error {
 }
 
 // A frontier is the right edge of a tlog tree: for each level, the newest
-// complete subtree hash. It is all that appending and hashing the tree
-// needs, so the log can be rebuilt in O(log n) memory.
+// complete subtree hash that is a left child (the hashes the log's root
+// reads). It is all that appending and hashing the tree needs, so the log
+// can be rebuilt in O(log n) memory.
 type frontier struct {
 	size  int64
 	level []frontierHash // by level
 	added []Hash         // stored hashes computed since last reset, in index order
+
+	// Interior hashes, SHA-256(0x01 || left || right), through one
+	// digest: a few percent faster than sha256.Sum256 of each.
+	d    hash.Hash
+	node [1 + 2*len(Hash{})]byte
+	sum  Hash // the digest's output, here so that it is not allocated
 }
 
 type frontierHash struct {
@@ -372,23 +380,30 @@ func (f *frontier) ReadHashes(indexes []int64) ([]Hash, error) {
 // hashes record f.size adds (tlog.StoredHashesForRecordHash: the leaf, then
 // the hash of each subtree it completes) into f.added.
 func (f *frontier) add(leaf Hash) {
+	if f.d == nil {
+		f.d = sha256.New()
+		f.node[0] = 0x01
+	}
 	x, n := leaf, f.size
 	for level := 0; ; level++ {
 		// x is the hash of subtree n at level.
-		var left Hash
-		closes := n&1 == 1
-		if closes {
-			left = f.level[level].hash // subtree n-1, its left sibling
-		}
+		f.added = append(f.added, x)
 		if level == len(f.level) {
 			f.level = append(f.level, frontierHash{})
 		}
-		f.level[level] = frontierHash{n: n, hash: x}
-		f.added = append(f.added, x)
-		if !closes {
+		if n&1 == 0 {
+			// A left child, which the root reads until its sibling comes.
+			f.level[level] = frontierHash{n: n, hash: x}
 			break
 		}
-		x = Hash(tlog.NodeHash(tlog.Hash(left), tlog.Hash(x)))
+		// A right child: with its left sibling it completes subtree n/2
+		// of the level above.
+		copy(f.node[1:], f.level[level].hash[:])
+		copy(f.node[1+len(Hash{}):], x[:])
+		f.d.Reset()
+		f.d.Write(f.node[:])
+		f.d.Sum(f.sum[:0])
+		x = f.sum
 		n >>= 1
 	}
 	f.size++

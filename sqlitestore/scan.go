@@ -361,8 +361,10 @@ func (c *scanBatch) parseAll(lo int64) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// 0x00 || an entry's bytes: its leaf hash's input.
+			// 0x00 || an entry's bytes: its leaf hash's input, hashed
+			// through one digest (a few percent faster than Sum256).
 			var leaf []byte
+			d := sha256.New()
 			for i := a; i < b; i++ {
 				e := c.entries[i]
 				leaf = append(append(leaf[:0], 0), e...)
@@ -372,7 +374,9 @@ func (c *scanBatch) parseAll(lo int64) int {
 				if err != nil {
 					c.errs[i] = corruptRow(err, "record %d", lo+int64(i))
 				}
-				c.leafBuf[i] = sha256.Sum256(leaf)
+				d.Reset()
+				d.Write(leaf)
+				d.Sum(c.leafBuf[i][:0])
 			}
 		}()
 	}
