@@ -90,17 +90,18 @@ func (fs keyFilters) mayHave(h int64) bool {
 
 // add adds keys, to a new filter when the last one has no room for them.
 // It returns the filters (a new slice when it started a filter).
-func (fs keyFilters) add(keys map[string]tailKey) keyFilters {
+func (fs keyFilters) add(keys *tailKeys) keyFilters {
+	n := int64(keys.len())
 	last := fs[len(fs)-1]
-	if last.full(int64(len(keys))) {
+	if last.full(n) {
 		var total int64
 		for _, f := range fs {
 			total += f.keys
 		}
-		last = newKeyFilter(max(total, int64(len(keys))))
+		last = newKeyFilter(max(total, n))
 		fs = append(fs[:len(fs):len(fs)], last)
 	}
-	for _, k := range keys {
+	for k := range keys.values() {
 		last.add(k.h)
 	}
 	return fs

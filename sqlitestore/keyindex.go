@@ -70,10 +70,10 @@ type tailKey struct{ idx, h int64 }
 
 type keyIndex struct {
 	mu      sync.RWMutex
-	indexed int64              // records [0, indexed) are in the keys table
-	tail    map[string]tailKey // the keys of records [indexed, size)
-	filter  keyFilters         // the keys table's keys
-	mergeAt int64              // if > 0, the tail length that merges (tests)
+	indexed int64      // records [0, indexed) are in the keys table
+	tail    *tailKeys  // the keys of records [indexed, size)
+	filter  keyFilters // the keys table's keys
+	mergeAt int64      // if > 0, the tail length that merges (tests)
 }
 
 // load reads the tail of a log of size records from q.
@@ -102,7 +102,7 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 	if f.keys+auth != indexed {
 		return fmt.Errorf("key index: %d keys and %d authority changes for %d entries: %w", f.keys, auth, indexed, errCorruptIndex)
 	}
-	tail := make(map[string]tailKey, size-indexed)
+	tail := newTailKeys(size - indexed)
 	err = scanChunks(ctx, q, indexed, size, func(c *chunkRow[[]byte]) error {
 		for i, e := range c.entries {
 			idx := c.first + int64(i)
@@ -116,10 +116,13 @@ func (k *keyIndex) load(ctx context.Context, q queryer, size int64) error {
 				}
 				return corruptRow(errors.New("not a record"), "record %d at height %d", idx, c.height)
 			}
-			if _, dup := tail[key]; dup {
+			if len(key) > ledger.MaxKeyLen {
+				return corruptRow(fmt.Errorf("key of %d bytes", len(key)), "record %d at height %d", idx, c.height)
+			}
+			if _, dup := tail.get(key); dup {
 				return fmt.Errorf("key %s twice (record %d at height %d): %w", key, idx, c.height, errCorruptIndex)
 			}
-			tail[key] = tailKey{idx, keyHash(key)}
+			tail.put(key, tailKey{idx, keyHash(key)})
 		}
 		return nil
 	})
@@ -141,7 +144,7 @@ var errCorruptIndex = errors.New("key index does not match the records")
 func (k *keyIndex) get(key string) (idx int64, inTail bool, h int64, inTable bool) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if t, ok := k.tail[key]; ok {
+	if t, ok := k.tail.get(key); ok {
 		return t.idx, true, t.h, false
 	}
 	h = keyHash(key)
@@ -162,7 +165,7 @@ func (k *keyIndex) firstInTail(keys []string) (first int, maybe []keyProbe) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for i, key := range keys {
-		if _, ok := k.tail[key]; ok {
+		if _, ok := k.tail.get(key); ok {
 			return i, maybe
 		}
 		if h := keyHash(key); k.filter.mayHave(h) {
@@ -262,7 +265,7 @@ func (w *keyWrite) conflict(ctx context.Context, tx *sql.Tx, keys []string, firs
 	for i, key := range keys {
 		// The writer holds wmu, so the tail and the filter do not change
 		// under it.
-		if t, ok := w.k.tail[key]; ok && t.idx < w.limit {
+		if t, ok := w.k.tail.get(key); ok && t.idx < w.limit {
 			return key, nil
 		}
 		if _, ok := w.added[key]; ok {
@@ -287,16 +290,12 @@ func (w *keyWrite) committed() {
 	k := w.k
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if w.limit < k.indexed+int64(len(k.tail)) {
-		for key, t := range k.tail {
-			if t.idx >= w.limit {
-				delete(k.tail, key)
-			}
-		}
+	if w.limit < k.indexed+int64(k.tail.len()) {
+		k.tail.cut(w.limit)
 	}
 	k.indexed = min(k.indexed, w.limit)
 	for key, t := range w.added {
-		k.tail[key] = t
+		k.tail.put(key, t)
 	}
 }
 
@@ -334,7 +333,7 @@ func (s *Store) mergeKeys(ctx context.Context, size int64) {
 	defer k.mu.Unlock()
 	k.filter = k.filter.add(k.tail)
 	// The next tail grows to about as many keys as this one.
-	k.indexed, k.tail = size, make(map[string]tailKey, len(k.tail))
+	k.indexed, k.tail = size, newTailKeys(int64(k.tail.len()))
 }
 
 // keyRowsPerInsert is how many keys rows one INSERT statement of
@@ -344,11 +343,8 @@ const keyRowsPerInsert = 256
 
 // insertKeys inserts the rows of keys into the keys table and sets
 // keys_indexed to n, in one transaction.
-func insertKeys(ctx context.Context, db *sql.DB, keys map[string]tailKey, n int64) error {
-	rows := make([]tailKey, 0, len(keys))
-	for _, t := range keys {
-		rows = append(rows, t)
-	}
+func insertKeys(ctx context.Context, db *sql.DB, keys *tailKeys, n int64) error {
+	rows := slices.AppendSeq(make([]tailKey, 0, keys.len()), keys.values())
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -403,6 +399,6 @@ func withKeyMerge(n int64) Option { return func(c *config) { c.keyMerge = n } }
 func (k *keyIndex) stale(key string, idx int64) bool {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	t, ok := k.tail[key]
+	t, ok := k.tail.get(key)
 	return !ok || t.idx != idx
 }

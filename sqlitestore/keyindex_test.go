@@ -37,7 +37,7 @@ func keyIndexState(t *testing.T, s *Store) (indexed, keys int64, tail int) {
 	if s.keys.indexed != indexed {
 		t.Fatalf("the store holds %d records indexed; the file says %d", s.keys.indexed, indexed)
 	}
-	return indexed, keys, len(s.keys.tail)
+	return indexed, keys, s.keys.tail.len()
 }
 
 // checkKeys checks that every record of c is found by key at its index,

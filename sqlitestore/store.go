@@ -39,7 +39,7 @@
 //
 // The key index is the keys table, whose rows hold 8 bytes of each key's
 // SHA-256 (h) and its record's index, and, for the records from
-// keys_indexed.n on (the tail), a map in memory that Open reads back from
+// keys_indexed.n on (the tail), a table in memory that Open reads back from
 // the chunks rows; Append adds the tail to the table, sorted, in one
 // transaction, once it holds a quarter of the records indexed (at least
 // 65,536, at most 262,144). Keys arrive in random order, and indexed one
