@@ -68,7 +68,8 @@ func (s *keySet) add(fp uint64, index int64) {
 // added twice: for each two keys with the same fingerprint it calls same
 // with their log indexes, and reports the keys equal only when same does.
 // It returns the two indexes of the repeat whose later index is the
-// smallest, or -1, -1 when no key repeats.
+// smallest, or -1, -1 when no key repeats; on an error of same, the two
+// it was given.
 func (s *keySet) repeat(end int64, same func(earlier, later int64) (bool, error)) (earlier, later int64, err error) {
 	earlier, later = -1, -1
 	for _, b := range s.buckets {
@@ -97,7 +98,7 @@ func (s *keySet) repeat(end int64, same func(earlier, later int64) (bool, error)
 				}
 				eq, err := same(t[i].at-1, at)
 				if err != nil {
-					return -1, -1, err
+					return t[i].at - 1, at, err
 				}
 				if eq {
 					earlier, later = t[i].at-1, at

@@ -66,7 +66,7 @@ func TestKeySetRepeat(t *testing.T) {
 		t.Errorf("repeat(303) = %d, %d, %v; want 1, 301, nil", i, j, err)
 	}
 	wantErr := fmt.Errorf("read failed")
-	if _, _, err := s.repeat(303, func(int64, int64) (bool, error) { return false, wantErr }); err != wantErr {
-		t.Errorf("repeat with a failing comparison = %v; want %v", err, wantErr)
+	if i, j, err := s.repeat(303, func(int64, int64) (bool, error) { return false, wantErr }); err != wantErr || fps[i] != fps[j] || i >= j {
+		t.Errorf("repeat with a failing comparison = %d, %d, %v; want two indexes of one fingerprint, %v", i, j, err, wantErr)
 	}
 }
