@@ -199,10 +199,11 @@ func parseBlock(data []byte, hash bool) (*Block, []Hash, error) {
 		}
 		switch {
 		case name == "record" && len(b.Authority) == 0 && b.Certificate == nil && len(b.Attestations) == 0:
-			b.Records = append(b.Records, Record{})
-			if err := parseRecordTo(&b.Records[len(b.Records)-1], body); err != nil {
+			r, err := ParseRecordString(string(body))
+			if err != nil {
 				return nil, nil, err
 			}
+			b.Records = append(b.Records, r)
 			if hash {
 				leaves = append(leaves, leafHash(body))
 			}

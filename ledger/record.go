@@ -117,25 +117,11 @@ func (r *Record) checkFields() error {
 // ParseRecord parses a record's canonical bytes. It is strict: the result
 // formats back to exactly b.
 func ParseRecord(b []byte) (*Record, error) {
-	r := new(Record)
-	if err := parseRecordTo(r, b); err != nil {
+	r, err := ParseRecordString(string(b))
+	if err != nil {
 		return nil, err
 	}
-	return r, nil
-}
-
-// parseRecordTo is ParseRecord into *r (a block's records are parsed
-// into its slice).
-func parseRecordTo(r *Record, b []byte) error {
-	if parsePlainRecord(r, string(b)) {
-		return nil
-	}
-	x, err := parseRecord(b)
-	if err != nil {
-		return err
-	}
-	*r = *x
-	return nil
+	return &r, nil
 }
 
 // ParseRecordString is ParseRecord of canonical bytes held in a string.
