@@ -183,7 +183,7 @@ func readBlock(ctx context.Context, q queryer, height uint64) (*ledger.Block, er
 	b.Records = make([]ledger.Record, 0, h.Records)
 	err = scanBlockEntries(ctx, q, height, first, int64(h.Records), func(idx int64, data, _ []byte) error {
 		var r ledger.Record
-		c, err := parseEntry(data, string(data), &r)
+		c, err := parseEntry(string(data), &r)
 		switch {
 		case err != nil:
 			return corruptRow(err, "block %d: record %d", height, idx)
@@ -210,12 +210,12 @@ func isAuthority(data []byte) bool {
 	return bytes.HasPrefix(data, []byte(authorityMagic))
 }
 
-// parseEntry parses a log entry's stored bytes, data, whose text is the
-// same bytes as a string: an authority change, which it returns, or else
-// a key record, into *r, whose fields are substrings of text.
-func parseEntry(data []byte, text string, r *ledger.Record) (*ledger.AuthorityChange, error) {
-	if isAuthority(data) {
-		return ledger.ParseAuthorityChange(data)
+// parseEntry parses a log entry's stored bytes, held in text: an
+// authority change, which it returns, or else a key record, into *r,
+// whose fields are substrings of text.
+func parseEntry(text string, r *ledger.Record) (*ledger.AuthorityChange, error) {
+	if strings.HasPrefix(text, authorityMagic) {
+		return ledger.ParseAuthorityChange([]byte(text))
 	}
 	var err error
 	*r, err = ledger.ParseRecordString(text)
@@ -226,7 +226,7 @@ func parseEntry(data []byte, text string, r *ledger.Record) (*ledger.AuthorityCh
 // bytes.
 func scanEntry(data []byte, idx, height int64) (*ledger.Entry, error) {
 	e := &ledger.Entry{Index: idx, Height: uint64(height)}
-	c, err := parseEntry(data, string(data), &e.Record)
+	c, err := parseEntry(string(data), &e.Record)
 	if err != nil {
 		return nil, corruptRow(err, "record %d", idx)
 	}

@@ -367,13 +367,13 @@ func (c *scanBatch) parseAll(lo int64) int {
 			d := sha256.New()
 			for i := a; i < b; i++ {
 				e := c.entries[i]
-				leaf = append(append(leaf[:0], 0), e...)
 				c.recs[i], c.errs[i] = ledger.Record{}, nil
 				var err error
-				c.auths[i], err = parseEntry(leaf[1:], e, &c.recs[i])
+				c.auths[i], err = parseEntry(e, &c.recs[i])
 				if err != nil {
 					c.errs[i] = corruptRow(err, "record %d", lo+int64(i))
 				}
+				leaf = append(append(leaf[:0], 0), e...)
 				d.Reset()
 				d.Write(leaf)
 				d.Sum(c.leafBuf[i][:0])

@@ -48,10 +48,10 @@ func (k *tailKeys) len() int {
 	return k.n
 }
 
-// key returns the text of the key in slot s.
-func (k *tailKeys) key(s *tailSlot) string {
+// keyText returns the text of the key in slot s.
+func (k *tailKeys) keyText(s *tailSlot) []byte {
 	off, n := s.at>>16, s.at&0xffff
-	return string(k.text[off : off+n])
+	return k.text[off : off+n]
 }
 
 // find returns the slot of key, or the empty slot where it would go.
@@ -62,7 +62,7 @@ func (k *tailKeys) find(key string, h uint64) *tailSlot {
 		if s.at == 0 {
 			return s
 		}
-		if off, n := s.at>>16, s.at&0xffff; s.hash == h && n == uint64(len(key)) && string(k.text[off:off+n]) == key {
+		if s.hash == h && string(k.keyText(s)) == key {
 			return s
 		}
 	}
@@ -117,7 +117,7 @@ func (k *tailKeys) cut(limit int64) {
 	*k = *newTailKeys(int64(old.n))
 	for i := range old.slots {
 		if s := &old.slots[i]; s.at != 0 && s.t.idx < limit {
-			k.put(old.key(s), s.t)
+			k.put(string(old.keyText(s)), s.t)
 		}
 	}
 }
